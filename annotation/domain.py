@@ -1,0 +1,107 @@
+"""The vocabulary of preference data, as plain Python (no Django, no torch).
+
+Shared by the web app, the importers and exporters, and the ML code, so that a strength
+or a safety bin means the same thing everywhere. Names follow Llama 2 (§3.2.1).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Strength(enum.StrEnum):
+    """How much better the preferred response is (Llama 2's four-point scale)."""
+
+    SIGNIFICANTLY_BETTER = "significantly_better"
+    BETTER = "better"
+    SLIGHTLY_BETTER = "slightly_better"
+    NEGLIGIBLY_BETTER_OR_UNSURE = "negligibly_better_or_unsure"
+
+    @property
+    def label(self) -> str:
+        return STRENGTH_LABELS[self]
+
+
+STRENGTH_LABELS = {
+    Strength.SIGNIFICANTLY_BETTER: "Significantly better",
+    Strength.BETTER: "Better",
+    Strength.SLIGHTLY_BETTER: "Slightly better",
+    Strength.NEGLIGIBLY_BETTER_OR_UNSURE: "Negligibly better / Unsure",
+}
+# Strongest first, the order of Llama 2's Table 8 columns.
+STRENGTH_ORDER = list(Strength)
+
+
+class Category(enum.StrEnum):
+    HELPFULNESS = "helpfulness"
+    SAFETY = "safety"
+
+
+class SafetyTag(enum.StrEnum):
+    SAFE = "safe"
+    UNSAFE = "unsafe"
+
+
+class SafetyBin(enum.StrEnum):
+    """Llama 2's safety bins for a safety comparison, from the two responses' tags."""
+
+    PREFERRED_SAFE_OTHER_UNSAFE = "preferred_safe_other_unsafe"
+    BOTH_SAFE = "both_safe"
+    BOTH_UNSAFE = "both_unsafe"
+    # Llama 2 drops these from safety RM training: the annotator preferred the unsafe one.
+    PREFERRED_UNSAFE_OTHER_SAFE = "preferred_unsafe_other_safe"
+
+
+class Choice(enum.StrEnum):
+    """Which of a comparison's two responses, in its stored A/B terms."""
+
+    A = "A"
+    B = "B"
+
+    @property
+    def other(self) -> Choice:
+        return Choice.B if self is Choice.A else Choice.A
+
+
+class Role(enum.StrEnum):
+    """A turn's speaker."""
+
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+def safety_bin(preferred: Choice | str, tag_a: SafetyTag | str, tag_b: SafetyTag | str) -> SafetyBin:
+    """The safety bin of a label from the preferred side and each response's safe/unsafe tag."""
+    preferred = Choice(preferred)
+    tags = {Choice.A: SafetyTag(tag_a), Choice.B: SafetyTag(tag_b)}
+    chosen, other = tags[preferred], tags[preferred.other]
+    if chosen is SafetyTag.SAFE and other is SafetyTag.UNSAFE:
+        return SafetyBin.PREFERRED_SAFE_OTHER_UNSAFE
+    if chosen is SafetyTag.SAFE:
+        return SafetyBin.BOTH_SAFE
+    if other is SafetyTag.UNSAFE:
+        return SafetyBin.BOTH_UNSAFE
+    return SafetyBin.PREFERRED_UNSAFE_OTHER_SAFE
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    role: Role
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": str(self.role), "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class PreferencePair:
+    """One labelled pair as the ML code sees it: context turns, chosen, rejected, strength."""
+
+    context: tuple[Turn, ...]
+    chosen: str
+    rejected: str
+    strength: Strength
+    category: Category
+    safety_bin: SafetyBin | None = None
+    source: str = ""

@@ -1,0 +1,235 @@
+"""Preference data: prompts (dialogue so far), responses with provenance, comparisons,
+labels, batches, guidelines, and the annotator queue's assignments.
+
+Writes go through ``annotation.services``; reads through ``annotation.selectors``.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotation.domain import Category, Choice, SafetyBin, SafetyTag, Strength
+
+
+def _choices(enum_cls, labels=None):
+    return [(m.value, (labels or {}).get(m, m.value.replace("_", " ").capitalize())) for m in enum_cls]
+
+
+from annotation.domain import STRENGTH_LABELS  # noqa: E402
+
+CATEGORY_CHOICES = _choices(Category)
+CHOICE_CHOICES = _choices(Choice)
+STRENGTH_CHOICES = _choices(Strength, STRENGTH_LABELS)
+SAFETY_TAG_CHOICES = _choices(SafetyTag)
+SAFETY_BIN_CHOICES = _choices(SafetyBin)
+
+
+class Batch(models.Model):
+    """A week's worth of comparisons: draft → open → closed → frozen.
+
+    Frozen batches are immutable training data; ``freeze_hash`` is the SHA-256 of their
+    canonical content (comparisons and labels), so a model trained on them can name them.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+        FROZEN = "frozen", "Frozen"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    iteration = models.PositiveIntegerField(
+        default=0, help_text="The weekly iteration this batch belongs to (RLHF-V{N} sampled it)."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    labels_per_comparison = models.PositiveSmallIntegerField(
+        default=1, help_text="How many annotators label each comparison."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    frozen_at = models.DateTimeField(null=True, blank=True)
+    freeze_hash = models.CharField(max_length=64, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "batches"
+        permissions = [
+            ("manage_batches", "Can open, close, freeze batches and import comparisons"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.status == self.Status.FROZEN
+
+
+class Guideline(models.Model):
+    """Written instructions for one category; the newest active version is shown."""
+
+    category = models.CharField(max_length=20, choices=CATEGORY_CHOICES)
+    title = models.CharField(max_length=200)
+    body = models.TextField(help_text="Plain text; blank lines separate paragraphs, '- ' starts a bullet.")
+    version = models.PositiveIntegerField(default=1)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["category", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["category", "version"], name="guideline_category_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category} v{self.version}: {self.title}"
+
+
+class Prompt(models.Model):
+    """The dialogue so far: a list of turns ``[{"role": ..., "content": ...}, ...]``.
+
+    The last turn is the user's; the two responses of a comparison answer it. Identical
+    dialogues share one row (``content_hash``), so a live multi-turn conversation and its
+    imported twin are the same prompt.
+    """
+
+    turns = models.JSONField()
+    content_hash = models.CharField(max_length=64, unique=True)
+    source = models.CharField(max_length=100, blank=True, help_text="Where it came from: an import, an annotator, a prompt set.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        last = self.turns[-1]["content"] if self.turns else ""
+        return (last[:70] + "…") if len(last) > 70 else last
+
+
+class Response(models.Model):
+    """One candidate answer to a prompt, with its provenance."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
+    text = models.TextField()
+    model_version = models.CharField(max_length=200, blank=True, help_text="e.g. RLHF-V2, SFT, human, anthropic-hh")
+    sampling = models.JSONField(default=dict, blank=True, help_text="temperature, top_p, max_new_tokens, seed…")
+    generated_at = models.DateTimeField(null=True, blank=True)
+    generation_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.model_version or 'unknown'}: {self.text[:60]}"
+
+
+class Comparison(models.Model):
+    """Two responses to one prompt, to be judged under one category, inside a batch."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="comparisons")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="comparisons")
+    response_a = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
+    response_b = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
+    category = models.CharField(max_length=20, choices=CATEGORY_CHOICES, db_index=True)
+    source = models.CharField(max_length=100, blank=True, help_text="Import name or generator.")
+    external_id = models.CharField(max_length=200, blank=True, help_text="The row's id or line in its source.")
+    content_hash = models.CharField(
+        max_length=64, help_text="SHA-256 of (prompt, response A, response B, category): finds duplicates."
+    )
+    metadata = models.JSONField(default=dict, blank=True, help_text="Source-specific fields kept verbatim.")
+    # Live claims on this comparison: labelled plus currently assigned. Kept under the
+    # row lock so concurrent annotators never over-assign (see services.assignment_next).
+    claims = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "content_hash"], name="comparison_unique_in_batch"),
+        ]
+        indexes = [models.Index(fields=["batch", "claims"], name="comparison_open_slots")]
+
+    def __str__(self) -> str:
+        return f"Comparison {self.pk} ({self.category})"
+
+    def response(self, choice: Choice | str) -> Response:
+        return self.response_a if Choice(choice) is Choice.A else self.response_b
+
+
+class Assignment(models.Model):
+    """An annotator's claim on a comparison, with the order the two responses are shown in."""
+
+    class Status(models.TextChoices):
+        ASSIGNED = "assigned", "Assigned"
+        LABELLED = "labelled", "Labelled"
+        SKIPPED = "skipped", "Skipped"
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ASSIGNED)
+    # Randomised per annotator: which stored response (A or B) is shown on the left.
+    left = models.CharField(max_length=1, choices=CHOICE_CHOICES)
+    assigned_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "annotator"], name="assignment_once_per_annotator"),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "status"], name="assignment_annotator_status"),
+            models.Index(fields=["status", "assigned_at"], name="assignment_status_age"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} → {self.comparison_id} ({self.status})"
+
+
+class Label(models.Model):
+    """One annotator's judgement of one comparison. Raw labels are never aggregated away.
+
+    ``preferred`` is in the comparison's stored A/B terms whatever the screen showed;
+    ``left`` records which response was displayed on the left.
+    Imported labels have no Pairwise user: ``source_annotator`` names the original rater.
+    """
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.PROTECT, related_name="labels")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="labels"
+    )
+    source_annotator = models.CharField(max_length=200, blank=True)
+    preferred = models.CharField(max_length=1, choices=CHOICE_CHOICES)
+    # Blank for imported binary data that was never rated (e.g. Anthropic HH): margin 0.
+    strength = models.CharField(max_length=32, choices=STRENGTH_CHOICES, blank=True)
+    safety_a = models.CharField(max_length=10, choices=SAFETY_TAG_CHOICES, blank=True)
+    safety_b = models.CharField(max_length=10, choices=SAFETY_TAG_CHOICES, blank=True)
+    safety_bin = models.CharField(max_length=40, choices=SAFETY_BIN_CHOICES, blank=True, db_index=True)
+    comment = models.TextField(blank=True)
+    left = models.CharField(max_length=1, choices=CHOICE_CHOICES, blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        permissions = [("export_data", "Can create and download preference-data snapshots")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["comparison", "annotator"],
+                condition=Q(annotator__isnull=False),
+                name="label_once_per_annotator",
+            ),
+            models.UniqueConstraint(
+                fields=["comparison", "source_annotator"],
+                condition=Q(annotator__isnull=True),
+                name="imported_label_once_per_rater",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Label {self.pk}: {self.preferred} {self.strength}"

@@ -1,0 +1,50 @@
+"""Roles are Django groups carrying model permissions; checks read permissions, not names.
+
+- annotator: label comparisons (``annotation.add_label``)
+- researcher: export preference data (``annotation.export_data``)
+- admin: manage batches and launch training (``annotation.manage_batches``,
+  ``modeling.launch_training``); superusers have everything.
+"""
+from __future__ import annotations
+
+from rest_framework.permissions import BasePermission
+
+ANNOTATE = "annotation.add_label"
+EXPORT = "annotation.export_data"
+MANAGE_BATCHES = "annotation.manage_batches"
+LAUNCH_TRAINING = "modeling.launch_training"
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    "annotator": [ANNOTATE],
+    "researcher": [EXPORT],
+    "admin": [ANNOTATE, EXPORT, MANAGE_BATCHES, LAUNCH_TRAINING],
+}
+
+
+def user_roles(user) -> dict[str, bool]:
+    authenticated = bool(user and user.is_authenticated)
+    return {
+        "annotate": authenticated and user.has_perm(ANNOTATE),
+        "export": authenticated and user.has_perm(EXPORT),
+        "manage": authenticated and user.has_perm(MANAGE_BATCHES),
+        "train": authenticated and user.has_perm(LAUNCH_TRAINING),
+    }
+
+
+def perm_class(perm: str) -> type[BasePermission]:
+    """A DRF permission class requiring ``perm`` (403 otherwise, 401 when anonymous)."""
+
+    class _HasPerm(BasePermission):
+        message = f"You need the '{perm}' permission."
+
+        def has_permission(self, request, view):
+            return bool(request.user and request.user.is_authenticated and request.user.has_perm(perm))
+
+    _HasPerm.__name__ = f"Has_{perm.replace('.', '_')}"
+    return _HasPerm
+
+
+CanAnnotate = perm_class(ANNOTATE)
+CanExport = perm_class(EXPORT)
+CanManageBatches = perm_class(MANAGE_BATCHES)
+CanLaunchTraining = perm_class(LAUNCH_TRAINING)

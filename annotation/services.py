@@ -1,0 +1,474 @@
+"""Writes to preference data. Every state change is one atomic service call.
+
+Views, API endpoints, admin actions, commands and tasks call these; none of them writes
+models directly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import IO
+
+from django.conf import settings
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from annotation import importers
+from annotation.domain import Category, Choice, SafetyTag, Strength, Turn, safety_bin
+from annotation.models import Assignment, Batch, Comparison, Guideline, Label, Prompt, Response
+from annotation.permissions import ROLE_PERMISSIONS
+
+logger = logging.getLogger(__name__)
+
+
+# --- roles -----------------------------------------------------------------------------
+
+def roles_ensure() -> None:
+    """Create the annotator / researcher / admin groups with their permissions (idempotent)."""
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            found = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            if found is not None:
+                wanted.append(found)
+        group.permissions.add(*wanted)
+
+
+def user_set_role(*, user, role: str) -> None:
+    if role not in ROLE_PERMISSIONS:
+        raise ValidationError({"role": f"Unknown role {role!r}; choose one of {sorted(ROLE_PERMISSIONS)}."})
+    roles_ensure()
+    user.groups.add(Group.objects.get(name=role))
+    if role == "admin":
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+
+
+# --- batches ---------------------------------------------------------------------------
+
+ALLOWED_TRANSITIONS = {
+    Batch.Status.DRAFT: {Batch.Status.OPEN},
+    Batch.Status.OPEN: {Batch.Status.CLOSED},
+    Batch.Status.CLOSED: {Batch.Status.OPEN, Batch.Status.FROZEN},
+    Batch.Status.FROZEN: set(),
+}
+
+
+def batch_create(
+    *, name: str, description: str = "", iteration: int = 0, labels_per_comparison: int = 1, created_by=None
+) -> Batch:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "A batch needs a name."})
+    if Batch.objects.filter(name=name).exists():
+        raise ValidationError({"name": f"A batch named {name!r} already exists."})
+    if labels_per_comparison < 1:
+        raise ValidationError({"labels_per_comparison": "Must be at least 1."})
+    return Batch.objects.create(
+        name=name,
+        description=description,
+        iteration=iteration,
+        labels_per_comparison=labels_per_comparison,
+        created_by=created_by,
+    )
+
+
+def batch_content_hash(batch: Batch) -> str:
+    """SHA-256 over the batch's comparisons and labels in a canonical order.
+
+    Streams rows; the same data gives the same hash on SQLite and PostgreSQL.
+    """
+    digest = hashlib.sha256()
+    comparisons = (
+        Comparison.objects.filter(batch=batch)
+        .order_by("id")
+        .values_list("id", "content_hash", "category")
+    )
+    for row in comparisons.iterator(chunk_size=2000):
+        digest.update(json.dumps(["c", *row]).encode())
+    labels = (
+        Label.objects.filter(comparison__batch=batch)
+        .order_by("id")
+        .values_list(
+            "id", "comparison_id", "annotator_id", "source_annotator", "preferred", "strength",
+            "safety_a", "safety_b", "safety_bin", "comment", "left", "time_spent_ms",
+        )
+    )
+    for row in labels.iterator(chunk_size=2000):
+        digest.update(json.dumps(["l", *row]).encode())
+    return digest.hexdigest()
+
+
+@transaction.atomic
+def batch_transition(*, batch: Batch, to: str, by=None) -> Batch:
+    """Move a batch along draft → open → closed → frozen (closed may reopen).
+
+    Freezing records the content hash; a frozen batch never changes again.
+    """
+    batch = Batch.objects.select_for_update().get(pk=batch.pk)
+    to = Batch.Status(to)
+    current = Batch.Status(batch.status)
+    if to not in ALLOWED_TRANSITIONS[current]:
+        raise ValidationError(
+            {"status": f"Batch {batch.name!r} is {current.label.lower()}; it cannot become {to.label.lower()}."}
+        )
+    now = timezone.now()
+    if to is Batch.Status.OPEN:
+        if not batch.comparisons.exists():
+            raise ValidationError({"status": f"Batch {batch.name!r} has no comparisons to open."})
+        batch.opened_at = batch.opened_at or now
+    elif to is Batch.Status.CLOSED:
+        batch.closed_at = now
+        # Work handed out but not done goes nowhere: release it.
+        stale = Assignment.objects.filter(comparison__batch=batch, status=Assignment.Status.ASSIGNED)
+        for comparison_id in stale.values_list("comparison_id", flat=True):
+            Comparison.objects.filter(pk=comparison_id).update(claims=F("claims") - 1)
+        stale.delete()
+    elif to is Batch.Status.FROZEN:
+        if not Label.objects.filter(comparison__batch=batch).exists():
+            raise ValidationError({"status": f"Batch {batch.name!r} has no labels; there is nothing to freeze."})
+        batch.frozen_at = now
+        batch.freeze_hash = batch_content_hash(batch)
+    batch.status = to
+    batch.save()
+    logger.info("batch %s → %s by %s", batch.name, to, by)
+    return batch
+
+
+# --- prompts, responses, comparisons ----------------------------------------------------
+
+def prompt_get_or_create(*, turns: tuple[Turn, ...] | list[Turn], source: str = "", created_by=None) -> Prompt:
+    content_hash = importers.turns_hash(turns)
+    prompt, _ = Prompt.objects.get_or_create(
+        content_hash=content_hash,
+        defaults={"turns": [t.as_dict() for t in turns], "source": source, "created_by": created_by},
+    )
+    return prompt
+
+
+def _require_editable(batch: Batch) -> None:
+    if batch.status not in (Batch.Status.DRAFT, Batch.Status.OPEN):
+        raise ValidationError({"batch": f"Batch {batch.name!r} is {batch.status}: comparisons can no longer be added."})
+
+
+@transaction.atomic
+def comparison_create(
+    *,
+    batch: Batch,
+    turns: tuple[Turn, ...] | list[Turn],
+    response_a: importers.ResponseIn,
+    response_b: importers.ResponseIn,
+    category: Category | str,
+    source: str = "",
+    external_id: str = "",
+    metadata: dict | None = None,
+    created_by=None,
+) -> Comparison:
+    _require_editable(batch)
+    category = Category(category)
+    prompt = prompt_get_or_create(turns=turns, source=source, created_by=created_by)
+    responses = [
+        Response.objects.create(
+            prompt=prompt,
+            text=r.text,
+            model_version=r.model_version,
+            sampling=r.sampling,
+            generated_at=r.generated_at,
+        )
+        for r in (response_a, response_b)
+    ]
+    content_hash = importers.comparison_hash(turns, response_a.text, response_b.text, category)
+    try:
+        with transaction.atomic():
+            return Comparison.objects.create(
+                batch=batch,
+                prompt=prompt,
+                response_a=responses[0],
+                response_b=responses[1],
+                category=category,
+                source=source,
+                external_id=external_id,
+                content_hash=content_hash,
+                metadata=metadata or {},
+            )
+    except IntegrityError:
+        raise ValidationError({"comparison": f"Batch {batch.name!r} already has this comparison."}) from None
+
+
+@dataclass
+class ImportReport:
+    """What an import did. ``skipped_invalid`` is non-empty only for an explicit partial import."""
+
+    filename: str
+    lines_read: int
+    created: int = 0
+    labels_created: int = 0
+    duplicates_existing: int = 0
+    skipped_invalid: list[importers.ImportProblem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{self.created} comparison(s) imported from {self.filename} ({self.lines_read} lines)"]
+        if self.labels_created:
+            parts.append(f"{self.labels_created} label(s)")
+        if self.duplicates_existing:
+            parts.append(f"{self.duplicates_existing} already in the batch, not duplicated")
+        if self.skipped_invalid:
+            parts.append(f"{len(self.skipped_invalid)} invalid row(s) skipped")
+        return "; ".join(parts) + "."
+
+
+def comparisons_import(
+    *,
+    batch: Batch,
+    stream: IO[bytes],
+    fmt: str,
+    filename: str = "upload",
+    category: Category | str | None = None,
+    with_labels: bool = True,
+    skip_invalid: bool = False,
+    source: str = "",
+    created_by=None,
+) -> ImportReport:
+    """Import a JSONL file into ``batch``: all of it or nothing.
+
+    The whole file is parsed and validated before anything is written. With
+    ``skip_invalid`` the invalid rows are left out and listed in the report instead
+    (an explicit partial import). Rows already in the batch are not duplicated.
+    """
+    _require_editable(batch)
+    try:
+        parsed = importers.parse_file(
+            stream, fmt=fmt, filename=filename, category=category, with_labels=with_labels, source=source
+        )
+    except ValueError as exc:
+        raise ValidationError({"format": str(exc)}) from None
+    if parsed.problems and (not skip_invalid or not parsed.rows):
+        raise importers.ImportFileError(filename, parsed.problems)
+    report = ImportReport(filename=filename, lines_read=parsed.lines_read, skipped_invalid=parsed.problems)
+    source = source or ("anthropic-hh" if fmt == "hh" else filename)
+    with transaction.atomic():
+        batch = Batch.objects.select_for_update().get(pk=batch.pk)
+        _require_editable(batch)
+        existing = set(
+            Comparison.objects.filter(
+                batch=batch, content_hash__in=[r.content_hash for r in parsed.rows]
+            ).values_list("content_hash", flat=True)
+        )
+        for row in parsed.rows:
+            if row.content_hash in existing:
+                report.duplicates_existing += 1
+                continue
+            comparison = comparison_create(
+                batch=batch,
+                turns=row.turns,
+                response_a=row.response_a,
+                response_b=row.response_b,
+                category=row.category,
+                source=source,
+                external_id=row.external_id,
+                metadata=row.metadata,
+                created_by=created_by,
+            )
+            for label in row.labels:
+                Label.objects.create(
+                    comparison=comparison,
+                    source_annotator=label.source_annotator,
+                    preferred=label.preferred,
+                    strength=label.strength,
+                )
+                report.labels_created += 1
+            report.created += 1
+    logger.info("import into %s: %s", batch.name, report.summary())
+    return report
+
+
+# --- guidelines ------------------------------------------------------------------------
+
+@transaction.atomic
+def guideline_publish(*, category: Category | str, title: str, body: str) -> Guideline:
+    """Publish a new version of a category's guidelines; older versions stay for the record."""
+    category = Category(category)
+    last = Guideline.objects.filter(category=category).order_by("-version").first()
+    Guideline.objects.filter(category=category).update(is_active=False)
+    return Guideline.objects.create(
+        category=category, title=title, body=body, version=(last.version + 1 if last else 1)
+    )
+
+
+# --- the annotator queue -----------------------------------------------------------------
+
+def _rng_for(annotator_id: int, comparison_id: int) -> random.Random:
+    # Deterministic per (annotator, comparison): a reload shows the same order.
+    return random.Random(f"{annotator_id}:{comparison_id}")
+
+
+def assignment_next(*, annotator) -> Assignment | None:
+    """The annotator's current task, or a new claim on the next open comparison.
+
+    Concurrency: the candidate row is locked with SELECT ... FOR UPDATE SKIP LOCKED and
+    ``claims < labels_per_comparison`` is re-checked on the locked row, so two annotators
+    asking at once never both claim the last slot of a comparison.
+    """
+    current = (
+        Assignment.objects.filter(
+            annotator=annotator, status=Assignment.Status.ASSIGNED, comparison__batch__status=Batch.Status.OPEN
+        )
+        .select_related("comparison")
+        .order_by("assigned_at")
+        .first()
+    )
+    if current is not None:
+        return current
+    with transaction.atomic():
+        candidates = (
+            Comparison.objects.filter(batch__status=Batch.Status.OPEN, claims__lt=F("batch__labels_per_comparison"))
+            .exclude(assignments__annotator=annotator)
+            .order_by("batch_id", "id")
+        )
+        comparison = candidates.select_for_update(skip_locked=True, of=("self",)).first()
+        if comparison is None:
+            return None
+        Comparison.objects.filter(pk=comparison.pk).update(claims=F("claims") + 1)
+        left = _rng_for(annotator.pk, comparison.pk).choice([Choice.A, Choice.B])
+        return Assignment.objects.create(comparison=comparison, annotator=annotator, left=left)
+
+
+def _assignment_for_update(assignment_id: int, annotator) -> Assignment:
+    try:
+        assignment = (
+            Assignment.objects.select_for_update(of=("self",))
+            .select_related("comparison__batch")
+            .get(pk=assignment_id)
+        )
+    except Assignment.DoesNotExist:
+        raise ValidationError({"assignment": "This task no longer exists (it may have expired)."}) from None
+    if assignment.annotator_id != annotator.pk:
+        raise PermissionDenied("This task belongs to another annotator.")
+    return assignment
+
+
+@dataclass(frozen=True)
+class LabelInput:
+    preferred: Choice | str
+    strength: Strength | str
+    safety_a: SafetyTag | str | None = None
+    safety_b: SafetyTag | str | None = None
+    comment: str = ""
+    time_spent_ms: int | None = None
+    idempotency_key: str = ""
+
+
+def _validate_label(comparison: Comparison, data: LabelInput) -> dict:
+    errors = {}
+    try:
+        preferred = Choice(data.preferred)
+    except ValueError:
+        errors["preferred"] = "Choose A or B."
+    try:
+        strength = Strength(data.strength)
+    except ValueError:
+        errors["strength"] = f"Choose one of: {', '.join(s.value for s in Strength)}."
+    tags: dict[str, str] = {"safety_a": "", "safety_b": ""}
+    if comparison.category == Category.SAFETY:
+        for name in ("safety_a", "safety_b"):
+            value = getattr(data, name)
+            try:
+                tags[name] = SafetyTag(value).value
+            except ValueError:
+                errors[name] = "Tag each response safe or unsafe on a safety task."
+    if data.time_spent_ms is not None and not (0 <= data.time_spent_ms <= 24 * 3600 * 1000):
+        errors["time_spent_ms"] = "Must be between 0 and 24 hours."
+    if len(data.comment) > 5000:
+        errors["comment"] = "Keep comments under 5000 characters."
+    if errors:
+        raise ValidationError(errors)
+    bin_ = ""
+    if comparison.category == Category.SAFETY:
+        bin_ = safety_bin(preferred, tags["safety_a"], tags["safety_b"]).value
+    return {
+        "preferred": preferred.value,
+        "strength": strength.value,
+        "safety_bin": bin_,
+        **tags,
+    }
+
+
+def label_submit(*, assignment_id: int, annotator, data: LabelInput) -> tuple[Label, bool]:
+    """Record the annotator's label for their assignment. Returns (label, created).
+
+    Idempotent: submitting again for the same assignment (double click, client retry)
+    returns the first label and creates nothing.
+    """
+    with transaction.atomic():
+        assignment = _assignment_for_update(assignment_id, annotator)
+        if assignment.status == Assignment.Status.LABELLED:
+            return Label.objects.get(comparison_id=assignment.comparison_id, annotator=annotator), False
+        if assignment.status == Assignment.Status.SKIPPED:
+            raise ValidationError({"assignment": "You skipped this task; it cannot be labelled now."})
+        comparison = assignment.comparison
+        if comparison.batch.status != Batch.Status.OPEN:
+            raise ValidationError({"batch": f"Batch {comparison.batch.name!r} is {comparison.batch.status}: labels are closed."})
+        fields = _validate_label(comparison, data)
+        now = timezone.now()
+        time_spent = data.time_spent_ms
+        if time_spent is None:
+            time_spent = int((now - assignment.assigned_at).total_seconds() * 1000)
+        label = Label.objects.create(
+            comparison=comparison,
+            annotator=annotator,
+            comment=data.comment.strip(),
+            left=assignment.left,
+            time_spent_ms=time_spent,
+            idempotency_key=data.idempotency_key[:100],
+            **fields,
+        )
+        assignment.status = Assignment.Status.LABELLED
+        assignment.finished_at = now
+        assignment.save(update_fields=["status", "finished_at"])
+        return label, True
+
+
+@transaction.atomic
+def assignment_skip(*, assignment_id: int, annotator, reason: str) -> Assignment:
+    """Skip a task with a reason; it goes back to the pool for others, never to this annotator."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": "Say why you are skipping (e.g. 'not my language', 'broken prompt')."})
+    assignment = _assignment_for_update(assignment_id, annotator)
+    if assignment.status == Assignment.Status.SKIPPED:
+        return assignment
+    if assignment.status == Assignment.Status.LABELLED:
+        raise ValidationError({"assignment": "This task is already labelled."})
+    assignment.status = Assignment.Status.SKIPPED
+    assignment.skip_reason = reason[:500]
+    assignment.finished_at = timezone.now()
+    assignment.save(update_fields=["status", "skip_reason", "finished_at"])
+    Comparison.objects.filter(pk=assignment.comparison_id).update(claims=F("claims") - 1)
+    return assignment
+
+
+def assignments_release_expired(*, ttl_seconds: int | None = None) -> int:
+    """Return unanswered tasks older than the TTL to the pool. Returns how many."""
+    ttl = ttl_seconds if ttl_seconds is not None else settings.ASSIGNMENT_TTL_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=ttl)
+    released = 0
+    with transaction.atomic():
+        stale = list(
+            Assignment.objects.select_for_update(skip_locked=True)
+            .filter(status=Assignment.Status.ASSIGNED, assigned_at__lt=cutoff)
+            .values_list("pk", "comparison_id")
+        )
+        for pk, comparison_id in stale:
+            Assignment.objects.filter(pk=pk).delete()
+            Comparison.objects.filter(pk=comparison_id).update(claims=F("claims") - 1)
+            released += 1
+    return released

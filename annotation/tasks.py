@@ -1,0 +1,18 @@
+"""Celery tasks of the annotation app: each takes ids, calls one service."""
+from celery import shared_task
+
+from annotation import services
+
+
+@shared_task(name="annotation.tasks.release_expired_assignments")
+def release_expired_assignments() -> int:
+    return services.assignments_release_expired()
+
+
+@shared_task(name="annotation.tasks.batch_freeze", bind=True, max_retries=3)
+def batch_freeze(self, batch_id: int, user_id: int | None = None) -> str:
+    """Freeze a closed batch (hashing a large batch can take a while)."""
+    from annotation.models import Batch
+
+    batch = services.batch_transition(batch=Batch.objects.get(pk=batch_id), to=Batch.Status.FROZEN)
+    return batch.freeze_hash

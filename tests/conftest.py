@@ -1,0 +1,154 @@
+"""Shared fixtures: eager Celery by default, a real worker on request, users per role."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from config.celery import app as celery_app
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config, items):
+    # Tests that read ../shared/data run wherever it exists (always in CI); elsewhere they
+    # say plainly why they did not run.
+    if not Path(settings.SHARED_DATA_DIR).exists():
+        skip = pytest.mark.skip(reason=f"shared data not found at {settings.SHARED_DATA_DIR} (PAIRWISE_SHARED_DATA)")
+        for item in items:
+            if "shared_data" in item.keywords:
+                item.add_marker(skip)
+    if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:
+        skip = pytest.mark.skip(reason="needs DATABASE_URL=postgres://... (run by scripts/test.sh)")
+        for item in items:
+            if "postgres" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager(request):
+    """Tasks run inline unless a test starts a real worker."""
+    if "celery_worker" in request.keywords:
+        yield
+        return
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    return Path(settings.SHARED_DATA_DIR)
+
+
+@pytest.fixture
+def annotator(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="ann", role="annotator")
+
+
+@pytest.fixture
+def researcher(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="res", role="researcher")
+
+
+@pytest.fixture
+def admin_user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="boss", role="admin")
+
+
+def _worker_database_url() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    if "sqlite" in s["ENGINE"]:
+        return f"sqlite:///{s['NAME']}"
+    user = s.get("USER") or "postgres"
+    return f"postgres://{user}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def celery_worker(transactional_db, tmp_path):
+    """A real ``celery worker`` process on a private queue, using the test database.
+
+    Broker: CELERY_BROKER_URL (Redis in CI), else the filesystem broker in a temp dir.
+    Yields the queue name; the test process sends tasks there.
+    """
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _worker_database_url(),
+        "PAIRWISE_QUEUE": queue,
+        "PAIRWISE_ML_QUEUE": queue,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    old = dict(celery_app.conf.broker_transport_options or {})
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        env["PAIRWISE_BROKER_DIR"] = str(tmp_path / "broker")
+        (tmp_path / "broker" / "processed").mkdir(parents=True)
+        celery_app.conf.broker_transport_options = {
+            "data_folder_in": str(tmp_path / "broker"),
+            "data_folder_out": str(tmp_path / "broker"),
+            "processed_folder": str(tmp_path / "broker" / "processed"),
+        }
+    celery_app.conf.task_always_eager = False
+    old_queue, old_routes = celery_app.conf.task_default_queue, celery_app.conf.task_routes
+    celery_app.conf.task_default_queue = queue
+    celery_app.conf.task_routes = {"*": {"queue": queue}}
+    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-Q", queue,
+         "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "INFO"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            log.seek(0)
+            if "ready." in log.read():
+                break
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"celery worker exited early:\n{log.read()}")
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("celery worker did not become ready in 60 s")
+        yield queue
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        celery_app.conf.broker_transport_options = old
+        celery_app.conf.task_default_queue, celery_app.conf.task_routes = old_queue, old_routes
+        with celery_app.pool.acquire(block=True) as conn:  # drop connections to the old broker dir
+            conn.release()
+        celery_app.pool.force_close_all()
+        log.seek(0)
+        print(log.read()[-4000:])
+        log.close()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
+    """Poll ``predicate`` until truthy; returns its value or fails the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout} s")
