@@ -103,6 +103,7 @@ def celery_worker(transactional_db, tmp_path):
             "data_folder_in": str(tmp_path / "broker"),
             "data_folder_out": str(tmp_path / "broker"),
             "processed_folder": str(tmp_path / "broker" / "processed"),
+            "control_folder": str(tmp_path / "broker" / "control"),
         }
     celery_app.conf.task_always_eager = False
     old_queue, old_routes = celery_app.conf.task_default_queue, celery_app.conf.task_routes
