@@ -24,7 +24,9 @@ SKIP_REASONS = [
 
 
 class LabelForm(forms.Form):
-    choice = forms.ChoiceField(choices=SIDES, error_messages={"required": "Choose Response 1 or Response 2."})
+    choice = forms.ChoiceField(
+        choices=SIDES, error_messages={"required": "Choose Response 1 or Response 2."}
+    )
     strength = forms.ChoiceField(
         choices=[(s.value, s.label) for s in STRENGTH_ORDER],
         error_messages={"required": "Say how much better it is."},
@@ -52,7 +54,10 @@ class LabelForm(forms.Form):
         data = self.cleaned_data
         on_left = Choice(left)
         by_side = {"left": on_left, "right": on_left.other}
-        tags = {by_side["left"]: data.get("safety_left") or None, by_side["right"]: data.get("safety_right") or None}
+        tags = {
+            by_side["left"]: data.get("safety_left") or None,
+            by_side["right"]: data.get("safety_right") or None,
+        }
         return LabelInput(
             preferred=by_side[data["choice"]],
             strength=data["strength"],
@@ -73,7 +78,9 @@ class SkipForm(forms.Form):
 class BatchCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    iteration = forms.IntegerField(min_value=0, initial=0, help_text="The RLHF iteration (RLHF-V{N}) that sampled it.")
+    iteration = forms.IntegerField(
+        min_value=0, initial=0, help_text="The RLHF iteration (RLHF-V{N}) that sampled it."
+    )
     labels_per_comparison = forms.IntegerField(
         min_value=1, max_value=20, initial=1, help_text="How many annotators label each comparison."
     )
@@ -85,7 +92,8 @@ class ImportForm(forms.Form):
     file = forms.FileField(help_text=".jsonl or .jsonl.gz, one comparison per line")
     fmt = forms.ChoiceField(choices=FORMATS, initial="native", label="Format")
     category = forms.ChoiceField(
-        choices=[("", "From the file (native)")] + [(c.value, c.value.capitalize()) for c in Category],
+        choices=[("", "From the file (native)")]
+        + [(c.value, c.value.capitalize()) for c in Category],
         required=False,
         help_text="Required for HH files, which carry no category.",
     )
@@ -93,7 +101,8 @@ class ImportForm(forms.Form):
         required=False, initial=True, label="Keep HH's chosen side as an imported label"
     )
     skip_invalid = forms.BooleanField(
-        required=False, label="Skip invalid rows (partial import)",
+        required=False,
+        label="Skip invalid rows (partial import)",
         help_text="Off: any invalid row rejects the whole file and nothing is written.",
     )
 

@@ -58,7 +58,11 @@ def home(request):
     roles = user_roles(request.user)
     if roles["annotate"] and not roles["manage"]:
         return redirect("annotate")  # annotators go straight to work
-    batches = [(b, selectors.batch_progress(b)) for b in selectors.batch_list()[:6]] if roles["manage"] else []
+    batches = (
+        [(b, selectors.batch_progress(b)) for b in selectors.batch_list()[:6]]
+        if roles["manage"]
+        else []
+    )
     return render(request, "home.html", {"batches": batches})
 
 
@@ -74,7 +78,10 @@ def _side(side: str, title: str, response, safety_field, *, keys: tuple[str, str
         "response": response,
         "key": choose_key,
         "safety_field": safety_field,
-        "safety_options": [(SafetyTag.SAFE.value, "Safe", safe_key), (SafetyTag.UNSAFE.value, "Unsafe", unsafe_key)],
+        "safety_options": [
+            (SafetyTag.SAFE.value, "Safe", safe_key),
+            (SafetyTag.UNSAFE.value, "Unsafe", unsafe_key),
+        ],
     }
 
 
@@ -110,7 +117,8 @@ def _task_context(request, assignment, *, form=None, skip_form=None, notice="", 
         strengths=list(zip(STRENGTH_ORDER, STRENGTH_KEYS, strict=True)),
         chosen_side=form["choice"].value() if form.is_bound else "",
         chosen_strength=form["strength"].value() if form.is_bound else "",
-        idempotency_key=(form["idempotency_key"].value() if form.is_bound else "") or uuid.uuid4().hex,
+        idempotency_key=(form["idempotency_key"].value() if form.is_bound else "")
+        or uuid.uuid4().hex,
     )
     return context
 
@@ -142,7 +150,9 @@ def annotate(request):
 def annotate_label(request, assignment_id: int):
     assignment = _own_assignment(request, assignment_id)
     if assignment is None:
-        return _render_task(request, services.assignment_next(annotator=request.user), error=TASK_GONE, status=409)
+        return _render_task(
+            request, services.assignment_next(annotator=request.user), error=TASK_GONE, status=409
+        )
     form = LabelForm(request.POST, category=assignment.comparison.category)
     if form.is_valid():
         try:
@@ -160,7 +170,9 @@ def annotate_label(request, assignment_id: int):
     if not request.htmx:
         messages.success(request, "Label saved.")
         return redirect("annotate")
-    return _render_task(request, services.assignment_next(annotator=request.user), notice="Label saved.")
+    return _render_task(
+        request, services.assignment_next(annotator=request.user), notice="Label saved."
+    )
 
 
 @require_POST
@@ -168,12 +180,16 @@ def annotate_label(request, assignment_id: int):
 def annotate_skip(request, assignment_id: int):
     assignment = _own_assignment(request, assignment_id)
     if assignment is None:
-        return _render_task(request, services.assignment_next(annotator=request.user), error=TASK_GONE, status=409)
+        return _render_task(
+            request, services.assignment_next(annotator=request.user), error=TASK_GONE, status=409
+        )
     skip_form = SkipForm(request.POST)
     if skip_form.is_valid():
         try:
             services.assignment_skip(
-                assignment_id=assignment.pk, annotator=request.user, reason=skip_form.cleaned_data["reason"]
+                assignment_id=assignment.pk,
+                annotator=request.user,
+                reason=skip_form.cleaned_data["reason"],
             )
         except ValidationError as exc:
             _add_service_errors(skip_form, exc)
@@ -182,7 +198,9 @@ def annotate_skip(request, assignment_id: int):
     if not request.htmx:
         messages.info(request, "Task skipped.")
         return redirect("annotate")
-    return _render_task(request, services.assignment_next(annotator=request.user), notice="Task skipped.")
+    return _render_task(
+        request, services.assignment_next(annotator=request.user), notice="Task skipped."
+    )
 
 
 # --- batches (admins) -------------------------------------------------------------------
@@ -209,16 +227,23 @@ def batch_create(request):
         except ValidationError as exc:
             _add_service_errors(form, exc)
         else:
-            messages.success(request, f"Batch “{batch.name}” created. Import comparisons, then open it.")
+            messages.success(
+                request, f"Batch “{batch.name}” created. Import comparisons, then open it."
+            )
             return redirect("batch_detail", batch_id=batch.pk)
     return _render_batch_list(request, form, status=400)
 
 
 def _render_batch_detail(request, batch_id: int, *, status=200, **extra):
     batch = get_object_or_404(selectors.batch_list(), pk=batch_id)
-    page = Paginator(selectors.comparison_list_for_batch(batch), 25).get_page(request.GET.get("page"))
+    page = Paginator(selectors.comparison_list_for_batch(batch), 25).get_page(
+        request.GET.get("page")
+    )
     transitions = [
-        (to.value, TRANSITION_VERBS[to] if not (to is Batch.Status.OPEN and batch.opened_at) else "Reopen")
+        (
+            to.value,
+            TRANSITION_VERBS[to] if not (to is Batch.Status.OPEN and batch.opened_at) else "Reopen",
+        )
         for to in Batch.Status
         if to in services.ALLOWED_TRANSITIONS[Batch.Status(batch.status)]
     ]
@@ -246,7 +271,9 @@ def batch_transition(request, batch_id: int):
     batch = get_object_or_404(Batch, pk=batch_id)
     to = request.POST.get("to", "")
     if to not in Batch.Status.values:
-        return _render_batch_detail(request, batch_id, transition_errors=[f"Unknown status {to!r}."], status=400)
+        return _render_batch_detail(
+            request, batch_id, transition_errors=[f"Unknown status {to!r}."], status=400
+        )
     try:
         batch = services.batch_transition(batch=batch, to=to, by=request.user)
     except ValidationError as exc:

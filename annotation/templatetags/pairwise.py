@@ -28,7 +28,11 @@ def guideline_html(body: str) -> SafeString:
                 items.append(line[2:])
                 continue
             if items:
-                html.append(format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((i,) for i in items))))
+                html.append(
+                    format_html(
+                        "<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((i,) for i in items))
+                    )
+                )
                 items = []
             if line:
                 text.append(line)
@@ -39,7 +43,8 @@ def guideline_html(body: str) -> SafeString:
 
 @register.filter
 def sampling_summary(sampling: dict | None) -> str:
-    """'temperature 0.7 · top_p 0.9' from a response's sampling settings."""
+    """'T 0.7 · top_p 0.9' from a response's sampling settings (temperature shortened to T)."""
     if not sampling:
         return ""
-    return " · ".join(f"{key} {value}" for key, value in sampling.items())
+    short = {"temperature": "T", "max_new_tokens": "max"}
+    return " · ".join(f"{short.get(key, key)} {value}" for key, value in sampling.items())

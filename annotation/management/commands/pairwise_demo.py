@@ -94,17 +94,23 @@ class Command(BaseCommand):
         if batch.status == Batch.Status.DRAFT:
             with DEMO_DATA.open("rb") as stream:
                 report = services.comparisons_import(
-                    batch=batch, stream=stream, fmt="native", filename=DEMO_DATA.name,
-                    source="pairwise-demo", created_by=admin,
+                    batch=batch,
+                    stream=stream,
+                    fmt="native",
+                    filename=DEMO_DATA.name,
+                    source="pairwise-demo",
+                    created_by=admin,
                 )
             self.stdout.write(report.summary())
             services.batch_transition(batch=batch, to=Batch.Status.OPEN, by=admin)
         batch.refresh_from_db()
         self.stdout.write(f"batch “{batch.name}” is {batch.status}")
 
-        self.stdout.write(self.style.SUCCESS(
-            "\nDemo logins (password for all: %s):\n"
-            "  annotator1, annotator2  — annotators: label comparisons at /annotate/\n"
-            "  researcher              — researcher: export data at /data/\n"
-            "  admin                   — admin: batches, models, RLHF, Django admin" % DEMO_PASSWORD
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nDemo logins (password for all: {DEMO_PASSWORD}):\n"
+                "  annotator1, annotator2  — annotators: label comparisons at /annotate/\n"
+                "  researcher              — researcher: export data at /data/\n"
+                "  admin                   — admin: batches, models, RLHF, Django admin"
+            )
+        )
