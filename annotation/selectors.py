@@ -98,3 +98,18 @@ def label_list_for(annotator) -> QuerySet[Label]:
         .select_related("comparison__batch", "comparison__prompt")
         .order_by("-created_at")
     )
+
+
+def assignment_exists(assignment_id: int) -> bool:
+    """Whether a task with this id exists at all (for anyone): tells "not yours" from "gone"."""
+    return Assignment.objects.filter(pk=assignment_id).exists()
+
+
+def comparison_list_for_batch(batch: Batch) -> QuerySet[Comparison]:
+    """A batch's comparisons for the admin page, with their prompt, responses and label count."""
+    return (
+        Comparison.objects.filter(batch=batch)
+        .select_related("prompt", "response_a", "response_b")
+        .annotate(n_labels=Count("labels"))
+        .order_by("id")
+    )

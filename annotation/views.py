@@ -1,8 +1,56 @@
-"""Pages of the annotation app. Views translate HTTP; services and selectors do the work."""
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+"""Pages of the annotation app. Views translate HTTP; services and selectors do the work.
 
-from annotation.permissions import user_roles
+The annotator page is one task at a time: ``annotate`` renders it, ``annotate_label`` and
+``annotate_skip`` answer htmx with the next task's partial (or, without JavaScript, a
+redirect back to ``annotate``). Validation problems come back as the same task with the
+errors inline (422), a task that is gone as the next task with a notice (409); htmx is
+told to swap both (see the ``htmx-config`` meta tag in base.html).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from annotation import selectors, services
+from annotation.domain import STRENGTH_ORDER, Category, SafetyTag
+from annotation.forms import SKIP_REASONS, BatchCreateForm, ImportForm, LabelForm, SkipForm
+from annotation.importers import ImportFileError
+from annotation.models import Batch
+from annotation.permissions import ANNOTATE, MANAGE_BATCHES, user_roles
+
+annotator_required = permission_required(ANNOTATE, raise_exception=True)
+manager_required = permission_required(MANAGE_BATCHES, raise_exception=True)
+
+STRENGTH_KEYS = ["a", "s", "d", "f"]  # strongest first, as on the page
+TASK_GONE = (
+    "That task is no longer available: its batch was closed, or it expired and went back "
+    "to the queue. Your answer was not saved."
+)
+TRANSITION_VERBS = {
+    Batch.Status.OPEN: "Open for annotation",
+    Batch.Status.CLOSED: "Close",
+    Batch.Status.FROZEN: "Freeze",
+}
+
+
+def _add_service_errors(form, exc: ValidationError) -> None:
+    """Attach a service's ValidationError to the form: by field where the form has it."""
+    if hasattr(exc, "error_dict"):
+        for name, errors in exc.message_dict.items():
+            form.add_error(name if name in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+# --- home ------------------------------------------------------------------------------
 
 
 @require_GET
@@ -10,4 +58,259 @@ def home(request):
     roles = user_roles(request.user)
     if roles["annotate"] and not roles["manage"]:
         return redirect("annotate")  # annotators go straight to work
-    return render(request, "home.html", {})
+    batches = (
+        [(b, selectors.batch_progress(b)) for b in selectors.batch_list()[:6]]
+        if roles["manage"]
+        else []
+    )
+    return render(request, "home.html", {"batches": batches})
+
+
+# --- the annotator page ----------------------------------------------------------------
+
+
+def _side(side: str, title: str, response, safety_field, *, keys: tuple[str, str, str]) -> dict:
+    """One on-screen response: its position, title, text, safety field and shortcut keys."""
+    choose_key, safe_key, unsafe_key = keys
+    return {
+        "side": side,
+        "title": title,
+        "response": response,
+        "key": choose_key,
+        "safety_field": safety_field,
+        "safety_options": [
+            (SafetyTag.SAFE.value, "Safe", safe_key),
+            (SafetyTag.UNSAFE.value, "Unsafe", unsafe_key),
+        ],
+    }
+
+
+def _task_context(request, assignment, *, form=None, skip_form=None, notice="", error=""):
+    counts = selectors.annotator_counts(request.user)
+    total = counts.done + counts.remaining
+    context = {
+        "assignment": assignment,
+        "counts": counts,
+        "progress_pct": int(100 * counts.done / total) if total else 100,
+        "notice": notice,
+        "error": error,
+        "strength_keys": STRENGTH_KEYS,
+        "skip_reasons": SKIP_REASONS,
+    }
+    if assignment is None:
+        return context
+    comparison = assignment.comparison
+    left = comparison.response(assignment.left)
+    right = comparison.response_b if left.pk == comparison.response_a_id else comparison.response_a
+    form = form or LabelForm(category=comparison.category)
+    context.update(
+        comparison=comparison,
+        turns=comparison.prompt.turns,
+        sides=[
+            _side("left", "Response 1", left, form["safety_left"], keys=("1", "q", "w")),
+            _side("right", "Response 2", right, form["safety_right"], keys=("2", "o", "p")),
+        ],
+        is_safety=comparison.category == Category.SAFETY,
+        guideline=selectors.guideline_active(comparison.category),
+        form=form,
+        skip_form=skip_form or SkipForm(),
+        strengths=list(zip(STRENGTH_ORDER, STRENGTH_KEYS, strict=True)),
+        chosen_side=form["choice"].value() if form.is_bound else "",
+        chosen_strength=form["strength"].value() if form.is_bound else "",
+        idempotency_key=(form["idempotency_key"].value() if form.is_bound else "")
+        or uuid.uuid4().hex,
+    )
+    return context
+
+
+def _render_task(request, assignment, *, status=200, **kwargs):
+    if assignment is not None:
+        # Load the prompt and both responses in one query, whatever the caller passed.
+        assignment = selectors.assignment_get(assignment_id=assignment.pk, annotator=request.user)
+    template = "annotation/_task.html" if request.htmx else "annotation/annotate.html"
+    return render(request, template, _task_context(request, assignment, **kwargs), status=status)
+
+
+def _own_assignment(request, assignment_id: int):
+    """The user's assignment; 404 if it is someone else's, None if it no longer exists."""
+    assignment = selectors.assignment_get(assignment_id=assignment_id, annotator=request.user)
+    if assignment is None and selectors.assignment_exists(assignment_id):
+        raise Http404("No such task.")
+    return assignment
+
+
+@require_GET
+@annotator_required
+def annotate(request):
+    return _render_task(request, services.assignment_next(annotator=request.user))
+
+
+@require_POST
+@annotator_required
+def annotate_label(request, assignment_id: int):
+    assignment = _own_assignment(request, assignment_id)
+    if assignment is None:
+        return _render_task(
+            request, services.assignment_next(annotator=request.user), error=TASK_GONE, status=409
+        )
+    form = LabelForm(request.POST, category=assignment.comparison.category)
+    if form.is_valid():
+        try:
+            services.label_submit(
+                assignment_id=assignment.pk,
+                annotator=request.user,
+                data=form.label_input(left=assignment.left),
+            )
+        except ValidationError as exc:
+            _add_service_errors(form, exc)
+    if form.errors:
+        # Field problems are the annotator's to fix (422); the rest are the task's state (409).
+        status = 409 if form.non_field_errors() else 422
+        return _render_task(request, assignment, form=form, status=status)
+    if not request.htmx:
+        messages.success(request, "Label saved.")
+        return redirect("annotate")
+    return _render_task(
+        request, services.assignment_next(annotator=request.user), notice="Label saved."
+    )
+
+
+@require_POST
+@annotator_required
+def annotate_skip(request, assignment_id: int):
+    assignment = _own_assignment(request, assignment_id)
+    if assignment is None:
+        return _render_task(
+            request, services.assignment_next(annotator=request.user), error=TASK_GONE, status=409
+        )
+    skip_form = SkipForm(request.POST)
+    if skip_form.is_valid():
+        try:
+            services.assignment_skip(
+                assignment_id=assignment.pk,
+                annotator=request.user,
+                reason=skip_form.cleaned_data["reason"],
+            )
+        except ValidationError as exc:
+            _add_service_errors(skip_form, exc)
+    if skip_form.errors:
+        return _render_task(request, assignment, skip_form=skip_form, status=422)
+    if not request.htmx:
+        messages.info(request, "Task skipped.")
+        return redirect("annotate")
+    return _render_task(
+        request, services.assignment_next(annotator=request.user), notice="Task skipped."
+    )
+
+
+# --- batches (admins) -------------------------------------------------------------------
+
+
+def _render_batch_list(request, form, *, status=200):
+    rows = [(batch, selectors.batch_progress(batch)) for batch in selectors.batch_list()]
+    return render(request, "batches/list.html", {"rows": rows, "form": form}, status=status)
+
+
+@require_GET
+@manager_required
+def batch_list(request):
+    return _render_batch_list(request, BatchCreateForm())
+
+
+@require_POST
+@manager_required
+def batch_create(request):
+    form = BatchCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            batch = services.batch_create(**form.cleaned_data, created_by=request.user)
+        except ValidationError as exc:
+            _add_service_errors(form, exc)
+        else:
+            messages.success(
+                request, f"Batch “{batch.name}” created. Import comparisons, then open it."
+            )
+            return redirect("batch_detail", batch_id=batch.pk)
+    return _render_batch_list(request, form, status=400)
+
+
+def _render_batch_detail(request, batch_id: int, *, status=200, **extra):
+    batch = get_object_or_404(selectors.batch_list(), pk=batch_id)
+    page = Paginator(selectors.comparison_list_for_batch(batch), 25).get_page(
+        request.GET.get("page")
+    )
+    transitions = [
+        (
+            to.value,
+            TRANSITION_VERBS[to] if not (to is Batch.Status.OPEN and batch.opened_at) else "Reopen",
+        )
+        for to in Batch.Status
+        if to in services.ALLOWED_TRANSITIONS[Batch.Status(batch.status)]
+    ]
+    context = {
+        "batch": batch,
+        "progress": selectors.batch_progress(batch),
+        "page": page,
+        "transitions": transitions,
+        "editable": batch.status in (Batch.Status.DRAFT, Batch.Status.OPEN),
+        "import_form": ImportForm(),
+        **extra,
+    }
+    return render(request, "batches/detail.html", context, status=status)
+
+
+@require_GET
+@manager_required
+def batch_detail(request, batch_id: int):
+    return _render_batch_detail(request, batch_id)
+
+
+@require_POST
+@manager_required
+def batch_transition(request, batch_id: int):
+    batch = get_object_or_404(Batch, pk=batch_id)
+    to = request.POST.get("to", "")
+    if to not in Batch.Status.values:
+        return _render_batch_detail(
+            request, batch_id, transition_errors=[f"Unknown status {to!r}."], status=400
+        )
+    try:
+        batch = services.batch_transition(batch=batch, to=to, by=request.user)
+    except ValidationError as exc:
+        return _render_batch_detail(request, batch_id, transition_errors=exc.messages, status=400)
+    messages.success(request, f"Batch “{batch.name}” is now {batch.get_status_display().lower()}.")
+    return redirect("batch_detail", batch_id=batch.pk)
+
+
+@require_POST
+@manager_required
+def batch_import(request, batch_id: int):
+    batch = get_object_or_404(Batch, pk=batch_id)
+    form = ImportForm(request.POST, request.FILES)
+    report = problems = None
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            report = services.comparisons_import(
+                batch=batch,
+                stream=upload,
+                fmt=form.cleaned_data["fmt"],
+                filename=upload.name,
+                category=form.cleaned_data["category"] or None,
+                with_labels=form.cleaned_data["with_labels"],
+                skip_invalid=form.cleaned_data["skip_invalid"],
+                created_by=request.user,
+            )
+        except ImportFileError as exc:
+            problems = exc.problems
+        except ValidationError as exc:
+            _add_service_errors(form, exc)
+    ok = report is not None
+    return _render_batch_detail(
+        request,
+        batch_id,
+        import_form=ImportForm() if ok else form,
+        import_report=report,
+        import_problems=problems,
+        status=200 if ok else 400,
+    )
