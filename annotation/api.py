@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, generics, status
+from rest_framework import authentication, exceptions, generics, status
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -56,6 +56,22 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No such task among the caller's own.")
 
 
+class TokenAuthentication(authentication.TokenAuthentication):
+    """DRF's token auth that also loads the user's permissions, in one query instead of the
+    two ``user.has_perm`` would make on every request.
+
+    It fills ``_perm_cache``, the per-request cache Django's ModelBackend reads first
+    (``ModelBackend.get_all_permissions``); the cache lives and dies with this request's
+    user object, so permission changes apply from the next request on.
+    """
+
+    def authenticate_credentials(self, key):
+        user, token = super().authenticate_credentials(key)
+        if not user.is_superuser:
+            user._perm_cache = selectors.user_permission_names(user)
+        return user, token
+
+
 def _api_error(exc: Exception) -> Exception:
     """Translate the services' Django exceptions into DRF's (400 naming the field, 403)."""
     if isinstance(exc, DjangoValidationError):
@@ -70,6 +86,8 @@ def _api_error(exc: Exception) -> Exception:
 
 class ServiceApiView(APIView):
     """An APIView whose service errors become 400/403 responses instead of 500s."""
+
+    authentication_classes = [TokenAuthentication, authentication.SessionAuthentication]
 
     def handle_exception(self, exc):
         return super().handle_exception(_api_error(exc))
@@ -95,7 +113,7 @@ class TaskNextApi(ServiceApiView):
         tags=["annotate"],
     )
     def get(self, request):
-        assignment = services.assignment_next(annotator=request.user)
+        assignment = services.assignment_next_from_open_slots(annotator=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         task = selectors.task_get(assignment_id=assignment.pk, annotator=request.user)
@@ -171,6 +189,7 @@ class TaskSkipApi(ServiceApiView):
 
 @extend_schema(tags=["annotate"], summary="The caller's own labels, newest first")
 class LabelListApi(generics.ListAPIView):
+    authentication_classes = ServiceApiView.authentication_classes
     permission_classes = [CanAnnotate]
     serializer_class = LabelSerializer
     filterset_class = LabelFilter
@@ -289,6 +308,7 @@ class BatchImportApi(ServiceApiView):
 
 @extend_schema(tags=["batches"], summary="Comparisons with their dialogue and both responses")
 class ComparisonListApi(generics.ListAPIView):
+    authentication_classes = ServiceApiView.authentication_classes
     permission_classes = [CanManageBatches | CanExport]
     serializer_class = ComparisonSerializer
     filterset_class = ComparisonFilter

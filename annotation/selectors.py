@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.contrib.auth import get_user_model
+from django.db.models import Count, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from annotation.models import Assignment, Batch, Comparison, Guideline, Label
@@ -126,14 +127,14 @@ class Task:
     right: TaskResponse
     assigned_at: object
     guideline: Guideline | None
-    counts: AnnotatorCounts
+    counts: QueueCounts
 
 
 def task_get(*, assignment_id: int, annotator) -> Task | None:
     """The annotator's own assignment as a task (None if it is not theirs or is gone).
 
-    Three reads: the assignment with its dialogue and both responses, the category's
-    guideline, and the annotator's counts.
+    Five reads: the assignment with its dialogue and both responses, the category's
+    guideline, and the annotator's counts (three, capped: see ``annotator_queue_counts``).
     """
     assignment = assignment_get(assignment_id=assignment_id, annotator=annotator)
     if assignment is None:
@@ -152,7 +153,7 @@ def task_get(*, assignment_id: int, annotator) -> Task | None:
         right=TaskResponse("right", shown_right.text),
         assigned_at=assignment.assigned_at,
         guideline=guideline_active(comparison.category),
-        counts=annotator_counts(annotator),
+        counts=annotator_queue_counts(annotator),
     )
 
 
@@ -214,3 +215,65 @@ def batch_list_with_progress() -> QuerySet[Batch]:
         n_in_progress=Coalesce(count_of(Assignment.objects.filter(status=Assignment.Status.ASSIGNED)), 0),
         n_skipped=Coalesce(count_of(Assignment.objects.filter(status=Assignment.Status.SKIPPED)), 0),
     ).order_by("-created_at")
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """``AnnotatorCounts`` whose ``remaining`` stops counting at a cap (``remaining_capped``)."""
+
+    done: int
+    remaining: int
+    remaining_capped: bool
+    skipped: int
+
+
+REMAINING_COUNT_CAP = 250
+
+
+def _count(qs: QuerySet) -> Subquery:
+    return Subquery(qs.order_by().values(n=Func(F("pk"), function="COUNT"))[:1])
+
+
+def annotator_queue_counts(annotator, *, cap: int = REMAINING_COUNT_CAP) -> QueueCounts:
+    """Done, skipped and remaining for the task screen: one query, O(cap) rather than O(batch).
+
+    An exact count of remaining tasks reads every open comparison (~100 ms at 20k rows on
+    PostgreSQL, on every task fetch); nobody needs "12,345 left" exactly, so counting stops
+    at ``cap`` and the screen shows "250+". Below the cap it equals ``annotator_counts``.
+    """
+    in_open = {"comparison__batch__status": Batch.Status.OPEN}
+    mine = Assignment.objects.filter(annotator=annotator, **in_open)
+    free = (
+        Comparison.objects.filter(batch__status=Batch.Status.OPEN, claims__lt=F("batch__labels_per_comparison"))
+        .exclude(assignments__annotator=annotator)
+        .order_by("batch_id", "claims")
+        .values("pk")[:cap]
+    )
+    row = (
+        get_user_model()
+        .objects.filter(pk=annotator.pk)
+        .values(
+            done=_count(Label.objects.filter(annotator=annotator, **in_open)),
+            skipped=_count(mine.filter(status=Assignment.Status.SKIPPED)),
+            in_hand=_count(mine.filter(status=Assignment.Status.ASSIGNED)),
+            free=_count(Comparison.objects.filter(pk__in=free)),
+        )
+        .get()
+    )
+    remaining = row["free"] + row["in_hand"]
+    return QueueCounts(
+        done=row["done"], remaining=min(remaining, cap), remaining_capped=remaining >= cap, skipped=row["skipped"]
+    )
+
+
+def user_permission_names(user) -> set[str]:
+    """``"app_label.codename"`` of every permission the user has, directly or by group: one
+    query (Django's ModelBackend makes two)."""
+    from django.contrib.auth.models import Permission
+
+    rows = (
+        Permission.objects.filter(Q(user=user) | Q(group__user=user))
+        .values_list("content_type__app_label", "codename")
+        .distinct()
+    )
+    return {f"{app_label}.{codename}" for app_label, codename in rows}

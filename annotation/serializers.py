@@ -55,7 +55,12 @@ class GuidelineSerializer(serializers.Serializer):
 
 class CountsSerializer(serializers.Serializer):
     done = serializers.IntegerField(help_text="Labels this annotator gave in open batches.")
-    remaining = serializers.IntegerField(help_text="Open tasks this annotator may still take.")
+    remaining = serializers.IntegerField(
+        help_text="Open tasks this annotator may still take (counted up to a cap)."
+    )
+    remaining_capped = serializers.BooleanField(
+        help_text="True when there are at least `remaining` tasks left."
+    )
     skipped = serializers.IntegerField()
 
 

@@ -508,3 +508,37 @@ def label_submit_idempotent(*, assignment_id: int, annotator, data: LabelInput) 
             raise IdempotencyKeyReused(data.idempotency_key)
         return earlier, False
     return label_submit(assignment_id=assignment_id, annotator=annotator, data=data)
+
+
+def assignment_next_from_open_slots(*, annotator) -> Assignment | None:
+    """``assignment_next`` with a claim query that stays O(1) as a batch fills up.
+
+    Same rules and locking as ``assignment_next`` (resume the current task; otherwise lock
+    a comparison with a free slot that this annotator never had, SKIP LOCKED, and count
+    the claim on the locked row). The difference is the order: comparisons with the
+    fewest claims first, walking the ``comparison_open_slots`` index (batch, claims) and
+    stopping at the first free row, instead of sorting every open comparison by id —
+    which costs O(open comparisons) per call (~50 ms at 20k comparisons on PostgreSQL).
+    With several labels per comparison this spreads labels breadth-first.
+    """
+    current = (
+        Assignment.objects.filter(
+            annotator=annotator, status=Assignment.Status.ASSIGNED, comparison__batch__status=Batch.Status.OPEN
+        )
+        .order_by("assigned_at")
+        .first()
+    )
+    if current is not None:
+        return current
+    with transaction.atomic():
+        candidates = (
+            Comparison.objects.filter(batch__status=Batch.Status.OPEN, claims__lt=F("batch__labels_per_comparison"))
+            .exclude(assignments__annotator=annotator)
+            .order_by("batch_id", "claims")
+        )
+        comparison = candidates.select_for_update(skip_locked=True, of=("self",)).only("pk").first()
+        if comparison is None:
+            return None
+        Comparison.objects.filter(pk=comparison.pk).update(claims=F("claims") + 1)
+        left = _rng_for(annotator.pk, comparison.pk).choice([Choice.A, Choice.B])
+        return Assignment.objects.create(comparison=comparison, annotator=annotator, left=left)

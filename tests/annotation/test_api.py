@@ -121,7 +121,7 @@ def test_full_cycle_next_label_next(annotator, ann):
     assert task["category"] == "helpfulness" and task["turns"][-1]["role"] == "user"
     assert set(task["responses"]) == {"left", "right"}
     assert task["guideline"]["title"] == "Be helpful"
-    assert task["counts"] == {"done": 0, "remaining": 2, "skipped": 0}
+    assert task["counts"] == {"done": 0, "remaining": 2, "remaining_capped": False, "skipped": 0}
     # Texts only: nothing tells the client which stored response (A/B) is on the left.
     assert task["responses"]["left"].keys() == {"text"} and "response_a" not in task
 
@@ -260,24 +260,69 @@ def test_no_labels_once_the_batch_is_closed(annotator, ann):
 
 
 def test_next_and_label_query_counts_are_pinned(annotator, ann):
-    """N+1 guard: the cycle's queries do not grow with the dialogue, batch or history."""
+    """N+1 guard: the cycle's queries are fixed, whatever the dialogue, batch or history."""
     open_batch_with(6)
-    ann.get("/api/v1/tasks/next/")  # warm-up: token, permissions cache, content types
-    for _ in range(2):
-        with CaptureQueriesContext(connection) as nxt:
+    labels_before = 0
+    for n in range(3):
+        with CaptureQueriesContext(connection) as claim:
             task = ann.get("/api/v1/tasks/next/").json()
+        with CaptureQueriesContext(connection) as resume:
+            assert ann.get("/api/v1/tasks/next/").json()["assignment_id"] == task["assignment_id"]
+        url = f"/api/v1/tasks/{task['assignment_id']}/label/"
         with CaptureQueriesContext(connection) as lab:
             assert (
-                ann.post(
-                    f"/api/v1/tasks/{task['assignment_id']}/label/", LABEL, format="json"
-                ).status_code
+                ann.post(url, LABEL, format="json", HTTP_IDEMPOTENCY_KEY=f"key-{n}").status_code
                 == 201
             )
-        # GET next (resume or claim): token, 2 permission reads, the claim (current task,
-        # lock, claims+1, insert), the task with its dialogue, the guideline, 3 counts.
-        assert len(nxt) <= 14, [q["sql"] for q in nxt.captured_queries]
-        # POST label: token, 2 permission reads, the assignment's left, lock, insert, update.
-        assert len(lab) <= 9, [q["sql"] for q in lab.captured_queries]
+        labels_before += 1
+        sql = {"claim": claim, "resume": resume, "label": lab}
+        counts = {name: len(q) for name, q in sql.items()}
+        # Every request: token, permissions (one query, see api.TokenAuthentication).
+        # claim: current task, BEGIN, lock a free comparison, claims+1, insert, COMMIT,
+        #        the task with dialogue and responses, guideline, counts (one query).
+        # resume: current task, the task, guideline, counts.
+        # label: assignment's left side, idempotency key, BEGIN, lock, insert, update, COMMIT.
+        assert counts == {"claim": 11, "resume": 6, "label": 9}, {
+            name: [x["sql"][:120] for x in q.captured_queries] for name, q in sql.items()
+        }
+    assert Label.objects.count() == labels_before
+
+
+# --- the queue functions behind the API ---------------------------------------------------
+
+
+def test_open_slots_queue_keeps_the_rules():
+    open_batch_with(2, labels_per_comparison=2)
+    users = [UserFactory(role="annotator") for _ in range(5)]
+    got = [services.assignment_next_from_open_slots(annotator=u) for u in users]
+    assert all(got[:4]) and got[4] is None  # 2 comparisons x 2 slots
+    assert services.assignment_next_from_open_slots(annotator=users[0]).pk == got[0].pk  # resumes
+    for u, a in zip(users, got[:4], strict=False):
+        assert a.annotator_id == u.pk
+    by_comparison = {}
+    for a in got[:4]:
+        by_comparison.setdefault(a.comparison_id, set()).add(a.annotator_id)
+    assert len(by_comparison) == 2 and all(len(v) == 2 for v in by_comparison.values())
+    assert set(Comparison.objects.values_list("claims", flat=True)) == {2}
+
+
+@pytest.mark.parametrize("cap", [3, 1000])
+def test_queue_counts_match_exact_counts_below_the_cap(annotator, cap):
+    from annotation import selectors
+
+    open_batch_with(5)
+    a = services.assignment_next_from_open_slots(annotator=annotator)
+    services.label_submit(
+        assignment_id=a.pk, annotator=annotator, data=services.LabelInput("A", "better")
+    )
+    b = services.assignment_next_from_open_slots(annotator=annotator)
+    services.assignment_skip(assignment_id=b.pk, annotator=annotator, reason="broken prompt")
+    services.assignment_next_from_open_slots(annotator=annotator)
+    exact = selectors.annotator_counts(annotator)
+    capped = selectors.annotator_queue_counts(annotator, cap=cap)
+    assert (capped.done, capped.skipped) == (exact.done, exact.skipped) == (1, 1)
+    assert exact.remaining == 3
+    assert (capped.remaining, capped.remaining_capped) == ((3, True) if cap == 3 else (3, False))
 
 
 # --- batches and import ------------------------------------------------------------------
