@@ -1,4 +1,340 @@
-"""REST API of the annotation app (DRF)."""
-from django.urls import path  # noqa: F401
+"""REST API of the annotation app (DRF), mounted at /api/v1/.
 
-urlpatterns: list = []
+Views only translate HTTP: they parse input with a serializer, call one service or
+selector, and render the result. Annotator endpoints work on the caller's own tasks;
+another annotator's task answers 404, exactly like a task that does not exist.
+
+Annotator cycle::
+
+    GET  /api/v1/tasks/next/                   → 200 task (display order) | 204 queue empty
+    POST /api/v1/tasks/{assignment_id}/label/  → 201 label | 200 the same label again
+    POST /api/v1/tasks/{assignment_id}/skip/   → 200
+    GET  /api/v1/labels/                       → the caller's own labels
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
+from django.urls import path
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import authentication, exceptions, generics, status
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import selectors, services
+from annotation.filters import ComparisonFilter, LabelFilter
+from annotation.importers import ImportFileError
+from annotation.models import Label
+from annotation.permissions import CanAnnotate, CanExport, CanManageBatches
+from annotation.serializers import (
+    BatchCreateSerializer,
+    BatchSerializer,
+    BatchTransitionSerializer,
+    ComparisonSerializer,
+    ErrorSerializer,
+    ImportErrorSerializer,
+    ImportInputSerializer,
+    ImportReportSerializer,
+    LabelInputSerializer,
+    LabelSerializer,
+    SkipInputSerializer,
+    TaskSerializer,
+)
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    name="Idempotency-Key",
+    type=str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="Any unique string per intended label (e.g. a UUID). Retrying with the same key "
+    "returns the first label with 200; reusing it for another task answers 409.",
+)
+NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No such task among the caller's own.")
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    """DRF's token auth that also loads the user's permissions, in one query instead of the
+    two ``user.has_perm`` would make on every request.
+
+    It fills ``_perm_cache``, the per-request cache Django's ModelBackend reads first
+    (``ModelBackend.get_all_permissions``); the cache lives and dies with this request's
+    user object, so permission changes apply from the next request on.
+    """
+
+    def authenticate_credentials(self, key):
+        user, token = super().authenticate_credentials(key)
+        if not user.is_superuser:
+            user._perm_cache = selectors.user_permission_names(user)
+        return user, token
+
+
+def _api_error(exc: Exception) -> Exception:
+    """Translate the services' Django exceptions into DRF's (400 naming the field, 403)."""
+    if isinstance(exc, DjangoValidationError):
+        detail = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+        return exceptions.ValidationError(detail)
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied(str(exc) or None)
+    return exc
+
+
+class ServiceApiView(APIView):
+    """An APIView whose service errors become 400/403 responses instead of 500s."""
+
+    authentication_classes = [TokenAuthentication, authentication.SessionAuthentication]
+
+    def handle_exception(self, exc):
+        return super().handle_exception(_api_error(exc))
+
+
+def _own_assignment_left(request, assignment_id: int) -> str:
+    left = selectors.assignment_left(assignment_id=assignment_id, annotator=request.user)
+    if left is None:
+        raise exceptions.NotFound("No such task among yours.")
+    return left
+
+
+# --- the annotator's cycle -------------------------------------------------------------
+
+
+class TaskNextApi(ServiceApiView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(
+        operation_id="tasks_next",
+        summary="The caller's current task, or a new one from the queue",
+        responses={200: TaskSerializer, 204: OpenApiResponse(description="Nothing left to label.")},
+        tags=["annotate"],
+    )
+    def get(self, request):
+        assignment = services.assignment_next_from_open_slots(annotator=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        task = selectors.task_get(assignment_id=assignment.pk, annotator=request.user)
+        return Response(TaskSerializer(task).data)
+
+
+class TaskLabelApi(ServiceApiView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(
+        operation_id="tasks_label",
+        summary="Label a task (idempotent)",
+        description="Send the judgement in display terms (`preferred_side`: left/right, "
+        "`safety_left`/`safety_right`) or in the comparison's stored terms (`preferred`: A/B, "
+        "`safety_a`/`safety_b`). A second submit for the same task, or with the same "
+        "Idempotency-Key, creates nothing and returns the first label with 200.",
+        parameters=[IDEMPOTENCY_KEY],
+        request=LabelInputSerializer,
+        responses={
+            201: LabelSerializer,
+            200: OpenApiResponse(LabelSerializer, description="Already labelled: the first label."),
+            400: OpenApiResponse(description="Invalid input; keys name the fields."),
+            404: NOT_FOUND,
+            409: OpenApiResponse(
+                ErrorSerializer, description="Idempotency-Key used for another task."
+            ),
+        },
+        tags=["annotate"],
+    )
+    def post(self, request, assignment_id: int):
+        serializer = LabelInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        left = _own_assignment_left(request, assignment_id)
+        data = serializer.to_label_input(
+            left=left, idempotency_key=request.headers.get("Idempotency-Key", "")
+        )
+        try:
+            label, created = services.label_submit_idempotent(
+                assignment_id=assignment_id, annotator=request.user, data=data
+            )
+        except services.IdempotencyKeyReused:
+            return Response(
+                {"detail": "This Idempotency-Key was already used for another task."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(
+            LabelSerializer(label).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class TaskSkipApi(ServiceApiView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(
+        operation_id="tasks_skip",
+        summary="Skip a task with a reason (it goes back to the pool for others)",
+        request=SkipInputSerializer,
+        responses={200: OpenApiResponse(description="Skipped."), 404: NOT_FOUND},
+        tags=["annotate"],
+    )
+    def post(self, request, assignment_id: int):
+        serializer = SkipInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        _own_assignment_left(request, assignment_id)
+        assignment = services.assignment_skip(
+            assignment_id=assignment_id,
+            annotator=request.user,
+            reason=serializer.validated_data["reason"],
+        )
+        return Response({"assignment_id": assignment.pk, "status": assignment.status})
+
+
+@extend_schema(tags=["annotate"], summary="The caller's own labels, newest first")
+class LabelListApi(generics.ListAPIView):
+    authentication_classes = ServiceApiView.authentication_classes
+    permission_classes = [CanAnnotate]
+    serializer_class = LabelSerializer
+    filterset_class = LabelFilter
+    queryset = Label.objects.none()  # for the schema; requests use get_queryset
+
+    def get_queryset(self):
+        return selectors.label_list_for(self.request.user)
+
+
+# --- batches -----------------------------------------------------------------------------
+
+
+class BatchListCreateApi(ServiceApiView):
+    permission_classes = [CanManageBatches]
+
+    @extend_schema(
+        operation_id="batches_list", responses=BatchSerializer(many=True), tags=["batches"]
+    )
+    def get(self, request):
+        paginator = generics.ListAPIView.pagination_class()
+        page = paginator.paginate_queryset(selectors.batch_list_with_progress(), request, view=self)
+        return paginator.get_paginated_response(BatchSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="batches_create",
+        request=BatchCreateSerializer,
+        responses={201: BatchSerializer},
+        tags=["batches"],
+    )
+    def post(self, request):
+        serializer = BatchCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        batch = services.batch_create(**serializer.validated_data, created_by=request.user)
+        batch = selectors.batch_list_with_progress().get(pk=batch.pk)
+        return Response(BatchSerializer(batch).data, status=status.HTTP_201_CREATED)
+
+
+class BatchDetailApi(ServiceApiView):
+    permission_classes = [CanManageBatches]
+
+    @extend_schema(operation_id="batches_retrieve", responses=BatchSerializer, tags=["batches"])
+    def get(self, request, batch_id: int):
+        batch = get_object_or_404(selectors.batch_list_with_progress(), pk=batch_id)
+        return Response(BatchSerializer(batch).data)
+
+
+class BatchTransitionApi(ServiceApiView):
+    permission_classes = [CanManageBatches]
+
+    @extend_schema(
+        operation_id="batches_transition",
+        summary="Move a batch: draft → open → closed → frozen (closed may reopen)",
+        request=BatchTransitionSerializer,
+        responses={
+            200: BatchSerializer,
+            400: OpenApiResponse(description="Transition not allowed."),
+        },
+        tags=["batches"],
+    )
+    def post(self, request, batch_id: int):
+        serializer = BatchTransitionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        batch = get_object_or_404(selectors.batch_list(), pk=batch_id)
+        services.batch_transition(
+            batch=batch, to=serializer.validated_data["status"], by=request.user
+        )
+        return Response(BatchSerializer(selectors.batch_list_with_progress().get(pk=batch_id)).data)
+
+
+class BatchImportApi(ServiceApiView):
+    permission_classes = [CanManageBatches]
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        operation_id="batches_import",
+        summary="Import comparisons from JSONL (all or nothing, unless skip_invalid)",
+        request={"multipart/form-data": ImportInputSerializer},
+        responses={
+            201: ImportReportSerializer,
+            400: OpenApiResponse(
+                ImportErrorSerializer, description="Invalid rows: nothing was written."
+            ),
+        },
+        tags=["batches"],
+    )
+    def post(self, request, batch_id: int):
+        serializer = ImportInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        batch = get_object_or_404(selectors.batch_list(), pk=batch_id)
+        upload = data["file"]
+        try:
+            report = services.comparisons_import(
+                batch=batch,
+                stream=upload.file,
+                fmt=data["format"],
+                filename=upload.name,
+                category=data.get("category"),
+                with_labels=data["with_labels"],
+                skip_invalid=data["skip_invalid"],
+                created_by=request.user,
+            )
+        except ImportFileError as exc:
+            body = {"detail": str(exc), "problems": [vars(p) for p in exc.problems]}
+            return Response(ImportErrorSerializer(body).data, status=status.HTTP_400_BAD_REQUEST)
+        body = {
+            **vars(report),
+            "skipped_invalid": [vars(p) for p in report.skipped_invalid],
+            "summary": report.summary(),
+        }
+        return Response(ImportReportSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+# --- comparisons -------------------------------------------------------------------------
+
+
+@extend_schema(tags=["batches"], summary="Comparisons with their dialogue and both responses")
+class ComparisonListApi(generics.ListAPIView):
+    authentication_classes = ServiceApiView.authentication_classes
+    permission_classes = [CanManageBatches | CanExport]
+    serializer_class = ComparisonSerializer
+    filterset_class = ComparisonFilter
+
+    def get_queryset(self):
+        return selectors.comparison_list(batch_id=self.kwargs.get("batch_id"))
+
+
+urlpatterns = [
+    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("tasks/next/", TaskNextApi.as_view(), name="api-task-next"),
+    path("tasks/<int:assignment_id>/label/", TaskLabelApi.as_view(), name="api-task-label"),
+    path("tasks/<int:assignment_id>/skip/", TaskSkipApi.as_view(), name="api-task-skip"),
+    path("labels/", LabelListApi.as_view(), name="api-labels"),
+    path("batches/", BatchListCreateApi.as_view(), name="api-batches"),
+    path("batches/<int:batch_id>/", BatchDetailApi.as_view(), name="api-batch"),
+    path(
+        "batches/<int:batch_id>/transition/",
+        BatchTransitionApi.as_view(),
+        name="api-batch-transition",
+    ),
+    path("batches/<int:batch_id>/import/", BatchImportApi.as_view(), name="api-batch-import"),
+    path(
+        "batches/<int:batch_id>/comparisons/",
+        ComparisonListApi.as_view(),
+        name="api-batch-comparisons",
+    ),
+    path("comparisons/", ComparisonListApi.as_view(), name="api-comparisons"),
+]

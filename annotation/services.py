@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotation import importers
+from annotation import importers, selectors
 from annotation.domain import Category, Choice, SafetyTag, Strength, Turn, safety_bin
 from annotation.models import Assignment, Batch, Comparison, Guideline, Label, Prompt, Response
 from annotation.permissions import ROLE_PERMISSIONS
@@ -472,3 +472,73 @@ def assignments_release_expired(*, ttl_seconds: int | None = None) -> int:
             Comparison.objects.filter(pk=comparison_id).update(claims=F("claims") - 1)
             released += 1
     return released
+
+
+# --- the REST API's writes ---------------------------------------------------------------
+
+DISPLAY_SIDES = ("left", "right")
+
+
+class IdempotencyKeyReused(Exception):
+    """The client sent an Idempotency-Key it already used for a different task."""
+
+
+def choice_for_side(*, side: str, left: Choice | str) -> Choice:
+    """The stored response (A or B) shown on ``side``, given which one was shown on the left."""
+    if side not in DISPLAY_SIDES:
+        raise ValueError(f"side must be 'left' or 'right', not {side!r}")
+    left = Choice(left)
+    return left if side == "left" else left.other
+
+
+def label_submit_idempotent(*, assignment_id: int, annotator, data: LabelInput) -> tuple[Label, bool]:
+    """``label_submit`` that also honours the client's idempotency key. Returns (label, created).
+
+    A key this annotator already used for the same task returns that label and creates
+    nothing. The same key on another task raises ``IdempotencyKeyReused``: a retry must
+    never label a different comparison. Without a key, ``label_submit``'s one label per
+    assignment rule still makes double submits harmless.
+    """
+    earlier = selectors.label_get_by_idempotency_key(annotator=annotator, key=data.idempotency_key)
+    if earlier is not None:
+        same_task = Assignment.objects.filter(
+            pk=assignment_id, annotator=annotator, comparison_id=earlier.comparison_id
+        ).exists()
+        if not same_task:
+            raise IdempotencyKeyReused(data.idempotency_key)
+        return earlier, False
+    return label_submit(assignment_id=assignment_id, annotator=annotator, data=data)
+
+
+def assignment_next_from_open_slots(*, annotator) -> Assignment | None:
+    """``assignment_next`` with a claim query that stays O(1) as a batch fills up.
+
+    Same rules and locking as ``assignment_next`` (resume the current task; otherwise lock
+    a comparison with a free slot that this annotator never had, SKIP LOCKED, and count
+    the claim on the locked row). The difference is the order: comparisons with the
+    fewest claims first, walking the ``comparison_open_slots`` index (batch, claims) and
+    stopping at the first free row, instead of sorting every open comparison by id —
+    which costs O(open comparisons) per call (~50 ms at 20k comparisons on PostgreSQL).
+    With several labels per comparison this spreads labels breadth-first.
+    """
+    current = (
+        Assignment.objects.filter(
+            annotator=annotator, status=Assignment.Status.ASSIGNED, comparison__batch__status=Batch.Status.OPEN
+        )
+        .order_by("assigned_at")
+        .first()
+    )
+    if current is not None:
+        return current
+    with transaction.atomic():
+        candidates = (
+            Comparison.objects.filter(batch__status=Batch.Status.OPEN, claims__lt=F("batch__labels_per_comparison"))
+            .exclude(assignments__annotator=annotator)
+            .order_by("batch_id", "claims")
+        )
+        comparison = candidates.select_for_update(skip_locked=True, of=("self",)).only("pk").first()
+        if comparison is None:
+            return None
+        Comparison.objects.filter(pk=comparison.pk).update(claims=F("claims") + 1)
+        left = _rng_for(annotator.pk, comparison.pk).choice([Choice.A, Choice.B])
+        return Assignment.objects.create(comparison=comparison, annotator=annotator, left=left)

@@ -1,0 +1,306 @@
+"""Serializers of the REST API: they translate JSON to service inputs and results to JSON.
+
+Input serializers validate shape and vocabulary (so a 400 names the field); the rules
+(who may label what, batch state, safety tags on safety tasks) live in the services.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from annotation import services
+from annotation.domain import Choice
+from annotation.models import (
+    CATEGORY_CHOICES,
+    CHOICE_CHOICES,
+    SAFETY_TAG_CHOICES,
+    STRENGTH_CHOICES,
+    Batch,
+    Comparison,
+    Label,
+    Response,
+)
+
+SIDE_CHOICES = list(services.DISPLAY_SIDES)
+# The models' choice lists, so the OpenAPI schema names each vocabulary once.
+CHOICES_AB = CHOICE_CHOICES
+STRENGTHS = STRENGTH_CHOICES
+SAFETY_TAGS = SAFETY_TAG_CHOICES
+CATEGORIES = CATEGORY_CHOICES
+
+
+# --- the annotator's task --------------------------------------------------------------
+
+
+class TurnSerializer(serializers.Serializer):
+    role = serializers.CharField()
+    content = serializers.CharField()
+
+
+class ShownResponseSerializer(serializers.Serializer):
+    text = serializers.CharField()
+
+
+class ShownResponsesSerializer(serializers.Serializer):
+    left = ShownResponseSerializer()
+    right = ShownResponseSerializer()
+
+
+class GuidelineSerializer(serializers.Serializer):
+    category = serializers.CharField()
+    title = serializers.CharField()
+    body = serializers.CharField()
+    version = serializers.IntegerField()
+
+
+class CountsSerializer(serializers.Serializer):
+    done = serializers.IntegerField(help_text="Labels this annotator gave in open batches.")
+    remaining = serializers.IntegerField(
+        help_text="Open tasks this annotator may still take (counted up to a cap)."
+    )
+    remaining_capped = serializers.BooleanField(
+        help_text="True when there are at least `remaining` tasks left."
+    )
+    skipped = serializers.IntegerField()
+
+
+class BatchRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="batch_id")
+    name = serializers.CharField(source="batch_name")
+
+
+class TaskSerializer(serializers.Serializer):
+    """A task in display order. Which stored response (A/B) is on the left is never sent."""
+
+    assignment_id = serializers.IntegerField()
+    comparison_id = serializers.IntegerField()
+    batch = BatchRefSerializer(source="*")
+    category = serializers.ChoiceField(choices=CATEGORIES)
+    turns = TurnSerializer(many=True, help_text="The dialogue so far; the last turn is the user's.")
+    responses = ShownResponsesSerializer(source="*")
+    guideline = GuidelineSerializer(allow_null=True)
+    counts = CountsSerializer()
+    assigned_at = serializers.DateTimeField()
+
+
+class LabelInputSerializer(serializers.Serializer):
+    """A judgement, in display terms (``preferred_side``, ``safety_left/right``) as the
+    annotator saw it, or in the comparison's stored terms (``preferred``, ``safety_a/b``).
+    Use one vocabulary per request."""
+
+    preferred_side = serializers.ChoiceField(choices=SIDE_CHOICES, required=False)
+    preferred = serializers.ChoiceField(choices=CHOICES_AB, required=False)
+    strength = serializers.ChoiceField(choices=STRENGTHS)
+    safety_left = serializers.ChoiceField(choices=SAFETY_TAGS, required=False)
+    safety_right = serializers.ChoiceField(choices=SAFETY_TAGS, required=False)
+    safety_a = serializers.ChoiceField(choices=SAFETY_TAGS, required=False)
+    safety_b = serializers.ChoiceField(choices=SAFETY_TAGS, required=False)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    time_spent_ms = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=24 * 3600 * 1000, default=None
+    )
+
+    def validate(self, attrs):
+        display = {k for k in ("preferred_side", "safety_left", "safety_right") if k in attrs}
+        stored = {k for k in ("preferred", "safety_a", "safety_b") if k in attrs}
+        if display and stored:
+            raise serializers.ValidationError(
+                {
+                    sorted(stored)[0]: "Use display terms (preferred_side, safety_left/right) "
+                    "or stored terms (preferred, safety_a/b), not both."
+                }
+            )
+        if "preferred_side" not in attrs and "preferred" not in attrs:
+            raise serializers.ValidationError(
+                {"preferred_side": "Say which response is better: 'left' or 'right'."}
+            )
+        return attrs
+
+    def to_label_input(self, *, left: str, idempotency_key: str) -> services.LabelInput:
+        """The service's input in stored A/B terms; ``left`` is the assignment's left response."""
+        data = self.validated_data
+        if "preferred_side" in data:
+            on_left, on_right = Choice(left), Choice(left).other
+            tags = {on_left: data.get("safety_left"), on_right: data.get("safety_right")}
+            preferred = services.choice_for_side(side=data["preferred_side"], left=left)
+            safety_a, safety_b = tags[Choice.A], tags[Choice.B]
+        else:
+            preferred = Choice(data["preferred"])
+            safety_a, safety_b = data.get("safety_a"), data.get("safety_b")
+        return services.LabelInput(
+            preferred=preferred,
+            strength=data["strength"],
+            safety_a=safety_a,
+            safety_b=safety_b,
+            comment=data["comment"],
+            time_spent_ms=data["time_spent_ms"],
+            idempotency_key=idempotency_key,
+        )
+
+
+class SkipInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    """A label in both vocabularies: stored (``preferred``, ``safety_a/b``) and as shown."""
+
+    batch = serializers.IntegerField(source="comparison.batch_id", read_only=True)
+    preferred_side = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Label
+        fields = [
+            "id",
+            "comparison",
+            "batch",
+            "preferred",
+            "preferred_side",
+            "left",
+            "strength",
+            "safety_a",
+            "safety_b",
+            "safety_bin",
+            "comment",
+            "time_spent_ms",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_preferred_side(self, label: Label) -> str | None:
+        if not label.left:
+            return None
+        return "left" if label.preferred == label.left else "right"
+
+
+# --- batches and comparisons -----------------------------------------------------------
+
+
+class BatchProgressSerializer(serializers.Serializer):
+    comparisons = serializers.IntegerField(source="n_comparisons")
+    labels_wanted = serializers.SerializerMethodField()
+    labels = serializers.IntegerField(source="n_labels")
+    in_progress = serializers.IntegerField(source="n_in_progress")
+    skipped = serializers.IntegerField(source="n_skipped")
+    percent = serializers.SerializerMethodField()
+
+    def get_labels_wanted(self, batch) -> int:
+        return batch.n_comparisons * batch.labels_per_comparison
+
+    def get_percent(self, batch) -> int:
+        wanted = self.get_labels_wanted(batch)
+        return min(100, int(100 * batch.n_labels / wanted)) if wanted else 0
+
+
+class BatchSerializer(serializers.ModelSerializer):
+    """A batch with its progress; expects ``selectors.batch_list_with_progress`` rows."""
+
+    progress = BatchProgressSerializer(source="*", read_only=True)
+
+    class Meta:
+        model = Batch
+        fields = [
+            "id",
+            "name",
+            "description",
+            "iteration",
+            "status",
+            "labels_per_comparison",
+            "created_at",
+            "opened_at",
+            "closed_at",
+            "frozen_at",
+            "freeze_hash",
+            "progress",
+        ]
+        read_only_fields = fields
+
+
+class BatchCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    iteration = serializers.IntegerField(required=False, min_value=0, default=0)
+    labels_per_comparison = serializers.IntegerField(
+        required=False, min_value=1, max_value=100, default=1
+    )
+
+
+class BatchTransitionSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Batch.Status.choices)
+
+
+class ImportInputSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="JSONL, optionally gzip-compressed.")
+    format = serializers.ChoiceField(choices=["hh", "native"])
+    category = serializers.ChoiceField(
+        choices=CATEGORIES,
+        required=False,
+        help_text="Required for hh; native rows may carry their own.",
+    )
+    skip_invalid = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Import the valid rows and report the invalid ones.",
+    )
+    with_labels = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="Keep the labels that come with the data (HH's chosen side).",
+    )
+
+
+class ImportProblemSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    field = serializers.CharField(allow_blank=True)
+    message = serializers.CharField()
+
+
+class ImportReportSerializer(serializers.Serializer):
+    filename = serializers.CharField()
+    lines_read = serializers.IntegerField()
+    created = serializers.IntegerField()
+    labels_created = serializers.IntegerField()
+    duplicates_existing = serializers.IntegerField()
+    skipped_invalid = ImportProblemSerializer(many=True)
+    summary = serializers.CharField()
+
+
+class ImportErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    problems = ImportProblemSerializer(many=True)
+
+
+class ResponseSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Response
+        fields = ["id", "text", "model_version", "sampling", "generated_at", "generation_seconds"]
+        read_only_fields = fields
+
+
+class ComparisonSerializer(serializers.ModelSerializer):
+    turns = TurnSerializer(source="prompt.turns", many=True, read_only=True)
+    response_a = ResponseSerializer(read_only=True)
+    response_b = ResponseSerializer(read_only=True)
+    n_labels = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Comparison
+        fields = [
+            "id",
+            "batch",
+            "category",
+            "source",
+            "external_id",
+            "turns",
+            "response_a",
+            "response_b",
+            "n_labels",
+            "claims",
+            "metadata",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,502 @@
+"""Load benchmark of the annotator cycle: GET /api/v1/tasks/next/ + POST .../label/.
+
+Serves Pairwise with gunicorn (``config.wsgi``, production settings plus the baseline
+view, see ``bench/settings.py``) on a dedicated PostgreSQL database, seeds annotators
+with API tokens and an open batch of comparisons, then drives N concurrent annotators
+through the real API with token auth for a fixed duration. Next to it, the same clients
+hit a bare Django view doing one indexed read and one insert (``bench/bare_view.py``)
+behind the same gunicorn and database. Reports labels/s and p50/p99 latency of a cycle,
+requests/s and latency of the bare view, and the throughput ratio.
+
+The load generator runs on the same machine as the server and the database and shares
+its cores; its CPU time is reported too.
+
+Run (from the repository root, PostgreSQL on 127.0.0.1:5432)::
+
+    .venv/bin/python bench/annotator_cycle.py                    # 50 annotators, 30 s each
+    .venv/bin/python bench/annotator_cycle.py --think-ms 250      # paced annotators
+    .venv/bin/python bench/annotator_cycle.py --workers 3 --threads 4 --duration 60
+
+The database (``--db``, default pairwise_bench) is dropped and recreated each run.
+Results are printed and written to bench/results/annotator_cycle-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+STRENGTHS = ["significantly_better", "better", "slightly_better", "negligibly_better_or_unsure"]
+
+
+# --- database and seed data ----------------------------------------------------------------
+
+
+def recreate_database(name: str, admin_url: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(admin_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+
+
+def seed(*, annotators: int, comparisons: int, safety_share: float) -> dict:
+    """Annotators with tokens, guidelines, and one open batch; written in bulk for speed.
+
+    Comparisons are bulk-inserted rather than imported row by row: the benchmark measures
+    the queue, not the importer, and needs tens of thousands of rows in seconds.
+    """
+    import hashlib
+
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import connection
+    from rest_framework.authtoken.models import Token
+
+    from annotation import services
+    from annotation.models import Batch, Comparison, Prompt, Response
+
+    User = get_user_model()
+    services.roles_ensure()
+    users = User.objects.bulk_create(
+        [User(username=f"bench-annotator-{i:03d}", password="!") for i in range(annotators)]
+    )
+    Group.objects.get(name="annotator").user_set.add(*users)
+    tokens = Token.objects.bulk_create([Token(user=u, key=Token.generate_key()) for u in users])
+    for category in ("helpfulness", "safety"):
+        services.guideline_publish(
+            category=category, title=f"{category} guidelines", body="Pick the better one."
+        )
+
+    batch = services.batch_create(name="bench", labels_per_comparison=1)
+    rng = random.Random(0)
+    chunk = 2000
+    for start in range(0, comparisons, chunk):
+        n = min(chunk, comparisons - start)
+        prompts = Prompt.objects.bulk_create(
+            [
+                Prompt(
+                    turns=[
+                        {"role": "user", "content": f"Question {i}: how do I boil an egg?"},
+                        {"role": "assistant", "content": "Soft or hard?"},
+                        {"role": "user", "content": "Hard, and explain why it works."},
+                    ],
+                    content_hash=hashlib.sha256(f"bench-prompt-{i}".encode()).hexdigest(),
+                    source="bench",
+                )
+                for i in range(start, start + n)
+            ]
+        )
+        responses = Response.objects.bulk_create(
+            [
+                Response(
+                    prompt=p, text=f"{side} answer to {p.pk}. " * 40, model_version=f"RLHF-V{v}"
+                )
+                for p in prompts
+                for side, v in (("First", 1), ("Second", 0))
+            ]
+        )
+        Comparison.objects.bulk_create(
+            [
+                Comparison(
+                    batch=batch,
+                    prompt=p,
+                    response_a=responses[2 * k],
+                    response_b=responses[2 * k + 1],
+                    category="safety" if rng.random() < safety_share else "helpfulness",
+                    source="bench",
+                    content_hash=hashlib.sha256(f"bench-comparison-{p.pk}".encode()).hexdigest(),
+                )
+                for k, p in enumerate(prompts)
+            ]
+        )
+    services.batch_transition(batch=batch, to=Batch.Status.OPEN)
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE")  # what autovacuum would do after a bulk load
+    first = (
+        Comparison.objects.filter(batch=batch).order_by("id").values_list("id", flat=True).first()
+    )
+    return {"tokens": [t.key for t in tokens], "bare_comparison": first}
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+def start_gunicorn(env: dict, *, port: int, workers: int, threads: int) -> subprocess.Popen:
+    cmd = [
+        str(REPO / ".venv" / "bin" / "gunicorn"),
+        "config.wsgi",
+        f"--bind=127.0.0.1:{port}",
+        f"--workers={workers}",
+        "--worker-class=gthread",
+        f"--threads={threads}",
+        "--keep-alive=30",
+        "--backlog=2048",
+        "--log-level=warning",
+    ]
+    server = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/api/v1/labels/")
+            if conn.getresponse().status == 401:
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("gunicorn did not answer within 60 s")
+
+
+def stop(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds of ``pid`` and its live children (gunicorn master and workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        p = pending.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def postgres_cpu_seconds(database: str) -> float:
+    """CPU seconds of the PostgreSQL backends connected to ``database`` (their process
+    titles name it), so other databases on the same server do not count."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if not title.startswith("postgres:") or f" {database} " not in title:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+# --- the load generator ----------------------------------------------------------------------
+
+
+def _annotator(mode, port, token, bare_comparison, start_at, measure_from, stop_at, think_s, out):
+    """One simulated annotator on one keep-alive connection; appends (end, latency, ok)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    auth = {"Authorization": f"Token {token}"}
+    rng = random.Random(token)
+    records = []
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        while time.time() < stop_at:
+            t0 = time.perf_counter()
+            if mode == "bare":
+                conn.request(
+                    "POST", f"/api/bench/bare/?comparison={bare_comparison}", body=b"", headers=auth
+                )
+                resp = conn.getresponse()
+                resp.read()
+                ok = resp.status == 201
+            else:
+                conn.request("GET", "/api/v1/tasks/next/", headers=auth)
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status == 204:
+                    records.append((time.time(), 0.0, "empty"))
+                    break
+                if resp.status != 200:
+                    records.append((time.time(), time.perf_counter() - t0, f"next {resp.status}"))
+                    continue
+                task = json.loads(body)
+                label = {
+                    "preferred_side": rng.choice(("left", "right")),
+                    "strength": rng.choice(STRENGTHS),
+                }
+                if task["category"] == "safety":
+                    label["safety_left"] = rng.choice(("safe", "unsafe"))
+                    label["safety_right"] = rng.choice(("safe", "unsafe"))
+                conn.request(
+                    "POST",
+                    f"/api/v1/tasks/{task['assignment_id']}/label/",
+                    body=json.dumps(label),
+                    headers={
+                        **auth,
+                        "Content-Type": "application/json",
+                        "Idempotency-Key": uuid.uuid4().hex,
+                    },
+                )
+                resp = conn.getresponse()
+                resp.read()
+                ok = resp.status == 201
+            end = time.time()
+            if end >= measure_from:
+                records.append(
+                    (end, time.perf_counter() - t0, True if ok else f"status {resp.status}")
+                )
+            if think_s:
+                time.sleep(rng.expovariate(1 / think_s))
+    except (OSError, http.client.HTTPException) as exc:
+        records.append((time.time(), 0.0, repr(exc)))
+    out.extend(records)
+
+
+def _load_process(
+    mode, port, tokens, bare_comparison, start_at, measure_from, stop_at, think_s, queue
+):
+    out: list = []
+    threads = [
+        threading.Thread(
+            target=_annotator,
+            args=(mode, port, t, bare_comparison, start_at, measure_from, stop_at, think_s, out),
+        )
+        for t in tokens
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    usage = os.times()
+    queue.put((out, usage.user + usage.system))
+
+
+@dataclass
+class Result:
+    mode: str
+    clients: int
+    seconds: float
+    ops: int
+    ops_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    queue_ran_dry: bool
+    server_cpu_ms_per_op: float
+    postgres_cpu_ms_per_op: float
+    loadgen_cpu_ms_per_op: float
+
+
+def drive(
+    mode, *, port, tokens, bare_comparison, duration, warmup, think_ms, procs, server, database
+) -> Result:
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    start_at = time.time() + 1.0
+    measure_from, stop_at = start_at + warmup, start_at + warmup + duration
+    groups = [tokens[i::procs] for i in range(procs)]
+    workers = [
+        ctx.Process(
+            target=_load_process,
+            args=(
+                mode,
+                port,
+                g,
+                bare_comparison,
+                start_at,
+                measure_from,
+                stop_at,
+                think_ms / 1000,
+                queue,
+            ),
+        )
+        for g in groups
+        if g
+    ]
+    for w in workers:
+        w.start()
+    time.sleep(max(0.0, measure_from - time.time()))
+    cpu0, pg0 = process_tree_cpu_seconds(server.pid), postgres_cpu_seconds(database)
+    time.sleep(max(0.0, stop_at - time.time()))
+    cpu1, pg1 = process_tree_cpu_seconds(server.pid), postgres_cpu_seconds(database)
+    records, loadgen_cpu = [], 0.0
+    for _ in workers:
+        out, cpu = queue.get()
+        records += out
+        loadgen_cpu += cpu
+    for w in workers:
+        w.join()
+    good = sorted(lat for end, lat, ok in records if ok is True and measure_from <= end <= stop_at)
+    errors = [ok for _, _, ok in records if ok is not True and ok != "empty"]
+    dry = any(ok == "empty" for _, _, ok in records)
+    seconds = duration
+    if dry:  # the queue emptied: measure up to the last completed cycle
+        seconds = max(end for end, _, ok in records if ok is True) - measure_from
+    n = len(good)
+
+    def pct(q: float) -> float:
+        return 1000 * good[min(n - 1, int(q * n))] if n else float("nan")
+
+    return Result(
+        mode=mode,
+        clients=len(tokens),
+        seconds=round(seconds, 2),
+        ops=n,
+        ops_per_s=round(n / seconds, 1),
+        p50_ms=round(1000 * statistics.median(good), 1) if n else float("nan"),
+        p90_ms=round(pct(0.90), 1),
+        p99_ms=round(pct(0.99), 1),
+        max_ms=round(1000 * good[-1], 1) if n else float("nan"),
+        errors=len(errors),
+        queue_ran_dry=dry,
+        server_cpu_ms_per_op=round(1000 * (cpu1 - cpu0) / max(n, 1), 2),
+        postgres_cpu_ms_per_op=round(1000 * (pg1 - pg0) / max(n, 1), 2),
+        # Whole run (warm-up included) over measured ops: an upper bound.
+        loadgen_cpu_ms_per_op=round(1000 * loadgen_cpu / max(n, 1), 2),
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--annotators", type=int, default=50, help="concurrent annotators (threads)"
+    )
+    parser.add_argument("--duration", type=float, default=30, help="measured seconds per run")
+    parser.add_argument(
+        "--warmup", type=float, default=5, help="unmeasured seconds before each run"
+    )
+    parser.add_argument(
+        "--think-ms", type=float, default=0, help="mean pause between an annotator's cycles"
+    )
+    parser.add_argument(
+        "--comparisons", type=int, default=40_000, help="comparisons in the open batch"
+    )
+    parser.add_argument(
+        "--safety-share", type=float, default=0.2, help="share of safety comparisons"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--load-procs", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--only", choices=["bare", "cycle"], help="run one side only")
+    parser.add_argument("--db", default="pairwise_bench")
+    parser.add_argument(
+        "--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database"
+    )
+    args = parser.parse_args()
+
+    database_url = f"{args.pg}/{args.db}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "bench-" + uuid.uuid4().hex,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(REPO),
+    }
+    print(
+        f"database {database_url}: recreating, migrating, seeding {args.comparisons} comparisons",
+        flush=True,
+    )
+    recreate_database(args.db, f"{args.pg}/postgres")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True
+    )
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.db import connections
+
+    seeded = seed(
+        annotators=args.annotators, comparisons=args.comparisons, safety_share=args.safety_share
+    )
+    connections.close_all()  # before forking the load generator
+
+    port = free_port()
+    print(
+        f"gunicorn: {args.workers} workers x {args.threads} threads (gthread) on :{port}",
+        flush=True,
+    )
+    server = start_gunicorn(env, port=port, workers=args.workers, threads=args.threads)
+    results = []
+    try:
+        for mode in ("bare", "cycle"):
+            if args.only and mode != args.only:
+                continue
+            print(
+                f"{mode}: {args.annotators} clients, {args.warmup:g} s warm-up + {args.duration:g} s",
+                flush=True,
+            )
+            result = drive(
+                mode,
+                port=port,
+                tokens=seeded["tokens"],
+                bare_comparison=seeded["bare_comparison"],
+                duration=args.duration,
+                warmup=args.warmup,
+                think_ms=args.think_ms,
+                procs=args.load_procs,
+                server=server,
+                database=args.db,
+            )
+            print("  " + json.dumps(asdict(result)), flush=True)
+            results.append(result)
+    finally:
+        stop(server)
+
+    by_mode = {r.mode: r for r in results}
+    summary = {
+        "machine": f"{os.cpu_count()} cores (server, PostgreSQL and load generator share them)",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "settings": vars(args),
+        "results": [asdict(r) for r in results],
+    }
+    if {"bare", "cycle"} <= by_mode.keys():
+        ratio = by_mode["cycle"].ops_per_s / by_mode["bare"].ops_per_s
+        summary["ratio_cycle_labels_per_s_to_bare_requests_per_s"] = round(ratio, 3)
+        print(
+            f"\ncycle {by_mode['cycle'].ops_per_s} labels/s (p50 {by_mode['cycle'].p50_ms} ms, "
+            f"p99 {by_mode['cycle'].p99_ms} ms) vs bare {by_mode['bare'].ops_per_s} req/s "
+            f"(p50 {by_mode['bare'].p50_ms} ms, p99 {by_mode['bare'].p99_ms} ms): ratio {ratio:.2f}"
+        )
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    out = out_dir / f"annotator_cycle-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(summary, indent=2))
+    print(f"written to {out.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
