@@ -16,6 +16,20 @@ Formats (see README, "Import formats"):
      "response_a": {"text": "...", "model_version": "RLHF-V1",
                     "sampling": {"temperature": 0.7, "top_p": 0.9}, "generated_at": "2026-11-02T10:00:00Z"},
      "response_b": {...}}
+
+- ``pairwise``: the pairwise training format Pairwise exports (TRL's conversational
+  preference rows): ``{"prompt": [turns], "chosen": [{"role": "assistant", "content": ...}],
+  "rejected": [...], "margin": 0.67, "strength": "better", "category": ..., "annotator": ...}``;
+  ``chosen`` / ``rejected`` may also be plain strings. Rows on the same pair (either way
+  round) become one comparison with one label per row, so export → import → export gives
+  the same pairs.
+- ``pandalm``: a JSON array of multi-annotator rows like PandaLM's test set,
+  ``{"idx", "instruction", "input", "response1", "response2", "cmp_key",
+  "annotator1": 0|1|2, ...}``: one comparison per row (response 1 is A), one label per
+  annotator (``source_annotator`` "pandalm:annotator1"…). 1 prefers A, 2 prefers B; 0 is a
+  tie, stored as strength "negligibly better / unsure" on a side picked by a fixed coin
+  (a hash of idx and annotator, so ties favour neither position) with comment ``tie``.
+  The raw annotations stay in the comparison's metadata.
 """
 from __future__ import annotations
 
@@ -25,11 +39,11 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import IO, Any
 
-from annotation.domain import Category, Role, Turn
+from annotation.domain import Category, Role, Strength, Turn
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: one comparison is never this large; a bigger line is a broken file
 MAX_TEXT_CHARS = 200_000
@@ -37,6 +51,7 @@ MAX_TEXT_CHARS = 200_000
 HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
 HH_ROLES = {"Human": Role.USER, "Assistant": Role.ASSISTANT}
 HH_NAMES = {Role.USER: "Human", Role.ASSISTANT: "Assistant"}
+FORMATS = ("hh", "native", "pairwise", "pandalm")
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,7 @@ class LabelIn:
     preferred: str  # "A" or "B"
     source_annotator: str
     strength: str = ""  # blank: the source has no strength rating
+    comment: str = ""  # e.g. TIE_COMMENT for a multi-annotator set's tie
 
 
 @dataclass(frozen=True)
@@ -271,6 +287,218 @@ def parse_native_row(obj: Any, line: int, default_category: Category | None) -> 
     )
 
 
+MARGIN_STRENGTHS = {
+    1.0: Strength.SIGNIFICANTLY_BETTER,
+    round(2 / 3, 6): Strength.BETTER,
+    round(1 / 3, 6): Strength.SLIGHTLY_BETTER,
+}
+TIE_COMMENT = "tie"
+
+
+def _completion(value: Any, field_name: str) -> str:
+    """A response given as a string or as TRL's one-message assistant list."""
+    if isinstance(value, str):
+        return _text(value, field_name)
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+        message = value[0]
+        if message.get("role") != Role.ASSISTANT:
+            raise RowError(f"{field_name}[0].role", f"must be 'assistant', got {message.get('role')!r}")
+        return _text(message.get("content"), f"{field_name}[0].content")
+    raise RowError(field_name, "must be a string or a list of one {role: assistant, content} message")
+
+
+def _strength(obj: dict[str, Any]) -> str:
+    """The strength named in the row, else the one its margin stands for (margin 0: unrated)."""
+    strength = obj.get("strength")
+    if strength is not None:
+        try:
+            return Strength(strength).value
+        except ValueError:
+            raise RowError("strength", f"must be one of {[s.value for s in Strength]} or null, got {strength!r}") from None
+    margin = obj.get("margin")
+    if margin is None:
+        return ""
+    if isinstance(margin, bool) or not isinstance(margin, int | float):
+        raise RowError("margin", f"must be a number, got {type(margin).__name__}")
+    if margin == 0:
+        return ""
+    try:
+        return MARGIN_STRENGTHS[round(float(margin), 6)].value
+    except KeyError:
+        raise RowError("margin", f"{margin!r} is not in the margin table (1, 2/3, 1/3, 0); give 'strength'") from None
+
+
+def parse_pairwise_row(obj: Any, line: int, default_category: Category | None, *, source: str) -> ComparisonIn:
+    """One pairwise-format row: a comparison whose response A is the chosen one, and its label."""
+    if not isinstance(obj, dict):
+        raise RowError("", f"must be a JSON object, got {type(obj).__name__}")
+    for key in ("prompt", "chosen", "rejected"):
+        if key not in obj:
+            raise RowError(key, "is missing")
+    if "category" in obj and obj["category"] is not None:
+        category = _category(obj["category"])
+    elif default_category is not None:
+        category = default_category
+    else:
+        raise RowError("category", "is missing (and no default category was given)")
+    chosen, rejected = _completion(obj["chosen"], "chosen"), _completion(obj["rejected"], "rejected")
+    if chosen == rejected:
+        raise RowError("rejected", "is identical to 'chosen': nothing to compare")
+    annotator = obj.get("annotator")
+    if annotator is not None and not isinstance(annotator, str):
+        raise RowError("annotator", "must be a string")
+    rater = annotator or f"{source}:line-{line}"
+    return ComparisonIn(
+        line=line,
+        turns=parse_turns(obj["prompt"]),
+        response_a=ResponseIn(chosen),
+        response_b=ResponseIn(rejected),
+        category=category,
+        external_id=str(obj.get("comparison_id", line)),
+        labels=(LabelIn(preferred="A", source_annotator=rater, strength=_strength(obj)),),
+    )
+
+
+def _pair_key(row: ComparisonIn) -> str:
+    """The same two responses to the same prompt, whichever way round."""
+    texts = sorted([row.response_a.text, row.response_b.text])
+    return comparison_hash(row.turns, texts[0], texts[1], row.category)
+
+
+def _merge_pairwise(rows: list[ComparisonIn], problems: list[ImportProblem]) -> list[ComparisonIn]:
+    """Fold rows on the same pair into one comparison (first row's orientation), one label per row."""
+    merged: dict[str, ComparisonIn] = {}
+    raters: dict[str, dict[str, int]] = {}
+    for row in rows:
+        key = _pair_key(row)
+        label = row.labels[0]
+        first = merged.get(key)
+        if first is None:
+            merged[key] = row
+            raters[key] = {label.source_annotator: row.line}
+            continue
+        if (seen := raters[key].get(label.source_annotator)) is not None:
+            problems.append(ImportProblem(row.line, "annotator", f"duplicate of line {seen}: same pair, same annotator"))
+            continue
+        raters[key][label.source_annotator] = row.line
+        preferred = "A" if row.response_a.text == first.response_a.text else "B"
+        merged[key] = replace(first, labels=(*first.labels, replace(label, preferred=preferred)))
+    return list(merged.values())
+
+
+PANDALM_CHOICES = {1: "A", 2: "B"}
+ANNOTATOR_KEY = re.compile(r"annotator\d+")
+MAX_JSON_ARRAY_BYTES = 512 << 20
+
+
+def _json_array_items(stream: IO[bytes]) -> Iterator[tuple[int, int, Any]]:
+    """Yield (line, index, value) for each element of a JSON array file.
+
+    Decodes element by element so every error names the line it starts on.
+    """
+    raw = stream.read(MAX_JSON_ARRAY_BYTES + 1)
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) > MAX_JSON_ARRAY_BYTES:
+        raise RowError("", f"the file is larger than {MAX_JSON_ARRAY_BYTES >> 20} MiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RowError("", f"not valid UTF-8 at byte {exc.start}") from None
+    decoder = json.JSONDecoder()
+    ws = re.compile(r"\s*")
+    pos = ws.match(text, 0).end()
+    if not text.startswith("[", pos):
+        raise RowError("", "must be a JSON array of objects")
+    pos = ws.match(text, pos + 1).end()
+    index = 0
+    if text.startswith("]", pos):
+        return
+    while True:
+        line = text.count("\n", 0, pos) + 1
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise RowError("", f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        yield line, index, value
+        index += 1
+        pos = ws.match(text, pos).end()
+        if text.startswith(",", pos):
+            pos = ws.match(text, pos + 1).end()
+        elif text.startswith("]", pos):
+            return
+        else:
+            raise RowError("", f"malformed JSON at line {text.count(chr(10), 0, pos) + 1}: expected ',' or ']'")
+
+
+def _tie_side(idx: Any, annotator: str) -> str:
+    return "A" if hashlib.sha256(f"{idx}:{annotator}".encode()).digest()[0] % 2 == 0 else "B"
+
+
+def parse_pandalm_row(obj: Any, line: int, category: Category) -> ComparisonIn:
+    if not isinstance(obj, dict):
+        raise RowError("", f"must be a JSON object, got {type(obj).__name__}")
+    for key in ("instruction", "response1", "response2"):
+        if key not in obj:
+            raise RowError(key, "is missing")
+    instruction = _text(obj["instruction"], "instruction")
+    extra = _text(obj.get("input", ""), "input", allow_empty=True)
+    a, b = _text(obj["response1"], "response1"), _text(obj["response2"], "response2")
+    if a == b:
+        raise RowError("response2", "is identical to response1: nothing to compare")
+    annotators = sorted((k for k in obj if ANNOTATOR_KEY.fullmatch(k)), key=lambda k: int(k[9:]))
+    if not annotators:
+        raise RowError("annotator1", "is missing: a row needs at least one annotator's judgement")
+    idx = obj.get("idx", line)
+    labels = []
+    for key in annotators:
+        value = obj[key]
+        if isinstance(value, bool) or value not in (0, 1, 2):
+            raise RowError(key, f"must be 0 (tie), 1 (response1) or 2 (response2), got {value!r}")
+        if value == 0:
+            labels.append(LabelIn(_tie_side(idx, key), f"pandalm:{key}", Strength.NEGLIGIBLY_BETTER_OR_UNSURE.value, TIE_COMMENT))
+        else:
+            labels.append(LabelIn(PANDALM_CHOICES[value], f"pandalm:{key}"))
+    cmp_key = obj.get("cmp_key", "")
+    models = cmp_key.split("_") if isinstance(cmp_key, str) and cmp_key.count("_") == 1 else [str(cmp_key)] * 2
+    prompt = instruction + (f"\n\n{extra}" if extra.strip() else "")
+    return ComparisonIn(
+        line=line,
+        turns=(Turn(Role.USER, prompt),),
+        response_a=ResponseIn(a, model_version=models[0]),
+        response_b=ResponseIn(b, model_version=models[1]),
+        category=category,
+        external_id=str(idx),
+        labels=tuple(labels),
+        metadata={k: obj[k] for k in ("idx", "motivation_app", "cmp_key", "instruction", "input", *annotators) if k in obj},
+    )
+
+
+def _parse_pandalm(stream: IO[bytes], category: Category) -> ParseResult:
+    rows: list[ComparisonIn] = []
+    problems: list[ImportProblem] = []
+    seen: dict[str, int] = {}
+    count = 0
+    try:
+        for line, index, obj in _json_array_items(stream):
+            count += 1
+            try:
+                row = parse_pandalm_row(obj, line, category)
+            except RowError as exc:
+                problems.append(ImportProblem(line, exc.field, f"item {index}: {exc}"))
+                continue
+            first = seen.setdefault(row.content_hash, line)
+            if first != line:
+                problems.append(ImportProblem(line, "", f"item {index}: duplicate of the item on line {first}"))
+                continue
+            rows.append(row)
+    except RowError as exc:
+        problems.append(ImportProblem(0, exc.field, str(exc)))
+    if count == 0 and not problems:
+        problems.append(ImportProblem(0, "", "the array is empty"))
+    return ParseResult(rows, problems, count)
+
+
 @dataclass
 class ParseResult:
     rows: list[ComparisonIn]
@@ -292,6 +520,10 @@ def parse_file(
     Duplicate rows inside the file are problems too: the second names the first.
     """
     default_category = Category(category) if category else None
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "pandalm":
+        return _parse_pandalm(stream, default_category or Category.HELPFULNESS)
     if fmt == "hh" and default_category is None:
         raise ValueError("HH files carry no category: choose helpfulness or safety")
     source = source or ("anthropic-hh" if fmt == "hh" else "import")
@@ -315,15 +547,21 @@ def parse_file(
             elif fmt == "native":
                 row = parse_native_row(obj, number, default_category)
             else:
-                raise ValueError(f"unknown import format {fmt!r}; use 'hh' or 'native'")
+                row = parse_pairwise_row(obj, number, default_category, source=source)
         except RowError as exc:
             problems.append(ImportProblem(number, exc.field, str(exc)))
+            continue
+        if fmt == "pairwise":
+            rows.append(row)  # rows on one pair are folded below, not duplicates
             continue
         first = seen.setdefault(row.content_hash, number)
         if first != number:
             problems.append(ImportProblem(number, "", f"duplicate of line {first}"))
             continue
         rows.append(row)
+    if fmt == "pairwise":
+        rows = _merge_pairwise(rows, problems)
+        problems.sort(key=lambda p: p.line)
     if lines_read == 0:
         problems.append(ImportProblem(0, "", "the file is empty"))
     return ParseResult(rows, problems, lines_read)
