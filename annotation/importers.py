@@ -31,6 +31,7 @@ Formats (see README, "Import formats"):
   (a hash of idx and annotator, so ties favour neither position) with comment ``tie``.
   The raw annotations stay in the comparison's metadata.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -45,7 +46,9 @@ from typing import IO, Any
 
 from annotation.domain import Category, Role, Strength, Turn
 
-MAX_LINE_BYTES = 1 << 20  # 1 MiB: one comparison is never this large; a bigger line is a broken file
+MAX_LINE_BYTES = (
+    1 << 20
+)  # 1 MiB: one comparison is never this large; a bigger line is a broken file
 MAX_TEXT_CHARS = 200_000
 
 HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
@@ -85,7 +88,9 @@ class ComparisonIn:
 
     @property
     def content_hash(self) -> str:
-        return comparison_hash(self.turns, self.response_a.text, self.response_b.text, self.category)
+        return comparison_hash(
+            self.turns, self.response_a.text, self.response_b.text, self.category
+        )
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,9 @@ def turns_hash(turns: tuple[Turn, ...] | list[Turn]) -> str:
 
 def comparison_hash(turns, text_a: str, text_b: str, category: str) -> str:
     canonical = json.dumps(
-        [[t.as_dict() for t in turns], text_a, text_b, str(category)], ensure_ascii=False, separators=(",", ":")
+        [[t.as_dict() for t in turns], text_a, text_b, str(category)],
+        ensure_ascii=False,
+        separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -134,8 +141,13 @@ def parse_hh_dialogue(text: str, field_name: str) -> list[Turn]:
         raise RowError(field_name, f"must be a string, got {type(text).__name__}")
     parts = HH_TURN.split(text)
     if parts[0] != "" or len(parts) < 3:
-        raise RowError(field_name, "must start with '\\n\\nHuman: ' and alternate Human/Assistant turns")
-    turns = [Turn(HH_ROLES[name], content) for name, content in zip(parts[1::2], parts[2::2], strict=True)]
+        raise RowError(
+            field_name, "must start with '\\n\\nHuman: ' and alternate Human/Assistant turns"
+        )
+    turns = [
+        Turn(HH_ROLES[name], content)
+        for name, content in zip(parts[1::2], parts[2::2], strict=True)
+    ]
     if turns[-1].role is not Role.ASSISTANT:
         raise RowError(field_name, "must end with an Assistant turn (the response)")
     return turns
@@ -152,7 +164,9 @@ def _read_lines(stream: IO[bytes], filename: str) -> Iterator[tuple[int, str | I
     head = stream.read(2)
     stream.seek(0) if stream.seekable() else None
     if head == b"\x1f\x8b":
-        stream = gzip.GzipFile(fileobj=stream if stream.seekable() else io.BytesIO(head + stream.read()))
+        stream = gzip.GzipFile(
+            fileobj=stream if stream.seekable() else io.BytesIO(head + stream.read())
+        )
     number = 0
     while True:
         raw = stream.readline(MAX_LINE_BYTES + 1)
@@ -168,7 +182,14 @@ def _read_lines(stream: IO[bytes], filename: str) -> Iterator[tuple[int, str | I
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield number, ImportProblem(number, "", f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")
+            yield (
+                number,
+                ImportProblem(
+                    number,
+                    "",
+                    f"not valid UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})",
+                ),
+            )
             continue
         if text.strip():
             yield number, text
@@ -188,10 +209,14 @@ def _category(value: Any, field_name: str = "category") -> Category:
     try:
         return Category(value)
     except ValueError:
-        raise RowError(field_name, f"must be one of {[c.value for c in Category]}, got {value!r}") from None
+        raise RowError(
+            field_name, f"must be one of {[c.value for c in Category]}, got {value!r}"
+        ) from None
 
 
-def parse_hh_row(obj: Any, line: int, category: Category, *, with_labels: bool, source: str) -> ComparisonIn:
+def parse_hh_row(
+    obj: Any, line: int, category: Category, *, with_labels: bool, source: str
+) -> ComparisonIn:
     if not isinstance(obj, dict):
         raise RowError("", f"must be a JSON object, got {type(obj).__name__}")
     for key in ("chosen", "rejected"):
@@ -200,7 +225,9 @@ def parse_hh_row(obj: Any, line: int, category: Category, *, with_labels: bool, 
     chosen = parse_hh_dialogue(obj["chosen"], "chosen")
     rejected = parse_hh_dialogue(obj["rejected"], "rejected")
     if chosen[:-1] != rejected[:-1]:
-        raise RowError("rejected", "does not share its context (all turns but the last) with 'chosen'")
+        raise RowError(
+            "rejected", "does not share its context (all turns but the last) with 'chosen'"
+        )
     _text(chosen[-1].content, "chosen")
     _text(rejected[-1].content, "rejected")
     if chosen[-1].content == rejected[-1].content:
@@ -221,29 +248,39 @@ def _response(obj: Any, field_name: str) -> ResponseIn:
     if isinstance(obj, str):
         return ResponseIn(_text(obj, field_name))
     if not isinstance(obj, dict):
-        raise RowError(field_name, f"must be an object with 'text' (or a string), got {type(obj).__name__}")
+        raise RowError(
+            field_name, f"must be an object with 'text' (or a string), got {type(obj).__name__}"
+        )
     if "text" not in obj:
         raise RowError(f"{field_name}.text", "is missing")
     sampling = obj.get("sampling", {})
     if not isinstance(sampling, dict):
-        raise RowError(f"{field_name}.sampling", f"must be an object, got {type(sampling).__name__}")
+        raise RowError(
+            f"{field_name}.sampling", f"must be an object, got {type(sampling).__name__}"
+        )
     generated_at = obj.get("generated_at")
     if generated_at is not None:
         try:
             generated_at = datetime.fromisoformat(str(generated_at).replace("Z", "+00:00"))
         except ValueError:
-            raise RowError(f"{field_name}.generated_at", f"is not an ISO 8601 time: {generated_at!r}") from None
+            raise RowError(
+                f"{field_name}.generated_at", f"is not an ISO 8601 time: {generated_at!r}"
+            ) from None
     model_version = obj.get("model_version", "")
     if not isinstance(model_version, str):
         raise RowError(f"{field_name}.model_version", "must be a string")
-    return ResponseIn(_text(obj["text"], f"{field_name}.text"), model_version, sampling, generated_at)
+    return ResponseIn(
+        _text(obj["text"], f"{field_name}.text"), model_version, sampling, generated_at
+    )
 
 
 def parse_turns(value: Any, field_name: str = "prompt") -> tuple[Turn, ...]:
     if isinstance(value, str):
         return (Turn(Role.USER, _text(value, field_name)),)
     if not isinstance(value, list) or not value:
-        raise RowError(field_name, "must be a non-empty list of {role, content} turns (or a string)")
+        raise RowError(
+            field_name, "must be a non-empty list of {role, content} turns (or a string)"
+        )
     turns = []
     for i, item in enumerate(value):
         where = f"{field_name}[{i}]"
@@ -252,7 +289,10 @@ def parse_turns(value: Any, field_name: str = "prompt") -> tuple[Turn, ...]:
         try:
             role = Role(item.get("role"))
         except ValueError:
-            raise RowError(f"{where}.role", f"must be one of {[r.value for r in Role]}, got {item.get('role')!r}") from None
+            raise RowError(
+                f"{where}.role",
+                f"must be one of {[r.value for r in Role]}, got {item.get('role')!r}",
+            ) from None
         turns.append(Turn(role, _text(item.get("content"), f"{where}.content")))
     if turns[-1].role is not Role.USER:
         raise RowError(f"{field_name}[{len(turns) - 1}].role", "the last turn must be the user's")
@@ -302,9 +342,13 @@ def _completion(value: Any, field_name: str) -> str:
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
         message = value[0]
         if message.get("role") != Role.ASSISTANT:
-            raise RowError(f"{field_name}[0].role", f"must be 'assistant', got {message.get('role')!r}")
+            raise RowError(
+                f"{field_name}[0].role", f"must be 'assistant', got {message.get('role')!r}"
+            )
         return _text(message.get("content"), f"{field_name}[0].content")
-    raise RowError(field_name, "must be a string or a list of one {role: assistant, content} message")
+    raise RowError(
+        field_name, "must be a string or a list of one {role: assistant, content} message"
+    )
 
 
 def _strength(obj: dict[str, Any]) -> str:
@@ -314,7 +358,10 @@ def _strength(obj: dict[str, Any]) -> str:
         try:
             return Strength(strength).value
         except ValueError:
-            raise RowError("strength", f"must be one of {[s.value for s in Strength]} or null, got {strength!r}") from None
+            raise RowError(
+                "strength",
+                f"must be one of {[s.value for s in Strength]} or null, got {strength!r}",
+            ) from None
     margin = obj.get("margin")
     if margin is None:
         return ""
@@ -325,10 +372,14 @@ def _strength(obj: dict[str, Any]) -> str:
     try:
         return MARGIN_STRENGTHS[round(float(margin), 6)].value
     except KeyError:
-        raise RowError("margin", f"{margin!r} is not in the margin table (1, 2/3, 1/3, 0); give 'strength'") from None
+        raise RowError(
+            "margin", f"{margin!r} is not in the margin table (1, 2/3, 1/3, 0); give 'strength'"
+        ) from None
 
 
-def parse_pairwise_row(obj: Any, line: int, default_category: Category | None, *, source: str) -> ComparisonIn:
+def parse_pairwise_row(
+    obj: Any, line: int, default_category: Category | None, *, source: str
+) -> ComparisonIn:
     """One pairwise-format row: a comparison whose response A is the chosen one, and its label."""
     if not isinstance(obj, dict):
         raise RowError("", f"must be a JSON object, got {type(obj).__name__}")
@@ -341,7 +392,10 @@ def parse_pairwise_row(obj: Any, line: int, default_category: Category | None, *
         category = default_category
     else:
         raise RowError("category", "is missing (and no default category was given)")
-    chosen, rejected = _completion(obj["chosen"], "chosen"), _completion(obj["rejected"], "rejected")
+    chosen, rejected = (
+        _completion(obj["chosen"], "chosen"),
+        _completion(obj["rejected"], "rejected"),
+    )
     if chosen == rejected:
         raise RowError("rejected", "is identical to 'chosen': nothing to compare")
     annotator = obj.get("annotator")
@@ -378,7 +432,11 @@ def _merge_pairwise(rows: list[ComparisonIn], problems: list[ImportProblem]) -> 
             raters[key] = {label.source_annotator: row.line}
             continue
         if (seen := raters[key].get(label.source_annotator)) is not None:
-            problems.append(ImportProblem(row.line, "annotator", f"duplicate of line {seen}: same pair, same annotator"))
+            problems.append(
+                ImportProblem(
+                    row.line, "annotator", f"duplicate of line {seen}: same pair, same annotator"
+                )
+            )
             continue
         raters[key][label.source_annotator] = row.line
         preferred = "A" if row.response_a.text == first.response_a.text else "B"
@@ -419,7 +477,9 @@ def _json_array_items(stream: IO[bytes]) -> Iterator[tuple[int, int, Any]]:
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            raise RowError("", f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+            raise RowError(
+                "", f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
         yield line, index, value
         index += 1
         pos = ws.match(text, pos).end()
@@ -428,7 +488,9 @@ def _json_array_items(stream: IO[bytes]) -> Iterator[tuple[int, int, Any]]:
         elif text.startswith("]", pos):
             return
         else:
-            raise RowError("", f"malformed JSON at line {text.count(chr(10), 0, pos) + 1}: expected ',' or ']'")
+            raise RowError(
+                "", f"malformed JSON at line {text.count(chr(10), 0, pos) + 1}: expected ',' or ']'"
+            )
 
 
 def _tie_side(idx: Any, annotator: str) -> str:
@@ -456,11 +518,22 @@ def parse_pandalm_row(obj: Any, line: int, category: Category) -> ComparisonIn:
         if isinstance(value, bool) or value not in (0, 1, 2):
             raise RowError(key, f"must be 0 (tie), 1 (response1) or 2 (response2), got {value!r}")
         if value == 0:
-            labels.append(LabelIn(_tie_side(idx, key), f"pandalm:{key}", Strength.NEGLIGIBLY_BETTER_OR_UNSURE.value, TIE_COMMENT))
+            labels.append(
+                LabelIn(
+                    _tie_side(idx, key),
+                    f"pandalm:{key}",
+                    Strength.NEGLIGIBLY_BETTER_OR_UNSURE.value,
+                    TIE_COMMENT,
+                )
+            )
         else:
             labels.append(LabelIn(PANDALM_CHOICES[value], f"pandalm:{key}"))
     cmp_key = obj.get("cmp_key", "")
-    models = cmp_key.split("_") if isinstance(cmp_key, str) and cmp_key.count("_") == 1 else [str(cmp_key)] * 2
+    models = (
+        cmp_key.split("_")
+        if isinstance(cmp_key, str) and cmp_key.count("_") == 1
+        else [str(cmp_key)] * 2
+    )
     prompt = instruction + (f"\n\n{extra}" if extra.strip() else "")
     return ComparisonIn(
         line=line,
@@ -470,7 +543,11 @@ def parse_pandalm_row(obj: Any, line: int, category: Category) -> ComparisonIn:
         category=category,
         external_id=str(idx),
         labels=tuple(labels),
-        metadata={k: obj[k] for k in ("idx", "motivation_app", "cmp_key", "instruction", "input", *annotators) if k in obj},
+        metadata={
+            k: obj[k]
+            for k in ("idx", "motivation_app", "cmp_key", "instruction", "input", *annotators)
+            if k in obj
+        },
     )
 
 
@@ -489,7 +566,9 @@ def _parse_pandalm(stream: IO[bytes], category: Category) -> ParseResult:
                 continue
             first = seen.setdefault(row.content_hash, line)
             if first != line:
-                problems.append(ImportProblem(line, "", f"item {index}: duplicate of the item on line {first}"))
+                problems.append(
+                    ImportProblem(line, "", f"item {index}: duplicate of the item on line {first}")
+                )
                 continue
             rows.append(row)
     except RowError as exc:
@@ -539,11 +618,15 @@ def parse_file(
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            problems.append(ImportProblem(number, "", f"malformed JSON: {exc.msg} at column {exc.colno}"))
+            problems.append(
+                ImportProblem(number, "", f"malformed JSON: {exc.msg} at column {exc.colno}")
+            )
             continue
         try:
             if fmt == "hh":
-                row = parse_hh_row(obj, number, default_category, with_labels=with_labels, source=source)
+                row = parse_hh_row(
+                    obj, number, default_category, with_labels=with_labels, source=source
+                )
             elif fmt == "native":
                 row = parse_native_row(obj, number, default_category)
             else:

@@ -12,6 +12,7 @@ Formats (see docs/export.md for an example row of each):
 - ``hh.jsonl``: the Anthropic HH text format (``chosen`` / ``rejected`` whole dialogues);
 - ``comparisons.jsonl``: one row per comparison with the annotators' aggregate.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -239,7 +240,9 @@ class JsonlWriter:
     def close(self) -> FileInfo:
         self.flush()
         self.out.close()
-        return FileInfo(self.out.path.name, self.out.sha256.hexdigest(), self.out.bytes, self.out.rows)
+        return FileInfo(
+            self.out.path.name, self.out.sha256.hexdigest(), self.out.bytes, self.out.rows
+        )
 
 
 @dataclass(frozen=True)
@@ -305,7 +308,9 @@ class ParquetWriter:
                 ("created_at", pa.string()),
             ]
         )
-        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", write_statistics=True)
+        self._writer = pq.ParquetWriter(
+            path, self.schema, compression="zstd", write_statistics=True
+        )
         self._rows: list[dict[str, Any]] = []
         self.rows = 0
 
@@ -314,7 +319,9 @@ class ParquetWriter:
         return {
             "text": r.text,
             "model_version": r.model_version,
-            "sampling": json.dumps(r.sampling, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+            "sampling": json.dumps(
+                r.sampling, ensure_ascii=False, separators=(",", ":"), sort_keys=True
+            ),
             "generated_at": r.generated_at,
         }
 
@@ -369,9 +376,13 @@ class SnapshotWriter:
         self.directory = directory
         formats = set(formats)
         self.full = JsonlWriter(directory / FULL_JSONL) if FULL_JSONL in formats else None
-        self.pairwise = JsonlWriter(directory / PAIRWISE_JSONL) if PAIRWISE_JSONL in formats else None
+        self.pairwise = (
+            JsonlWriter(directory / PAIRWISE_JSONL) if PAIRWISE_JSONL in formats else None
+        )
         self.hh = JsonlWriter(directory / HH_JSONL) if HH_JSONL in formats else None
-        self.aggregated = JsonlWriter(directory / AGGREGATED_JSONL) if AGGREGATED_JSONL in formats else None
+        self.aggregated = (
+            JsonlWriter(directory / AGGREGATED_JSONL) if AGGREGATED_JSONL in formats else None
+        )
         self.parquet = ParquetWriter(directory / FULL_PARQUET) if FULL_PARQUET in formats else None
         self._group: list[LabelRow] = []
 
@@ -398,7 +409,9 @@ class SnapshotWriter:
         return sorted((w.close() for w in writers if w is not None), key=lambda f: f.name)
 
 
-def tar_stream(directory: Path, names: Iterable[str], *, prefix: str, chunk: int = 1 << 20) -> Iterable[bytes]:
+def tar_stream(
+    directory: Path, names: Iterable[str], *, prefix: str, chunk: int = 1 << 20
+) -> Iterable[bytes]:
     """Yield a tar archive of ``directory/names`` block by block, never whole files.
 
     Members have mtime 0, owner 0 and mode 0644, so the same files give the same archive.

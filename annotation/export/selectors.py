@@ -1,4 +1,5 @@
 """Reads for snapshots: which labels a filter selects, their rows, counts and distributions."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -72,7 +73,9 @@ class SnapshotFilters:
                 errors[key] = f"Must be a number, got {value!r}."
                 continue
         if result.get("min_agreement") is not None and not 0 <= result["min_agreement"] <= 1:
-            errors["min_agreement"] = "Must be between 0 and 1 (e.g. 0.67 for two annotators out of three)."
+            errors["min_agreement"] = (
+                "Must be between 0 and 1 (e.g. 0.67 for two annotators out of three)."
+            )
         if result.get("min_annotators") is not None and result["min_annotators"] < 1:
             errors["min_annotators"] = "Must be at least 1."
         for key in ("date_from", "date_to"):
@@ -86,7 +89,12 @@ class SnapshotFilters:
                     result[key] = date.fromisoformat(str(value))
                 except ValueError:
                     errors[key] = f"Must be a date like 2026-11-02, got {value!r}."
-        if not errors and result["date_from"] and result["date_to"] and result["date_from"] > result["date_to"]:
+        if (
+            not errors
+            and result["date_from"]
+            and result["date_to"]
+            and result["date_from"] > result["date_to"]
+        ):
             errors["date_to"] = "Must not be before the start date."
         if errors:
             raise ValidationError(errors)
@@ -106,12 +114,17 @@ class SnapshotFilters:
         }
 
     def describe(self) -> str:
-        parts = [f"{k.replace('_', ' ')}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
-                 for k, v in self.as_dict().items() if v not in (None, [])]
+        parts = [
+            f"{k.replace('_', ' ')}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in self.as_dict().items()
+            if v not in (None, [])
+        ]
         return "; ".join(parts) or "all labels"
 
 
-def labels_selected(filters: SnapshotFilters, *, max_label_id: int | None = None) -> QuerySet[Label]:
+def labels_selected(
+    filters: SnapshotFilters, *, max_label_id: int | None = None
+) -> QuerySet[Label]:
     """The labels a snapshot with ``filters`` contains (``max_label_id`` pins a build's view)."""
     qs = Label.objects.all()
     if max_label_id is not None:
@@ -121,22 +134,33 @@ def labels_selected(filters: SnapshotFilters, *, max_label_id: int | None = None
     if filters.categories:
         qs = qs.filter(comparison__category__in=filters.categories)
     if filters.strengths:
-        wanted = [s for s in filters.strengths if s != UNRATED] + ([""] if UNRATED in filters.strengths else [])
+        wanted = [s for s in filters.strengths if s != UNRATED] + (
+            [""] if UNRATED in filters.strengths else []
+        )
         qs = qs.filter(strength__in=wanted)
     if filters.safety_bins:
-        wanted = [b for b in filters.safety_bins if b != NO_BIN] + ([""] if NO_BIN in filters.safety_bins else [])
+        wanted = [b for b in filters.safety_bins if b != NO_BIN] + (
+            [""] if NO_BIN in filters.safety_bins else []
+        )
         qs = qs.filter(safety_bin__in=wanted)
     if filters.date_from:
         qs = qs.filter(created_at__gte=datetime.combine(filters.date_from, time.min, tzinfo=UTC))
     if filters.date_to:
-        qs = qs.filter(created_at__lt=datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=UTC))
+        qs = qs.filter(
+            created_at__lt=datetime.combine(
+                filters.date_to + timedelta(days=1), time.min, tzinfo=UTC
+            )
+        )
     if filters.min_agreement is not None or filters.min_annotators is not None:
         comparisons = Comparison.objects.annotate(
             n=Count("labels"), n_a=Count("labels", filter=Q(labels__preferred="A"))
         ).annotate(top=Greatest("n_a", F("n") - F("n_a")))
         if filters.min_agreement is not None:
             comparisons = comparisons.filter(
-                top__gte=ExpressionWrapper(F("n") * filters.min_agreement, output_field=FloatField()), n__gt=0
+                top__gte=ExpressionWrapper(
+                    F("n") * filters.min_agreement, output_field=FloatField()
+                ),
+                n__gt=0,
             )
         if filters.min_annotators is not None:
             comparisons = comparisons.filter(n__gte=filters.min_annotators)
@@ -188,12 +212,35 @@ def label_rows(
     ``pseudonym(annotator_id, source_annotator)`` names the annotator.
     """
     for (
-        label_id, comparison_id, batch, category, source, external_id, turns,
-        a_text, a_model, a_sampling, a_generated,
-        b_text, b_model, b_sampling, b_generated,
-        preferred, strength, safety_a, safety_b, safety_bin,
-        annotator_id, source_annotator, left, comment, time_spent_ms, created_at,
-    ) in qs.order_by("comparison_id", "id").values_list(*ROW_COLUMNS).iterator(chunk_size=chunk_size):
+        label_id,
+        comparison_id,
+        batch,
+        category,
+        source,
+        external_id,
+        turns,
+        a_text,
+        a_model,
+        a_sampling,
+        a_generated,
+        b_text,
+        b_model,
+        b_sampling,
+        b_generated,
+        preferred,
+        strength,
+        safety_a,
+        safety_b,
+        safety_bin,
+        annotator_id,
+        source_annotator,
+        left,
+        comment,
+        time_spent_ms,
+        created_at,
+    ) in (
+        qs.order_by("comparison_id", "id").values_list(*ROW_COLUMNS).iterator(chunk_size=chunk_size)
+    ):
         yield LabelRow(
             label_id=label_id,
             comparison_id=comparison_id,
@@ -238,9 +285,13 @@ class BatchDistribution:
 def label_distribution() -> list[BatchDistribution]:
     """Per batch (oldest first): how many labels at each strength and in each safety bin."""
     rows = (
-        Label.objects.values("comparison__batch__name", "comparison__batch__created_at", "strength", "safety_bin")
+        Label.objects.values(
+            "comparison__batch__name", "comparison__batch__created_at", "strength", "safety_bin"
+        )
         .annotate(n=Count("id"))
-        .order_by("comparison__batch__created_at", "comparison__batch__name", "strength", "safety_bin")
+        .order_by(
+            "comparison__batch__created_at", "comparison__batch__name", "strength", "safety_bin"
+        )
     )
     out: dict[str, BatchDistribution] = {}
     totals: dict[str, int] = {}
@@ -250,6 +301,11 @@ def label_distribution() -> list[BatchDistribution]:
         strength = row["strength"] or UNRATED
         dist.by_strength[strength] = dist.by_strength.get(strength, 0) + row["n"]
         if row["safety_bin"]:
-            dist.by_safety_bin[row["safety_bin"]] = dist.by_safety_bin.get(row["safety_bin"], 0) + row["n"]
+            dist.by_safety_bin[row["safety_bin"]] = (
+                dist.by_safety_bin.get(row["safety_bin"], 0) + row["n"]
+            )
         totals[name] = totals.get(name, 0) + row["n"]
-    return [BatchDistribution(d.batch, totals[d.batch], d.by_strength, d.by_safety_bin) for d in out.values()]
+    return [
+        BatchDistribution(d.batch, totals[d.batch], d.by_strength, d.by_safety_bin)
+        for d in out.values()
+    ]

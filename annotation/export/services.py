@@ -5,6 +5,7 @@ every format at once (``formats.SnapshotWriter``). The files go to a private fol
 and are moved to ``SNAPSHOTS_DIR/<content hash>`` when complete, so a folder named by a hash
 always holds a finished, unchanging snapshot.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,7 +45,11 @@ def code_version() -> str:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--tags"],
-            cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=5, check=True,
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -72,7 +77,11 @@ class Pseudonyms:
         key = (annotator_id, source_annotator)
         name = self._cache.get(key)
         if name is None:
-            message = f"user:{annotator_id}" if annotator_id is not None else f"imported:{source_annotator}"
+            message = (
+                f"user:{annotator_id}"
+                if annotator_id is not None
+                else f"imported:{source_annotator}"
+            )
             name = "ann-" + hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()[:16]
             self._cache[key] = name
         return name
@@ -151,7 +160,9 @@ def snapshot_build_files(
         if progress is not None and counts.labels % PROGRESS_EVERY == 0:
             progress(counts.labels)
     files = writer.close()
-    digest = hashlib.sha256(json.dumps([formats.SCHEMA_VERSION, filters.as_dict()], sort_keys=True).encode())
+    digest = hashlib.sha256(
+        json.dumps([formats.SCHEMA_VERSION, filters.as_dict()], sort_keys=True).encode()
+    )
     for f in files:
         digest.update(f"{f.name}:{f.sha256}\n".encode())
     content_hash = digest.hexdigest()
@@ -163,7 +174,10 @@ def snapshot_build_files(
         "filters": filters.as_dict(),
         "max_label_id": max_label_id,
         "counts": counts.as_dict(),
-        "margin_table": {"name": formats.DEFAULT_MARGIN_TABLE, **formats.MARGIN_TABLES[formats.DEFAULT_MARGIN_TABLE]},
+        "margin_table": {
+            "name": formats.DEFAULT_MARGIN_TABLE,
+            **formats.MARGIN_TABLES[formats.DEFAULT_MARGIN_TABLE],
+        },
         "annotator_ids": "HMAC-SHA256 of the Pairwise user id or imported rater name; stable within this snapshot",
         "files": {f.name: {"sha256": f.sha256, "bytes": f.bytes, "rows": f.rows} for f in files},
         "empty": counts.labels == 0,
@@ -176,7 +190,9 @@ def snapshot_directory(snapshot: Snapshot) -> Path:
     return Path(settings.SNAPSHOTS_DIR) / snapshot.content_hash
 
 
-def snapshot_request(*, filters: SnapshotFilters | dict[str, Any], name: str = "", created_by=None) -> Snapshot:
+def snapshot_request(
+    *, filters: SnapshotFilters | dict[str, Any], name: str = "", created_by=None
+) -> Snapshot:
     """Record a snapshot request and build it: inline when small, by a worker when large.
 
     Filters that match nothing still give a snapshot: empty files and a manifest saying so.
@@ -185,7 +201,10 @@ def snapshot_request(*, filters: SnapshotFilters | dict[str, Any], name: str = "
         filters = SnapshotFilters.from_dict(filters)
     total = selectors.labels_selected(filters).count()
     snapshot = Snapshot.objects.create(
-        name=name.strip()[:200], filters=filters.as_dict(), created_by=created_by, progress_total=total
+        name=name.strip()[:200],
+        filters=filters.as_dict(),
+        created_by=created_by,
+        progress_total=total,
     )
     if total <= INLINE_MAX_LABELS:
         return snapshot_build(snapshot_id=snapshot.pk)
@@ -207,7 +226,9 @@ def snapshot_build(*, snapshot_id: int) -> Snapshot:
     root = Path(settings.SNAPSHOTS_DIR)
     work_dir = root / f".building-{snapshot.pk}"
     shutil.rmtree(work_dir, ignore_errors=True)
-    Snapshot.objects.filter(pk=snapshot.pk).update(status=Snapshot.Status.BUILDING, progress_done=0, error="")
+    Snapshot.objects.filter(pk=snapshot.pk).update(
+        status=Snapshot.Status.BUILDING, progress_done=0, error=""
+    )
 
     def progress(done: int) -> None:
         Snapshot.objects.filter(pk=snapshot.pk).update(progress_done=done)
@@ -223,7 +244,9 @@ def snapshot_build(*, snapshot_id: int) -> Snapshot:
     except Exception as exc:
         shutil.rmtree(work_dir, ignore_errors=True)
         Snapshot.objects.filter(pk=snapshot.pk).update(
-            status=Snapshot.Status.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+            status=Snapshot.Status.FAILED,
+            error=f"{type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
         )
         logger.exception("snapshot %s failed", snapshot.pk)
         raise
@@ -238,7 +261,9 @@ def snapshot_build(*, snapshot_id: int) -> Snapshot:
         finished_at=timezone.now(),
     )
     snapshot.refresh_from_db()
-    logger.info("snapshot %s ready: %s (%d labels)", snapshot.pk, result.content_hash[:12], result.labels)
+    logger.info(
+        "snapshot %s ready: %s (%d labels)", snapshot.pk, result.content_hash[:12], result.labels
+    )
     return snapshot
 
 
@@ -250,5 +275,7 @@ def snapshot_file_path(*, snapshot: Snapshot, name: str) -> Path:
         raise ValidationError({"file": f"This snapshot has no file {name!r}."})
     path = snapshot_directory(snapshot) / name
     if not path.is_file():
-        raise ValidationError({"file": f"{name} is missing from {path.parent}: the snapshot folder was removed."})
+        raise ValidationError(
+            {"file": f"{name} is missing from {path.parent}: the snapshot folder was removed."}
+        )
     return path

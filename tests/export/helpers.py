@@ -1,4 +1,5 @@
 """Labelled data for export tests: comparisons with labels from users and imported raters."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,16 @@ from annotation.models import Label
 from tests.factories import BatchFactory, UserFactory, make_comparison
 
 
-def label(comparison, *, annotator=None, rater="", preferred="A", strength="better", tags=None, **kw) -> Label:
+def label(
+    comparison, *, annotator=None, rater="", preferred="A", strength="better", tags=None, **kw
+) -> Label:
     fields = {}
     if tags:
-        fields = {"safety_a": tags[0], "safety_b": tags[1], "safety_bin": safety_bin(preferred, *tags).value}
+        fields = {
+            "safety_a": tags[0],
+            "safety_b": tags[1],
+            "safety_bin": safety_bin(preferred, *tags).value,
+        }
     return Label.objects.create(
         comparison=comparison,
         annotator=annotator,

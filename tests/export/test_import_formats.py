@@ -1,4 +1,5 @@
 """Import of the pairwise format and multi-annotator (PandaLM) data; HH round trip on real data."""
+
 import gzip
 import io
 import json
@@ -8,8 +9,8 @@ from django.db.models import Count
 
 from annotation import services
 from annotation.export import formats
-from annotation.export.services import snapshot_build_files
 from annotation.export.selectors import SnapshotFilters
+from annotation.export.services import snapshot_build_files
 from annotation.importers import TIE_COMMENT, ImportFileError
 from annotation.models import Comparison, Label
 from tests.export.helpers import labelled_data, read_jsonl
@@ -23,7 +24,10 @@ def export(tmp_path, sub, **filters):
 
 
 def pairs_of(path):
-    return [(r["prompt"], r["chosen"], r["rejected"], r["margin"], r["strength"]) for r in read_jsonl(path)]
+    return [
+        (r["prompt"], r["chosen"], r["rejected"], r["margin"], r["strength"])
+        for r in read_jsonl(path)
+    ]
 
 
 def test_pairwise_round_trip_gives_the_same_pairs(tmp_path):
@@ -31,12 +35,16 @@ def test_pairwise_round_trip_gives_the_same_pairs(tmp_path):
     first = export(tmp_path, "first")
     batch = BatchFactory(name="reimported")
     with open(first.directory / formats.PAIRWISE_JSONL, "rb") as f:
-        report = services.comparisons_import(batch=batch, stream=f, fmt="pairwise", filename="pairwise.jsonl")
+        report = services.comparisons_import(
+            batch=batch, stream=f, fmt="pairwise", filename="pairwise.jsonl"
+        )
     # Three annotators on one pair (some disagreeing) fold into one comparison again.
     assert (report.created, report.labels_created) == (8, 16)
     assert Comparison.objects.filter(batch=batch).count() == 8
     second = export(tmp_path, "second", batches=["reimported"])
-    assert pairs_of(second.directory / formats.PAIRWISE_JSONL) == pairs_of(first.directory / formats.PAIRWISE_JSONL)
+    assert pairs_of(second.directory / formats.PAIRWISE_JSONL) == pairs_of(
+        first.directory / formats.PAIRWISE_JSONL
+    )
     # Importing the same file again duplicates nothing and says so.
     with open(first.directory / formats.PAIRWISE_JSONL, "rb") as f:
         again = services.comparisons_import(batch=batch, stream=f, fmt="pairwise")
@@ -58,21 +66,25 @@ def pairwise_line(**over):
 
 def test_pairwise_plain_strings_and_margin_to_strength():
     batch = BatchFactory()
-    data = "\n".join([
-        pairwise_line(),
-        pairwise_line(prompt="Plain prompt", chosen="Yes", rejected="No", margin=0),
-    ]).encode()
+    data = "\n".join(
+        [
+            pairwise_line(),
+            pairwise_line(prompt="Plain prompt", chosen="Yes", rejected="No", margin=0),
+        ]
+    ).encode()
     services.comparisons_import(batch=batch, stream=io.BytesIO(data), fmt="pairwise")
     assert list(Label.objects.order_by("id").values_list("strength", flat=True)) == ["better", ""]
 
 
 def test_invalid_pairwise_row_writes_nothing_and_names_line_and_field():
     batch = BatchFactory()
-    data = "\n".join([
-        pairwise_line(),
-        pairwise_line(chosen=[{"role": "user", "content": "x"}]),
-        pairwise_line(prompt=[{"role": "user", "content": "Q2"}], margin=0.5),
-    ]).encode()
+    data = "\n".join(
+        [
+            pairwise_line(),
+            pairwise_line(chosen=[{"role": "user", "content": "x"}]),
+            pairwise_line(prompt=[{"role": "user", "content": "Q2"}], margin=0.5),
+        ]
+    ).encode()
     with pytest.raises(ImportFileError) as err:
         services.comparisons_import(batch=batch, stream=io.BytesIO(data), fmt="pairwise")
     assert [(p.line, p.field) for p in err.value.problems] == [(2, "chosen[0].role"), (3, "margin")]
@@ -80,11 +92,29 @@ def test_invalid_pairwise_row_writes_nothing_and_names_line_and_field():
 
 
 PANDALM = [
-    {"idx": 0, "motivation_app": "Grammarly", "cmp_key": "bloom-7b_llama-7b", "instruction": "Fix this.",
-     "input": "me go home", "response1": "I go home.", "response2": "I am going home.",
-     "annotator1": 2, "annotator2": 0, "annotator3": 1},
-    {"idx": 1, "cmp_key": "opt-7b_llama-7b", "instruction": "Say hi.", "input": "",
-     "response1": "Hi", "response2": "Hello", "annotator1": 1, "annotator2": 1, "annotator3": 1},
+    {
+        "idx": 0,
+        "motivation_app": "Grammarly",
+        "cmp_key": "bloom-7b_llama-7b",
+        "instruction": "Fix this.",
+        "input": "me go home",
+        "response1": "I go home.",
+        "response2": "I am going home.",
+        "annotator1": 2,
+        "annotator2": 0,
+        "annotator3": 1,
+    },
+    {
+        "idx": 1,
+        "cmp_key": "opt-7b_llama-7b",
+        "instruction": "Say hi.",
+        "input": "",
+        "response1": "Hi",
+        "response2": "Hello",
+        "annotator1": 1,
+        "annotator2": 1,
+        "annotator3": 1,
+    },
 ]
 
 
@@ -95,22 +125,34 @@ def test_pandalm_keeps_each_annotator_and_represents_ties():
     assert (report.created, report.labels_created) == (2, 6)
     first = Comparison.objects.get(external_id="0")
     assert first.prompt.turns == [{"role": "user", "content": "Fix this.\n\nme go home"}]
-    assert (first.response_a.model_version, first.response_b.model_version) == ("bloom-7b", "llama-7b")
+    assert (first.response_a.model_version, first.response_b.model_version) == (
+        "bloom-7b",
+        "llama-7b",
+    )
     assert first.metadata["annotator2"] == 0
     labels = {lab.source_annotator: lab for lab in first.labels.all()}
-    assert labels["pandalm:annotator1"].preferred == "B" and labels["pandalm:annotator3"].preferred == "A"
+    assert (
+        labels["pandalm:annotator1"].preferred == "B"
+        and labels["pandalm:annotator3"].preferred == "A"
+    )
     tie = labels["pandalm:annotator2"]
     assert tie.strength == "negligibly_better_or_unsure" and tie.comment == TIE_COMMENT
 
 
 def test_pandalm_bad_values_name_line_and_field():
-    rows = [dict(PANDALM[0]), dict(PANDALM[1], response1=True), dict(PANDALM[1], idx=2, annotator3=3)]
+    rows = [
+        dict(PANDALM[0]),
+        dict(PANDALM[1], response1=True),
+        dict(PANDALM[1], idx=2, annotator3=3),
+    ]
     stream = io.BytesIO(json.dumps(rows, indent=4).encode())
     with pytest.raises(ImportFileError) as err:
         services.comparisons_import(batch=BatchFactory(), stream=stream, fmt="pandalm")
     problems = err.value.problems
     assert [p.field for p in problems] == ["response1", "annotator3"]
-    assert problems[0].line == 14 and "item 1" in problems[0].message and "bool" in problems[0].message
+    assert (
+        problems[0].line == 14 and "item 1" in problems[0].message and "bool" in problems[0].message
+    )
     assert Comparison.objects.count() == 0
 
 
@@ -124,28 +166,40 @@ def test_pandalm_testset_real_file(shared_data):
     assert len(bools) == 6 and {p.field for p in bools} == {"response1", "response2"}
     assert Comparison.objects.count() == 0
     with open(path, "rb") as f:
-        report = services.comparisons_import(batch=batch, stream=f, fmt="pandalm", skip_invalid=True)
+        report = services.comparisons_import(
+            batch=batch, stream=f, fmt="pandalm", skip_invalid=True
+        )
     assert report.created + len(report.skipped_invalid) == 999
     assert report.labels_created == 3 * report.created
     per_comparison = set(
-        Comparison.objects.filter(batch=batch).annotate(n=Count("labels")).values_list("n", flat=True)
+        Comparison.objects.filter(batch=batch)
+        .annotate(n=Count("labels"))
+        .values_list("n", flat=True)
     )
     assert per_comparison == {3}
     ties = Label.objects.filter(comparison__batch=batch, comment=TIE_COMMENT).count()
     zeros = sum(
-        [c.metadata[f"annotator{i}"] for i in (1, 2, 3)].count(0) for c in Comparison.objects.filter(batch=batch)
+        [c.metadata[f"annotator{i}"] for i in (1, 2, 3)].count(0)
+        for c in Comparison.objects.filter(batch=batch)
     )
     assert ties == zeros > 200
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("subset", ["helpful-base/test.jsonl.gz", "harmless-base/test-dev.jsonl.gz"])
+@pytest.mark.parametrize(
+    "subset", ["helpful-base/test.jsonl.gz", "harmless-base/test-dev.jsonl.gz"]
+)
 def test_hh_export_reproduces_the_original_rows_exactly(shared_data, tmp_path, subset):
     path = shared_data / "hh-rlhf" / subset
     batch = BatchFactory(name="hh")
     with open(path, "rb") as f:
         report = services.comparisons_import(
-            batch=batch, stream=f, fmt="hh", category="helpfulness", skip_invalid=True, filename=subset
+            batch=batch,
+            stream=f,
+            fmt="hh",
+            category="helpfulness",
+            skip_invalid=True,
+            filename=subset,
         )
     bad = {p.line for p in report.skipped_invalid}
     with gzip.open(path, "rt", encoding="utf-8") as f:

@@ -1,4 +1,5 @@
 """Snapshots: filters, manifest, formats, byte-identical re-creation, empty selections."""
+
 import json
 
 import pyarrow.parquet as pq
@@ -19,7 +20,9 @@ def _snapshots_dir(settings, tmp_path):
 
 
 def build(tmp_path, sub="a", **filters):
-    return services.snapshot_build_files(filters=SnapshotFilters.from_dict(filters), work_dir=tmp_path / sub)
+    return services.snapshot_build_files(
+        filters=SnapshotFilters.from_dict(filters), work_dir=tmp_path / sub
+    )
 
 
 def test_full_fidelity_rows_keep_every_label_and_provenance(tmp_path):
@@ -29,12 +32,31 @@ def test_full_fidelity_rows_keep_every_label_and_provenance(tmp_path):
     assert len(rows) == 16 and result.comparisons == 8
     row = rows[0]
     assert list(row) == [
-        "label_id", "comparison_id", "batch", "category", "source", "external_id", "prompt",
-        "response_a", "response_b", "preferred", "strength", "margin", "safety_a", "safety_b",
-        "safety_bin", "annotator", "left", "comment", "time_spent_ms", "created_at",
+        "label_id",
+        "comparison_id",
+        "batch",
+        "category",
+        "source",
+        "external_id",
+        "prompt",
+        "response_a",
+        "response_b",
+        "preferred",
+        "strength",
+        "margin",
+        "safety_a",
+        "safety_b",
+        "safety_bin",
+        "annotator",
+        "left",
+        "comment",
+        "time_spent_ms",
+        "created_at",
     ]
     assert row["prompt"][-1] == {"role": "user", "content": "Hard, please."}
-    assert row["response_a"]["model_version"] == "RLHF-V1" and row["response_a"]["sampling"] == {"temperature": 0.7}
+    assert row["response_a"]["model_version"] == "RLHF-V1" and row["response_a"]["sampling"] == {
+        "temperature": 0.7
+    }
     assert row["strength"] == "significantly_better" and row["margin"] == 1.0
     assert row["time_spent_ms"] == 12_000 and row["created_at"].endswith("Z")
     # Pseudonyms: one per annotator, stable, never the username.
@@ -63,12 +85,22 @@ def test_pairwise_hh_and_aggregate_formats(tmp_path):
     assert sorted({p["margin"] for p in pairs}) == [0.0, 1 / 3, 2 / 3, 1.0]
     hh = read_jsonl(result.directory / formats.HH_JSONL)
     assert hh[0]["chosen"].startswith("\n\nHuman: How do I boil an egg?")
-    assert "\n\nAssistant: Do you want it soft or hard?\n\nHuman: Hard, please.\n\nAssistant: Boil it" in hh[0]["chosen"]
+    assert (
+        "\n\nAssistant: Do you want it soft or hard?\n\nHuman: Hard, please.\n\nAssistant: Boil it"
+        in hh[0]["chosen"]
+    )
     agg = read_jsonl(result.directory / formats.AGGREGATED_JSONL)
     assert len(agg) == 8
     first = agg[0]
-    assert (first["n_annotators"], first["votes_a"], first["votes_b"], first["majority"]) == (3, 2, 1, "A")
-    assert first["agreement"] == pytest.approx(2 / 3) and first["mean_strength"] == pytest.approx(4 / 3)
+    assert (first["n_annotators"], first["votes_a"], first["votes_b"], first["majority"]) == (
+        3,
+        2,
+        1,
+        "A",
+    )
+    assert first["agreement"] == pytest.approx(2 / 3) and first["mean_strength"] == pytest.approx(
+        4 / 3
+    )
     table = pq.read_table(result.directory / formats.FULL_PARQUET)
     assert table.num_rows == 16
     assert table.column("label_id").to_pylist() == [r["label_id"] for r in full]
@@ -120,7 +152,9 @@ def test_filters(tmp_path, filters, labels):
 
 def test_bad_filters_are_named():
     with pytest.raises(ValidationError) as err:
-        SnapshotFilters.from_dict({"batches": ["nope"], "strengths": ["great"], "min_agreement": "2"})
+        SnapshotFilters.from_dict(
+            {"batches": ["nope"], "strengths": ["great"], "min_agreement": "2"}
+        )
     assert set(err.value.message_dict) == {"batches", "strengths", "min_agreement"}
 
 
@@ -130,7 +164,9 @@ def test_request_builds_small_snapshot_inline_and_empty_is_clear(researcher):
     assert snap.status == Snapshot.Status.READY and snap.label_count == 4
     assert (services.snapshot_directory(snap) / "labels.jsonl").exists()
     empty = services.snapshot_request(filters={"date_from": "1999-01-01", "date_to": "1999-01-02"})
-    assert empty.status == Snapshot.Status.READY and empty.label_count == 0 and empty.manifest["empty"]
+    assert (
+        empty.status == Snapshot.Status.READY and empty.label_count == 0 and empty.manifest["empty"]
+    )
     assert (services.snapshot_directory(empty) / "labels.jsonl").read_bytes() == b""
 
 
@@ -154,4 +190,7 @@ def test_tar_stream_is_a_valid_archive(tmp_path):
     data = b"".join(formats.tar_stream(result.directory, names, prefix="snap"))
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert tar.getnames() == [f"snap/{n}" for n in names]
-        assert tar.extractfile("snap/labels.jsonl").read() == (result.directory / "labels.jsonl").read_bytes()
+        assert (
+            tar.extractfile("snap/labels.jsonl").read()
+            == (result.directory / "labels.jsonl").read_bytes()
+        )
