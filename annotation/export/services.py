@@ -191,9 +191,15 @@ def snapshot_directory(snapshot: Snapshot) -> Path:
 
 
 def snapshot_request(
-    *, filters: SnapshotFilters | dict[str, Any], name: str = "", created_by=None
+    *,
+    filters: SnapshotFilters | dict[str, Any],
+    name: str = "",
+    created_by=None,
+    inline: bool | None = None,
 ) -> Snapshot:
     """Record a snapshot request and build it: inline when small, by a worker when large.
+
+    ``inline`` forces one or the other (the management command builds in its own process).
 
     Filters that match nothing still give a snapshot: empty files and a manifest saying so.
     """
@@ -206,7 +212,7 @@ def snapshot_request(
         created_by=created_by,
         progress_total=total,
     )
-    if total <= INLINE_MAX_LABELS:
+    if inline or (inline is None and total <= INLINE_MAX_LABELS):
         return snapshot_build(snapshot_id=snapshot.pk)
     from annotation.export.tasks import snapshot_build_task
 
