@@ -233,3 +233,50 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return f"Label {self.pk}: {self.preferred} {self.strength}"
+
+
+class Snapshot(models.Model):
+    """An immutable, versioned export of preference data, named by a content hash.
+
+    The files live under ``settings.SNAPSHOTS_DIR / content_hash``; the manifest lists the
+    filters, counts, schema and code versions, and a checksum per file. Built by
+    ``annotation.export.services.snapshot_build`` (inline when small, by a worker otherwise).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=200, blank=True, help_text="A researcher's note; not part of the hash.")
+    filters = models.JSONField(default=dict, help_text="The canonical filters the snapshot was made with.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    content_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    manifest = models.JSONField(default=dict, blank=True)
+    label_count = models.PositiveIntegerField(default=0)
+    comparison_count = models.PositiveIntegerField(default=0)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Snapshot {self.short_hash or self.pk} ({self.status})"
+
+    @property
+    def short_hash(self) -> str:
+        return self.content_hash[:12]
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.READY:
+            return 100
+        return int(100 * self.progress_done / self.progress_total) if self.progress_total else 0

@@ -284,6 +284,7 @@ def comparisons_import(
                     source_annotator=label.source_annotator,
                     preferred=label.preferred,
                     strength=label.strength,
+                    comment=label.comment,
                 )
                 report.labels_created += 1
             report.created += 1

@@ -1,3 +1,164 @@
-from django.urls import path  # noqa: F401
+"""REST API for snapshots (mounted at /api/v1/data/); researchers and admins only.
 
-urlpatterns: list = []
+- ``GET  snapshots/``                       list
+- ``POST snapshots/``                       create: ``{"name", "batches", "categories", "strengths",
+  "safety_bins", "min_agreement", "min_annotators", "date_from", "date_to"}``; 201 when built,
+  202 while a worker builds it (poll the detail URL)
+- ``GET  snapshots/<id>/``                  status, progress and manifest
+- ``GET  snapshots/<id>/files/<name>``      one file, streamed
+- ``GET  snapshots/<id>/archive.tar``       everything, streamed
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.urls import path, reverse
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.export import formats, selectors, services
+from annotation.models import Snapshot
+from annotation.permissions import CanExport
+
+
+class SnapshotCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    batches = serializers.ListField(child=serializers.CharField(), required=False)
+    categories = serializers.ListField(child=serializers.CharField(), required=False)
+    strengths = serializers.ListField(child=serializers.CharField(), required=False)
+    safety_bins = serializers.ListField(child=serializers.CharField(), required=False)
+    min_agreement = serializers.FloatField(required=False, allow_null=True)
+    min_annotators = serializers.IntegerField(required=False, allow_null=True)
+    date_from = serializers.DateField(required=False, allow_null=True)
+    date_to = serializers.DateField(required=False, allow_null=True)
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    archive_url = serializers.SerializerMethodField()
+    percent = serializers.IntegerField(read_only=True)
+    empty = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Snapshot
+        fields = [
+            "id",
+            "name",
+            "status",
+            "content_hash",
+            "filters",
+            "label_count",
+            "comparison_count",
+            "progress_done",
+            "progress_total",
+            "percent",
+            "empty",
+            "error",
+            "created_at",
+            "finished_at",
+            "manifest",
+            "url",
+            "archive_url",
+        ]
+
+    def get_url(self, obj) -> str:
+        return reverse("api-snapshot", args=[obj.pk])
+
+    def get_archive_url(self, obj) -> str | None:
+        return (
+            reverse("api-snapshot-archive", args=[obj.pk])
+            if obj.status == Snapshot.Status.READY
+            else None
+        )
+
+    def get_empty(self, obj) -> bool:
+        return obj.status == Snapshot.Status.READY and obj.label_count == 0
+
+
+def _get(snapshot_id: int) -> Snapshot:
+    snapshot = selectors.snapshot_get(snapshot_id)
+    if snapshot is None:
+        raise Http404
+    return snapshot
+
+
+class SnapshotListApi(APIView):
+    permission_classes = [CanExport]
+
+    def get(self, request):
+        return Response(SnapshotSerializer(selectors.snapshot_list()[:200], many=True).data)
+
+    def post(self, request):
+        data = SnapshotCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        name = fields.pop("name", "")
+        try:
+            snapshot = services.snapshot_request(filters=fields, name=name, created_by=request.user)
+        except ValidationError as exc:
+            return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        body = SnapshotSerializer(snapshot).data
+        if snapshot.status == Snapshot.Status.READY and snapshot.label_count == 0:
+            body["message"] = "No labels match these filters: the snapshot is empty."
+        code = (
+            status.HTTP_201_CREATED
+            if snapshot.status == Snapshot.Status.READY
+            else status.HTTP_202_ACCEPTED
+        )
+        return Response(body, status=code)
+
+
+class SnapshotDetailApi(APIView):
+    permission_classes = [CanExport]
+
+    def get(self, request, snapshot_id: int):
+        return Response(SnapshotSerializer(_get(snapshot_id)).data)
+
+
+class SnapshotFileApi(APIView):
+    permission_classes = [CanExport]
+
+    def get(self, request, snapshot_id: int, name: str):
+        snapshot = _get(snapshot_id)
+        try:
+            file_path = services.snapshot_file_path(snapshot=snapshot, name=name)
+        except ValidationError as exc:
+            return Response({"detail": " ".join(exc.messages)}, status=status.HTTP_404_NOT_FOUND)
+        return FileResponse(open(file_path, "rb"), as_attachment=True, filename=name)  # noqa: SIM115
+
+
+class SnapshotArchiveApi(APIView):
+    permission_classes = [CanExport]
+
+    def get(self, request, snapshot_id: int):
+        snapshot = _get(snapshot_id)
+        if snapshot.status != Snapshot.Status.READY:
+            return Response(
+                {"detail": "This snapshot is not ready yet."}, status=status.HTTP_409_CONFLICT
+            )
+        directory = services.snapshot_directory(snapshot)
+        names = sorted(snapshot.manifest["files"]) + [services.MANIFEST]
+        name = snapshot.manifest["name"]
+        response = StreamingHttpResponse(
+            formats.tar_stream(directory, names, prefix=name), content_type="application/x-tar"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}.tar"'
+        return response
+
+
+urlpatterns = [
+    path("snapshots/", SnapshotListApi.as_view(), name="api-snapshots"),
+    path("snapshots/<int:snapshot_id>/", SnapshotDetailApi.as_view(), name="api-snapshot"),
+    path(
+        "snapshots/<int:snapshot_id>/files/<str:name>",
+        SnapshotFileApi.as_view(),
+        name="api-snapshot-file",
+    ),
+    path(
+        "snapshots/<int:snapshot_id>/archive.tar",
+        SnapshotArchiveApi.as_view(),
+        name="api-snapshot-archive",
+    ),
+]

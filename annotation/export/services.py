@@ -1,0 +1,287 @@
+"""Snapshots of the preference data: request, build, and the files they are made of.
+
+A snapshot is built in one pass over its labels, streamed from the database in order, into
+every format at once (``formats.SnapshotWriter``). The files go to a private folder first
+and are moved to ``SNAPSHOTS_DIR/<content hash>`` when complete, so a folder named by a hash
+always holds a finished, unchanging snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from annotation.export import formats, selectors
+from annotation.export.selectors import NO_BIN, UNRATED, SnapshotFilters
+from annotation.models import Snapshot
+
+logger = logging.getLogger(__name__)
+
+# Snapshots of at most this many labels are built inside the request; larger ones by a worker.
+INLINE_MAX_LABELS = 20_000
+PROGRESS_EVERY = 5_000
+MANIFEST = "manifest.json"
+
+
+@cache
+def code_version() -> str:
+    """``git describe`` of the running code, else the installed package's version."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"pairwise {version('pairwise')}"
+        except PackageNotFoundError:
+            return "unknown"
+
+
+class Pseudonyms:
+    """Annotator ids for one snapshot: HMAC-SHA256 of the user id (or imported rater name).
+
+    Stable within a snapshot and across its byte-identical re-creations, different between
+    snapshots with different contents, and never the username. The key is derived from the
+    site's SECRET_KEY, so ids cannot be reversed from the published files.
+    """
+
+    def __init__(self, salt: str):
+        self._key = hmac.new(settings.SECRET_KEY.encode(), salt.encode(), hashlib.sha256).digest()
+        self._cache: dict[tuple[int | None, str], str] = {}
+
+    def __call__(self, annotator_id: int | None, source_annotator: str) -> str:
+        key = (annotator_id, source_annotator)
+        name = self._cache.get(key)
+        if name is None:
+            message = (
+                f"user:{annotator_id}"
+                if annotator_id is not None
+                else f"imported:{source_annotator}"
+            )
+            name = "ann-" + hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()[:16]
+            self._cache[key] = name
+        return name
+
+
+@dataclass
+class BuildResult:
+    content_hash: str
+    manifest: dict[str, Any]
+    directory: Path
+    labels: int
+    comparisons: int
+
+
+@dataclass
+class _Counts:
+    labels: int = 0
+    comparisons: int = 0
+    by_batch: Counter = field(default_factory=Counter)
+    by_category: Counter = field(default_factory=Counter)
+    by_strength: Counter = field(default_factory=Counter)
+    by_safety_bin: Counter = field(default_factory=Counter)
+    batch_category: Counter = field(default_factory=Counter)
+
+    def add(self, row: formats.LabelRow, new_comparison: bool) -> None:
+        self.labels += 1
+        self.comparisons += new_comparison
+        self.by_batch[row.batch] += 1
+        self.by_category[row.category] += 1
+        self.by_strength[row.strength or UNRATED] += 1
+        self.by_safety_bin[row.safety_bin or NO_BIN] += 1
+        self.batch_category[f"{row.batch}/{row.category}"] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        def ordered(c: Counter) -> dict[str, int]:
+            return dict(sorted(c.items()))
+
+        return {
+            "labels": self.labels,
+            "comparisons": self.comparisons,
+            "per_batch": ordered(self.by_batch),
+            "per_category": ordered(self.by_category),
+            "per_strength": ordered(self.by_strength),
+            "per_safety_bin": ordered(self.by_safety_bin),
+            "per_batch_category": ordered(self.batch_category),
+        }
+
+
+def snapshot_build_files(
+    *,
+    filters: SnapshotFilters,
+    work_dir: Path,
+    max_label_id: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    formats_: tuple[str, ...] = formats.ALL_FORMATS,
+) -> BuildResult:
+    """Write a snapshot's files into ``work_dir`` (which must be empty) and its manifest.
+
+    Deterministic: same labels and filters → byte-identical data files. The content hash is
+    the SHA-256 of the schema version, the canonical filters and every data file's checksum.
+    """
+    if max_label_id is None:
+        max_label_id = selectors.labels_selected(filters).aggregate(m=Max("id"))["m"] or 0
+    qs = selectors.labels_selected(filters, max_label_id=max_label_id)
+    # The salt names the selection, not the build: a re-creation gets the same pseudonyms.
+    salt = json.dumps([formats.SCHEMA_VERSION, filters.as_dict(), max_label_id], sort_keys=True)
+    pseudonym = Pseudonyms(salt)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    writer = formats.SnapshotWriter(work_dir, formats_)
+    counts = _Counts()
+    last_comparison = None
+    for row in selectors.label_rows(qs, pseudonym=pseudonym):
+        writer.write(row)
+        counts.add(row, row.comparison_id != last_comparison)
+        last_comparison = row.comparison_id
+        if progress is not None and counts.labels % PROGRESS_EVERY == 0:
+            progress(counts.labels)
+    files = writer.close()
+    digest = hashlib.sha256(
+        json.dumps([formats.SCHEMA_VERSION, filters.as_dict()], sort_keys=True).encode()
+    )
+    for f in files:
+        digest.update(f"{f.name}:{f.sha256}\n".encode())
+    content_hash = digest.hexdigest()
+    manifest = {
+        "name": f"pairwise-snapshot-{content_hash[:12]}",
+        "content_hash": content_hash,
+        "schema_version": formats.SCHEMA_VERSION,
+        "code_version": code_version(),
+        "filters": filters.as_dict(),
+        "max_label_id": max_label_id,
+        "counts": counts.as_dict(),
+        "margin_table": {
+            "name": formats.DEFAULT_MARGIN_TABLE,
+            **formats.MARGIN_TABLES[formats.DEFAULT_MARGIN_TABLE],
+        },
+        "annotator_ids": "HMAC-SHA256 of the Pairwise user id or imported rater name; stable within this snapshot",
+        "files": {f.name: {"sha256": f.sha256, "bytes": f.bytes, "rows": f.rows} for f in files},
+        "empty": counts.labels == 0,
+    }
+    (work_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return BuildResult(content_hash, manifest, work_dir, counts.labels, counts.comparisons)
+
+
+def snapshot_directory(snapshot: Snapshot) -> Path:
+    return Path(settings.SNAPSHOTS_DIR) / snapshot.content_hash
+
+
+def snapshot_request(
+    *,
+    filters: SnapshotFilters | dict[str, Any],
+    name: str = "",
+    created_by=None,
+    inline: bool | None = None,
+) -> Snapshot:
+    """Record a snapshot request and build it: inline when small, by a worker when large.
+
+    ``inline`` forces one or the other (the management command builds in its own process).
+
+    Filters that match nothing still give a snapshot: empty files and a manifest saying so.
+    """
+    if isinstance(filters, dict):
+        filters = SnapshotFilters.from_dict(filters)
+    total = selectors.labels_selected(filters).count()
+    snapshot = Snapshot.objects.create(
+        name=name.strip()[:200],
+        filters=filters.as_dict(),
+        created_by=created_by,
+        progress_total=total,
+    )
+    if inline or (inline is None and total <= INLINE_MAX_LABELS):
+        return snapshot_build(snapshot_id=snapshot.pk)
+    from annotation.export.tasks import snapshot_build_task
+
+    transaction.on_commit(lambda: snapshot_build_task.delay(snapshot.pk))
+    return snapshot
+
+
+def snapshot_build(*, snapshot_id: int) -> Snapshot:
+    """Build a requested snapshot's files and mark it ready (or failed, with the reason).
+
+    Idempotent: a ready snapshot is returned as it is; a redelivered task rebuilds from scratch.
+    """
+    snapshot = Snapshot.objects.get(pk=snapshot_id)
+    if snapshot.status == Snapshot.Status.READY:
+        return snapshot
+    filters = SnapshotFilters.from_dict(snapshot.filters)
+    root = Path(settings.SNAPSHOTS_DIR)
+    work_dir = root / f".building-{snapshot.pk}"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    Snapshot.objects.filter(pk=snapshot.pk).update(
+        status=Snapshot.Status.BUILDING, progress_done=0, error=""
+    )
+
+    def progress(done: int) -> None:
+        Snapshot.objects.filter(pk=snapshot.pk).update(progress_done=done)
+
+    try:
+        result = snapshot_build_files(filters=filters, work_dir=work_dir, progress=progress)
+        final = root / result.content_hash
+        if final.exists():
+            # Same content already built: its files are byte-identical to ours.
+            shutil.rmtree(work_dir)
+        else:
+            work_dir.rename(final)
+    except Exception as exc:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        Snapshot.objects.filter(pk=snapshot.pk).update(
+            status=Snapshot.Status.FAILED,
+            error=f"{type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
+        logger.exception("snapshot %s failed", snapshot.pk)
+        raise
+    Snapshot.objects.filter(pk=snapshot.pk).update(
+        status=Snapshot.Status.READY,
+        content_hash=result.content_hash,
+        manifest=result.manifest,
+        label_count=result.labels,
+        comparison_count=result.comparisons,
+        progress_done=result.labels,
+        progress_total=result.labels,
+        finished_at=timezone.now(),
+    )
+    snapshot.refresh_from_db()
+    logger.info(
+        "snapshot %s ready: %s (%d labels)", snapshot.pk, result.content_hash[:12], result.labels
+    )
+    return snapshot
+
+
+def snapshot_file_path(*, snapshot: Snapshot, name: str) -> Path:
+    """The path of one of a ready snapshot's files; only names listed in its manifest."""
+    if snapshot.status != Snapshot.Status.READY:
+        raise ValidationError({"snapshot": "This snapshot is not ready yet."})
+    if name != MANIFEST and name not in snapshot.manifest.get("files", {}):
+        raise ValidationError({"file": f"This snapshot has no file {name!r}."})
+    path = snapshot_directory(snapshot) / name
+    if not path.is_file():
+        raise ValidationError(
+            {"file": f"{name} is missing from {path.parent}: the snapshot folder was removed."}
+        )
+    return path
