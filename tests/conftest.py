@@ -83,8 +83,9 @@ def _worker_database_url() -> str:
 def celery_worker(transactional_db, tmp_path):
     """A real ``celery worker`` process on a private queue, using the test database.
 
-    Broker: CELERY_BROKER_URL (Redis in CI), else the filesystem broker in a temp dir.
-    Yields the queue name; the test process sends tasks there.
+    Broker: the configured one (Redis in CI, else the filesystem broker). The worker and
+    the test process share it; a queue of its own keeps other workers (a running demo)
+    from taking the test's tasks. Yields the queue name; the test process sends there.
     """
     queue = f"test-{uuid.uuid4().hex[:8]}"
     env = {
@@ -95,16 +96,6 @@ def celery_worker(transactional_db, tmp_path):
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "PYTHONUNBUFFERED": "1",
     }
-    old = dict(celery_app.conf.broker_transport_options or {})
-    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
-        env["PAIRWISE_BROKER_DIR"] = str(tmp_path / "broker")
-        (tmp_path / "broker" / "processed").mkdir(parents=True)
-        celery_app.conf.broker_transport_options = {
-            "data_folder_in": str(tmp_path / "broker"),
-            "data_folder_out": str(tmp_path / "broker"),
-            "processed_folder": str(tmp_path / "broker" / "processed"),
-            "control_folder": str(tmp_path / "broker" / "control"),
-        }
     celery_app.conf.task_always_eager = False
     old_queue, old_routes = celery_app.conf.task_default_queue, celery_app.conf.task_routes
     celery_app.conf.task_default_queue = queue
@@ -134,11 +125,7 @@ def celery_worker(transactional_db, tmp_path):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-        celery_app.conf.broker_transport_options = old
         celery_app.conf.task_default_queue, celery_app.conf.task_routes = old_queue, old_routes
-        with celery_app.pool.acquire(block=True) as conn:  # drop connections to the old broker dir
-            conn.release()
-        celery_app.pool.force_close_all()
         log.seek(0)
         print(log.read()[-4000:])
         log.close()
