@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.db import connections
 
 from annotation.models import Assignment, Label
 
@@ -39,6 +40,9 @@ def browser():
         )
         yield browser
         browser.close()
+        # ORM calls made while Playwright's loop runs get their own connections (Django keys
+        # them by context): close them here, or PostgreSQL refuses to drop the test database.
+        connections.close_all()
 
 
 def counter(page, name: str) -> int:
