@@ -128,6 +128,12 @@ def test_annotator_labels_three_comparisons_with_keyboard_and_mouse(live_server,
     assert not Label.objects.filter(comparison=third.comparison, annotator=third.annotator).exists()
     page.keyboard.press("q")  # Response 1 safe
     page.keyboard.press("p")  # Response 2 unsafe
+    warning = page.locator("[data-safety-warning]")
+    assert not warning.is_visible()
+    page.keyboard.press("2")  # preferring the unsafe one asks for a comment...
+    assert warning.is_visible()
+    page.keyboard.press("1")  # ...which goes away with the safe choice
+    assert not warning.is_visible()
     page.keyboard.press("c")
     page.keyboard.type("Response 2 explains how to crack the password.")
     page.keyboard.press("Escape")
