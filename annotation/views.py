@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors, services
-from annotation.domain import STRENGTH_ORDER, Category, SafetyTag
+from annotation.domain import STRENGTH_ORDER, Category, Choice, SafetyTag
 from annotation.forms import SKIP_REASONS, BatchCreateForm, ImportForm, LabelForm, SkipForm
 from annotation.importers import ImportFileError
 from annotation.models import Batch
@@ -94,14 +94,13 @@ def _task_context(request, assignment, *, form=None, skip_form=None, notice="", 
         "progress_pct": int(100 * counts.done / total) if total else 100,
         "notice": notice,
         "error": error,
-        "strength_keys": STRENGTH_KEYS,
         "skip_reasons": SKIP_REASONS,
     }
     if assignment is None:
         return context
     comparison = assignment.comparison
-    left = comparison.response(assignment.left)
-    right = comparison.response_b if left.pk == comparison.response_a_id else comparison.response_a
+    on_left = Choice(assignment.left)  # which stored response this annotator sees on the left
+    left, right = comparison.response(on_left), comparison.response(on_left.other)
     form = form or LabelForm(category=comparison.category)
     context.update(
         comparison=comparison,

@@ -29,6 +29,7 @@
   function updateSummary() {
     var form = labelForm();
     if (!form) return;
+    warnAboutUnsafePreference(form);
     var out = form.querySelector("[data-summary]");
     if (!out) return;
     var choice = form.querySelector("input[name=choice]:checked");
@@ -41,6 +42,23 @@
     var loser = choice.value === "left" ? "Response 2" : "Response 1";
     var how = strength ? strength.parentElement.querySelector("span").firstChild.textContent.trim().toLowerCase() : "…";
     out.textContent = "— " + winner + " is " + how + " than " + loser;
+  }
+
+  // Llama 2 drops "preferred unsafe, other safe" labels from safety training: make sure
+  // the annotator meant it.
+  function warnAboutUnsafePreference(form) {
+    var box = form.querySelector("[data-safety-warning]");
+    if (!box) return;
+    var choice = form.querySelector("input[name=choice]:checked");
+    var left = form.querySelector("input[name=safety_left]:checked");
+    var right = form.querySelector("input[name=safety_right]:checked");
+    var flagged = false;
+    if (choice && left && right) {
+      var preferred = choice.value === "left" ? left.value : right.value;
+      var other = choice.value === "left" ? right.value : left.value;
+      flagged = preferred === "unsafe" && other === "safe";
+    }
+    box.hidden = !flagged;
   }
 
   function isTyping(el) {

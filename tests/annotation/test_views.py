@@ -221,7 +221,18 @@ def test_empty_queue_shows_all_done(client, annotator):
     login(client, annotator)
     response = client.get(reverse("annotate"))
     assert response.status_code == 200
-    assert "All done" in response.content.decode()
+    assert 'class="card empty-state"' in response.content.decode()
+    assert "No tasks right now" in response.content.decode()
+
+
+def test_last_label_leads_to_all_done(client, annotator):
+    open_batch_with(1)
+    login(client, annotator)
+    assignment = client.get(reverse("annotate")).context["assignment"]
+    response = client.post(reverse("annotate_label", args=[assignment.pk]), label_post(), **HTMX)
+    assert response.context["assignment"] is None
+    assert "All done — thank you!" in response.content.decode()
+    assert "You have labelled 1 comparison " in response.content.decode()
 
 
 def test_closed_batch_gives_a_clear_error_and_saves_nothing(client, annotator, admin_user):
@@ -236,7 +247,7 @@ def test_closed_batch_gives_a_clear_error_and_saves_nothing(client, annotator, a
         assert response.status_code == 409
         html = response.content.decode()
         assert "no longer available" in html and "batch was closed" in html
-        assert "All done" in html  # and the queue moved on: nothing else is open
+        assert "empty-state" in html  # and the queue moved on: nothing else is open
     assert not Label.objects.exists()
 
 

@@ -2,10 +2,12 @@
 
 Logs in as a demo annotator, labels three comparisons (keyboard, mouse, keyboard again),
 watches the counter and the queue advance, and checks each label landed with the right
-A/B preference. Screenshots go to $PAIRWISE_ARTIFACTS/browser (default artifacts/browser);
-the annotation page is also saved as docs/img/annotate.png for the README.
+A/B preference. Screenshots go to $PAIRWISE_ARTIFACTS/browser (default artifacts/browser).
+The README's pictures (docs/img/annotate.png, annotate-narrow.png) are taken by the same
+run when asked, so ordinary test runs leave the working tree clean:
 
     python -m pytest -m browser tests/browser
+    PAIRWISE_DOCS_SCREENSHOTS=1 python -m pytest -m browser tests/browser   # refresh docs/img
 """
 
 import io
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.db import connections
 
 from annotation.models import Assignment, Label
 
@@ -27,6 +30,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("PAIRWISE_ARTIFACTS", REPO / "artifacts")) / "browser"
+DOCS_IMG = REPO / "docs" / "img" if os.environ.get("PAIRWISE_DOCS_SCREENSHOTS") else ARTIFACTS
 CHROMIUM = os.environ.get("PAIRWISE_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -39,6 +43,9 @@ def browser():
         )
         yield browser
         browser.close()
+        # ORM calls made while Playwright's loop runs get their own connections (Django keys
+        # them by context): close them here, or PostgreSQL refuses to drop the test database.
+        connections.close_all()
 
 
 def counter(page, name: str) -> int:
@@ -64,7 +71,7 @@ def expected_preference(assignment: Assignment, side: str) -> str:
 def test_annotator_labels_three_comparisons_with_keyboard_and_mouse(live_server, browser):
     call_command("pairwise_demo", stdout=io.StringIO())
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (REPO / "docs" / "img").mkdir(parents=True, exist_ok=True)
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -87,7 +94,7 @@ def test_annotator_labels_three_comparisons_with_keyboard_and_mouse(live_server,
     page.keyboard.press("s")
     assert "Response 2 is better than Response 1" in page.locator("[data-summary]").inner_text()
     page.wait_for_timeout(500)  # let the selection transitions settle before the pictures
-    page.screenshot(path=REPO / "docs" / "img" / "annotate.png", full_page=True)
+    page.screenshot(path=DOCS_IMG / "annotate.png", full_page=True)
     page.screenshot(path=ARTIFACTS / "02-annotate-keyboard.png", full_page=True)
     page.keyboard.press("Enter")
     wait_for_next_task(page, first)
@@ -121,13 +128,19 @@ def test_annotator_labels_three_comparisons_with_keyboard_and_mouse(live_server,
     assert not Label.objects.filter(comparison=third.comparison, annotator=third.annotator).exists()
     page.keyboard.press("q")  # Response 1 safe
     page.keyboard.press("p")  # Response 2 unsafe
+    warning = page.locator("[data-safety-warning]")
+    assert not warning.is_visible()
+    page.keyboard.press("2")  # preferring the unsafe one asks for a comment...
+    assert warning.is_visible()
+    page.keyboard.press("1")  # ...which goes away with the safe choice
+    assert not warning.is_visible()
     page.keyboard.press("c")
     page.keyboard.type("Response 2 explains how to crack the password.")
     page.keyboard.press("Escape")
     page.set_viewport_size({"width": 390, "height": 844})
     page.wait_for_timeout(3000)  # the "Label saved." toast fades out
     page.screenshot(path=ARTIFACTS / "04-annotate-narrow.png", full_page=True)
-    page.screenshot(path=REPO / "docs" / "img" / "annotate-narrow.png")
+    page.screenshot(path=DOCS_IMG / "annotate-narrow.png")
     page.set_viewport_size({"width": 1440, "height": 1000})
     page.keyboard.press("Enter")
     wait_for_next_task(page, third)
