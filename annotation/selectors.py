@@ -243,7 +243,7 @@ class QueueCounts:
     skipped: int
 
 
-REMAINING_COUNT_CAP = 250
+REMAINING_COUNT_CAP = 100
 
 
 def annotator_queue_counts(annotator, *, cap: int = REMAINING_COUNT_CAP) -> QueueCounts:
@@ -251,7 +251,7 @@ def annotator_queue_counts(annotator, *, cap: int = REMAINING_COUNT_CAP) -> Queu
 
     An exact count of remaining tasks reads every open comparison (~100 ms at 20k rows on
     PostgreSQL, on every task fetch); nobody needs "12,345 left" exactly, so counting stops
-    at ``cap`` and the screen shows "250+". Below the cap it equals ``annotator_counts``.
+    at ``cap`` and the screen shows "100+". Below the cap it equals ``annotator_counts``.
 
     Plain SQL because this runs on every task fetch: the ORM spends ~4 ms of CPU compiling
     the four subqueries, and it cannot express COUNT over a LIMITed subquery without a
