@@ -508,3 +508,26 @@ def test_no_label_lost_under_concurrent_api_submissions():
     assert Label.objects.count() == 48
     assert Label.objects.values("comparison").distinct().count() == 48
     assert set(Comparison.objects.values_list("claims", flat=True)) == {1}
+
+
+# --- the benchmark's baseline view -------------------------------------------------------
+
+
+def test_bare_bench_view_exists_only_under_bench_settings(annotator, settings):
+    from django.urls import clear_url_caches
+
+    batch = open_batch_with(1)
+    comparison = batch.comparisons.get()
+    token = Token.objects.create(user=annotator).key
+    url = f"/api/bench/bare/?comparison={comparison.pk}"
+    assert (
+        APIClient().post(url, HTTP_AUTHORIZATION=f"Token {token}").status_code == 404
+    )  # production URLs
+    settings.ROOT_URLCONF = "bench.urls"
+    clear_url_caches()
+    try:
+        resp = APIClient().post(url, HTTP_AUTHORIZATION=f"Token {token}")
+        assert resp.status_code == 201 and resp.json()["user"] == annotator.pk
+        assert APIClient().post(url, HTTP_AUTHORIZATION="Token nope").status_code == 403
+    finally:
+        clear_url_caches()
