@@ -291,15 +291,29 @@ def annotator_queue_counts(annotator, *, cap: int = REMAINING_COUNT_CAP) -> Queu
 
 
 def user_permission_names(user) -> set[str]:
-    """``"app_label.codename"`` of every permission the user has, directly or by group: one
-    query of index lookups (Django's ModelBackend makes two)."""
+    """``"app_label.codename"`` of every permission the user has, directly or by group.
+
+    One query, in plain SQL because every API request runs it: the ORM spends more CPU
+    compiling this query than PostgreSQL spends answering it (ModelBackend makes two).
+    """
     from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
 
     User = type(user)
-    direct = User.user_permissions.through.objects.filter(user_id=user.pk).values("permission_id")
-    groups = User.groups.through.objects.filter(user_id=user.pk).values("group_id")
-    via_group = Group.permissions.through.objects.filter(group_id__in=groups).values("permission_id")
-    rows = Permission.objects.filter(Q(pk__in=direct) | Q(pk__in=via_group)).values_list(
-        "content_type__app_label", "codename"
-    )
-    return {f"{app_label}.{codename}" for app_label, codename in rows}
+    tables = {
+        "permission": Permission._meta.db_table,
+        "content_type": ContentType._meta.db_table,
+        "user_permissions": User.user_permissions.through._meta.db_table,
+        "group_permissions": Group.permissions.through._meta.db_table,
+        "user_groups": User.groups.through._meta.db_table,
+    }
+    sql = (
+        "SELECT ct.app_label, p.codename FROM {permission} p"
+        " JOIN {content_type} ct ON ct.id = p.content_type_id"
+        " WHERE p.id IN (SELECT permission_id FROM {user_permissions} WHERE user_id = %s"
+        " UNION SELECT gp.permission_id FROM {group_permissions} gp"
+        " JOIN {user_groups} ug ON ug.group_id = gp.group_id WHERE ug.user_id = %s)"
+    ).format(**tables)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user.pk, user.pk])
+        return {f"{app_label}.{codename}" for app_label, codename in cursor.fetchall()}

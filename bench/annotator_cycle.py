@@ -192,11 +192,11 @@ def process_tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def postgres_cpu_seconds(database: str) -> float:
-    """CPU seconds of the PostgreSQL backends connected to ``database`` (their process
-    titles name it), so other databases on the same server do not count."""
+def postgres_cpu_seconds(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to ``database`` (their process
+    titles name it), by pid, so other databases on the same server do not count."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    by_pid = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -207,8 +207,14 @@ def postgres_cpu_seconds(database: str) -> float:
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        by_pid[int(proc.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return by_pid
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two snapshots; backends that started in between count whole
+    (Django reconnects every DATABASE_CONN_MAX_AGE seconds), ones that ended are lost."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 # --- the load generator ----------------------------------------------------------------------
@@ -374,7 +380,7 @@ def drive(
         errors=len(errors),
         queue_ran_dry=dry,
         server_cpu_ms_per_op=round(1000 * (cpu1 - cpu0) / max(n, 1), 2),
-        postgres_cpu_ms_per_op=round(1000 * (pg1 - pg0) / max(n, 1), 2),
+        postgres_cpu_ms_per_op=round(1000 * cpu_between(pg0, pg1) / max(n, 1), 2),
         # Whole run (warm-up included) over measured ops: an upper bound.
         loadgen_cpu_ms_per_op=round(1000 * loadgen_cpu / max(n, 1), 2),
     )
