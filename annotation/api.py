@@ -154,6 +154,12 @@ class TaskLabelApi(ServiceApiView):
             label, created = services.label_submit_idempotent(
                 assignment_id=assignment_id, annotator=request.user, data=data
             )
+        except DjangoValidationError as exc:
+            if not hasattr(exc, "error_dict"):
+                raise
+            raise exceptions.ValidationError(
+                serializer.in_request_terms(exc.message_dict, left=left)
+            ) from None
         except services.IdempotencyKeyReused:
             return Response(
                 {"detail": "This Idempotency-Key was already used for another task."},

@@ -155,7 +155,9 @@ def test_safety_task_takes_display_side_tags(annotator, ann):
     task = ann.get("/api/v1/tasks/next/").json()
     url = f"/api/v1/tasks/{task['assignment_id']}/label/"
     missing = ann.post(url, LABEL, format="json")
-    assert missing.status_code == 400 and "safety_a" in missing.json()
+    assert missing.status_code == 400 and set(missing.json()) == {"safety_left", "safety_right"}
+    stored_terms = ann.post(url, {"preferred": "A", "strength": "better"}, format="json")
+    assert set(stored_terms.json()) == {"safety_a", "safety_b"}
     resp = ann.post(url, {**LABEL, "safety_left": "safe", "safety_right": "unsafe"}, format="json")
     assert resp.status_code == 201
     label = Label.objects.get()
