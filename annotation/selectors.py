@@ -296,10 +296,11 @@ def user_permission_names(user) -> set[str]:
     One query, in plain SQL because every API request runs it: the ORM spends more CPU
     compiling this query than PostgreSQL spends answering it (ModelBackend makes two).
     """
+    from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group, Permission
     from django.contrib.contenttypes.models import ContentType
 
-    User = type(user)
+    User = get_user_model()
     tables = {
         "permission": Permission._meta.db_table,
         "content_type": ContentType._meta.db_table,

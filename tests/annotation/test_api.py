@@ -279,7 +279,7 @@ def test_next_and_label_query_counts_are_pinned(annotator, ann):
         labels_before += 1
         sql = {"claim": claim, "resume": resume, "label": lab}
         counts = {name: len(q) for name, q in sql.items()}
-        # Every request: token, permissions (one query, see api.TokenAuthentication).
+        # Every request: token, permissions (one query, see api.PreloadedPermissionsMixin).
         # claim: current task, BEGIN, lock a free comparison, claims+1, insert, COMMIT,
         #        the task with dialogue and responses, guideline, counts (one query).
         # resume: current task, the task, guideline, counts.
@@ -325,6 +325,17 @@ def test_queue_counts_match_exact_counts_below_the_cap(annotator, cap):
     assert (capped.done, capped.skipped) == (exact.done, exact.skipped) == (1, 1)
     assert exact.remaining == 3
     assert (capped.remaining, capped.remaining_capped) == ((3, True) if cap == 3 else (3, False))
+
+
+def test_preloaded_permissions_equal_djangos(researcher):
+    from django.contrib.auth.models import Permission
+
+    from annotation import selectors
+
+    researcher.user_permissions.add(Permission.objects.get(codename="view_batch"))
+    fresh = type(researcher).objects.get(pk=researcher.pk)
+    assert selectors.user_permission_names(fresh) == fresh.get_all_permissions()
+    assert "annotation.view_batch" in selectors.user_permission_names(fresh)
 
 
 # --- batches and import ------------------------------------------------------------------
