@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import authentication, exceptions, generics, status
+from rest_framework import exceptions, generics, status
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -56,20 +56,20 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No such task among the caller's own.")
 
 
-class TokenAuthentication(authentication.TokenAuthentication):
-    """DRF's token auth that also loads the user's permissions, in one query instead of the
-    two ``user.has_perm`` would make on every request.
+class PreloadedPermissionsMixin:
+    """Loads the caller's permissions in one query before DRF checks them (``has_perm``
+    would make two on every request).
 
     It fills ``_perm_cache``, the per-request cache Django's ModelBackend reads first
     (``ModelBackend.get_all_permissions``); the cache lives and dies with this request's
     user object, so permission changes apply from the next request on.
     """
 
-    def authenticate_credentials(self, key):
-        user, token = super().authenticate_credentials(key)
-        if not user.is_superuser:
+    def check_permissions(self, request):
+        user = request.user
+        if user.is_authenticated and not user.is_superuser and not hasattr(user, "_perm_cache"):
             user._perm_cache = selectors.user_permission_names(user)
-        return user, token
+        super().check_permissions(request)
 
 
 def _api_error(exc: Exception) -> Exception:
@@ -84,10 +84,8 @@ def _api_error(exc: Exception) -> Exception:
     return exc
 
 
-class ServiceApiView(APIView):
+class ServiceApiView(PreloadedPermissionsMixin, APIView):
     """An APIView whose service errors become 400/403 responses instead of 500s."""
-
-    authentication_classes = [TokenAuthentication, authentication.SessionAuthentication]
 
     def handle_exception(self, exc):
         return super().handle_exception(_api_error(exc))
@@ -154,6 +152,12 @@ class TaskLabelApi(ServiceApiView):
             label, created = services.label_submit_idempotent(
                 assignment_id=assignment_id, annotator=request.user, data=data
             )
+        except DjangoValidationError as exc:
+            if not hasattr(exc, "error_dict"):
+                raise
+            raise exceptions.ValidationError(
+                serializer.in_request_terms(exc.message_dict, left=left)
+            ) from None
         except services.IdempotencyKeyReused:
             return Response(
                 {"detail": "This Idempotency-Key was already used for another task."},
@@ -188,8 +192,7 @@ class TaskSkipApi(ServiceApiView):
 
 
 @extend_schema(tags=["annotate"], summary="The caller's own labels, newest first")
-class LabelListApi(generics.ListAPIView):
-    authentication_classes = ServiceApiView.authentication_classes
+class LabelListApi(PreloadedPermissionsMixin, generics.ListAPIView):
     permission_classes = [CanAnnotate]
     serializer_class = LabelSerializer
     filterset_class = LabelFilter
@@ -307,8 +310,7 @@ class BatchImportApi(ServiceApiView):
 
 
 @extend_schema(tags=["batches"], summary="Comparisons with their dialogue and both responses")
-class ComparisonListApi(generics.ListAPIView):
-    authentication_classes = ServiceApiView.authentication_classes
+class ComparisonListApi(PreloadedPermissionsMixin, generics.ListAPIView):
     permission_classes = [CanManageBatches | CanExport]
     serializer_class = ComparisonSerializer
     filterset_class = ComparisonFilter

@@ -137,6 +137,16 @@ class LabelInputSerializer(serializers.Serializer):
             idempotency_key=idempotency_key,
         )
 
+    def in_request_terms(self, errors: dict, *, left: str) -> dict:
+        """The service's errors keyed by the fields this request used: a client that sent
+        ``safety_left``/``safety_right`` is told about those, not about ``safety_a``/``_b``."""
+        if "preferred_side" not in self.validated_data:
+            return errors
+        side_of = {f"safety_{Choice(left).value.lower()}": "safety_left"}
+        side_of[f"safety_{Choice(left).other.value.lower()}"] = "safety_right"
+        side_of["preferred"] = "preferred_side"
+        return {side_of.get(name, name): messages for name, messages in errors.items()}
+
 
 class SkipInputSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500)

@@ -192,11 +192,11 @@ def process_tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def postgres_cpu_seconds(database: str) -> float:
-    """CPU seconds of the PostgreSQL backends connected to ``database`` (their process
-    titles name it), so other databases on the same server do not count."""
+def postgres_cpu_seconds(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to ``database`` (their process
+    titles name it), by pid, so other databases on the same server do not count."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    by_pid = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -207,8 +207,14 @@ def postgres_cpu_seconds(database: str) -> float:
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        by_pid[int(proc.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return by_pid
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two snapshots; backends that started in between count whole
+    (Django reconnects every DATABASE_CONN_MAX_AGE seconds), ones that ended are lost."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 # --- the load generator ----------------------------------------------------------------------
@@ -374,9 +380,38 @@ def drive(
         errors=len(errors),
         queue_ran_dry=dry,
         server_cpu_ms_per_op=round(1000 * (cpu1 - cpu0) / max(n, 1), 2),
-        postgres_cpu_ms_per_op=round(1000 * (pg1 - pg0) / max(n, 1), 2),
+        postgres_cpu_ms_per_op=round(1000 * cpu_between(pg0, pg1) / max(n, 1), 2),
         # Whole run (warm-up included) over measured ops: an upper bound.
         loadgen_cpu_ms_per_op=round(1000 * loadgen_cpu / max(n, 1), 2),
+    )
+
+
+def _combine(runs: list[Result]) -> Result:
+    """Several runs of one mode as one: summed ops over summed time; latency percentiles
+    and CPU per op as the median of the runs (the raw runs are kept in the JSON)."""
+    if len(runs) == 1:
+        return runs[0]
+    seconds = sum(r.seconds for r in runs)
+    ops = sum(r.ops for r in runs)
+
+    def med(name: str) -> float:
+        return round(statistics.median(getattr(r, name) for r in runs), 2)
+
+    return Result(
+        mode=runs[0].mode,
+        clients=runs[0].clients,
+        seconds=round(seconds, 2),
+        ops=ops,
+        ops_per_s=round(ops / seconds, 1),
+        p50_ms=med("p50_ms"),
+        p90_ms=med("p90_ms"),
+        p99_ms=med("p99_ms"),
+        max_ms=max(r.max_ms for r in runs),
+        errors=sum(r.errors for r in runs),
+        queue_ran_dry=any(r.queue_ran_dry for r in runs),
+        server_cpu_ms_per_op=med("server_cpu_ms_per_op"),
+        postgres_cpu_ms_per_op=med("postgres_cpu_ms_per_op"),
+        loadgen_cpu_ms_per_op=med("loadgen_cpu_ms_per_op"),
     )
 
 
@@ -408,6 +443,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument("--load-procs", type=int, default=2, help="load-generator processes")
     parser.add_argument("--only", choices=["bare", "cycle"], help="run one side only")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate bare and cycle runs this many times (evens out drift)",
+    )
     parser.add_argument("--db", default="pairwise_bench")
     parser.add_argument(
         "--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database"
@@ -451,10 +492,9 @@ def main() -> None:
     )
     server = start_gunicorn(env, port=port, workers=args.workers, threads=args.threads)
     results = []
+    modes = [m for m in ("bare", "cycle") if not args.only or m == args.only]
     try:
-        for mode in ("bare", "cycle"):
-            if args.only and mode != args.only:
-                continue
+        for mode in modes * args.rounds:
             print(
                 f"{mode}: {args.annotators} clients, {args.warmup:g} s warm-up + {args.duration:g} s",
                 flush=True,
@@ -476,16 +516,22 @@ def main() -> None:
     finally:
         stop(server)
 
-    by_mode = {r.mode: r for r in results}
+    by_mode = {mode: _combine([r for r in results if r.mode == mode]) for mode in modes}
     summary = {
         "machine": f"{os.cpu_count()} cores (server, PostgreSQL and load generator share them)",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "settings": vars(args),
-        "results": [asdict(r) for r in results],
+        "load_average_after": os.getloadavg(),
+        "runs": [asdict(r) for r in results],
+        "results": {mode: asdict(r) for mode, r in by_mode.items()},
     }
     if {"bare", "cycle"} <= by_mode.keys():
         ratio = by_mode["cycle"].ops_per_s / by_mode["bare"].ops_per_s
         summary["ratio_cycle_labels_per_s_to_bare_requests_per_s"] = round(ratio, 3)
+        cpu = {
+            m: by_mode[m].server_cpu_ms_per_op + by_mode[m].postgres_cpu_ms_per_op for m in by_mode
+        }
+        summary["ratio_bare_cpu_to_cycle_cpu"] = round(cpu["bare"] / cpu["cycle"], 3)
         print(
             f"\ncycle {by_mode['cycle'].ops_per_s} labels/s (p50 {by_mode['cycle'].p50_ms} ms, "
             f"p99 {by_mode['cycle'].p99_ms} ms) vs bare {by_mode['bare'].ops_per_s} req/s "

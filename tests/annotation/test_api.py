@@ -155,7 +155,9 @@ def test_safety_task_takes_display_side_tags(annotator, ann):
     task = ann.get("/api/v1/tasks/next/").json()
     url = f"/api/v1/tasks/{task['assignment_id']}/label/"
     missing = ann.post(url, LABEL, format="json")
-    assert missing.status_code == 400 and "safety_a" in missing.json()
+    assert missing.status_code == 400 and set(missing.json()) == {"safety_left", "safety_right"}
+    stored_terms = ann.post(url, {"preferred": "A", "strength": "better"}, format="json")
+    assert set(stored_terms.json()) == {"safety_a", "safety_b"}
     resp = ann.post(url, {**LABEL, "safety_left": "safe", "safety_right": "unsafe"}, format="json")
     assert resp.status_code == 201
     label = Label.objects.get()
@@ -277,7 +279,7 @@ def test_next_and_label_query_counts_are_pinned(annotator, ann):
         labels_before += 1
         sql = {"claim": claim, "resume": resume, "label": lab}
         counts = {name: len(q) for name, q in sql.items()}
-        # Every request: token, permissions (one query, see api.TokenAuthentication).
+        # Every request: token, permissions (one query, see api.PreloadedPermissionsMixin).
         # claim: current task, BEGIN, lock a free comparison, claims+1, insert, COMMIT,
         #        the task with dialogue and responses, guideline, counts (one query).
         # resume: current task, the task, guideline, counts.
@@ -323,6 +325,17 @@ def test_queue_counts_match_exact_counts_below_the_cap(annotator, cap):
     assert (capped.done, capped.skipped) == (exact.done, exact.skipped) == (1, 1)
     assert exact.remaining == 3
     assert (capped.remaining, capped.remaining_capped) == ((3, True) if cap == 3 else (3, False))
+
+
+def test_preloaded_permissions_equal_djangos(researcher):
+    from django.contrib.auth.models import Permission
+
+    from annotation import selectors
+
+    researcher.user_permissions.add(Permission.objects.get(codename="view_batch"))
+    fresh = type(researcher).objects.get(pk=researcher.pk)
+    assert selectors.user_permission_names(fresh) == fresh.get_all_permissions()
+    assert "annotation.view_batch" in selectors.user_permission_names(fresh)
 
 
 # --- batches and import ------------------------------------------------------------------
@@ -508,3 +521,26 @@ def test_no_label_lost_under_concurrent_api_submissions():
     assert Label.objects.count() == 48
     assert Label.objects.values("comparison").distinct().count() == 48
     assert set(Comparison.objects.values_list("claims", flat=True)) == {1}
+
+
+# --- the benchmark's baseline view -------------------------------------------------------
+
+
+def test_bare_bench_view_exists_only_under_bench_settings(annotator, settings):
+    from django.urls import clear_url_caches
+
+    batch = open_batch_with(1)
+    comparison = batch.comparisons.get()
+    token = Token.objects.create(user=annotator).key
+    url = f"/api/bench/bare/?comparison={comparison.pk}"
+    assert (
+        APIClient().post(url, HTTP_AUTHORIZATION=f"Token {token}").status_code == 404
+    )  # production URLs
+    settings.ROOT_URLCONF = "bench.urls"
+    clear_url_caches()
+    try:
+        resp = APIClient().post(url, HTTP_AUTHORIZATION=f"Token {token}")
+        assert resp.status_code == 201 and resp.json()["user"] == annotator.pk
+        assert APIClient().post(url, HTTP_AUTHORIZATION="Token nope").status_code == 403
+    finally:
+        clear_url_caches()
