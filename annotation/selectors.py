@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from annotation.models import Assignment, Batch, Comparison, Guideline, Label
@@ -56,8 +57,31 @@ def batch_progress(batch: Batch) -> BatchProgress:
     )
 
 
+GUIDELINE_CACHE_SECONDS = 60
+
+
+def _guideline_cache_key(category: str) -> str:
+    return f"pairwise:guideline-active:{category}"
+
+
 def guideline_active(category: str) -> Guideline | None:
-    return Guideline.objects.filter(category=category, is_active=True).order_by("-version").first()
+    """The category's newest active guideline, cached: every task screen shows it.
+
+    ``services.guideline_publish`` clears the entry. With a cache shared by all processes
+    (Redis) a new version shows at once; with the default per-process cache other
+    processes show it within ``GUIDELINE_CACHE_SECONDS`` (as do edits made in the admin).
+    """
+    key = _guideline_cache_key(category)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached[0]
+    guideline = Guideline.objects.filter(category=category, is_active=True).order_by("-version").first()
+    cache.set(key, (guideline,), GUIDELINE_CACHE_SECONDS)  # a tuple, so "none yet" is cached too
+    return guideline
+
+
+def guideline_cache_clear(category: str) -> None:
+    cache.delete(_guideline_cache_key(category))
 
 
 def assignment_get(*, assignment_id: int, annotator) -> Assignment | None:
@@ -69,28 +93,6 @@ def assignment_get(*, assignment_id: int, annotator) -> Assignment | None:
         .filter(pk=assignment_id, annotator=annotator)
         .first()
     )
-
-
-@dataclass(frozen=True)
-class AnnotatorCounts:
-    done: int
-    remaining: int
-    skipped: int
-
-
-def annotator_counts(annotator) -> AnnotatorCounts:
-    """Done (labelled by this annotator in open batches) and remaining (open slots they may take)."""
-    done = Label.objects.filter(annotator=annotator, comparison__batch__status=Batch.Status.OPEN).count()
-    skipped = Assignment.objects.filter(
-        annotator=annotator, status=Assignment.Status.SKIPPED, comparison__batch__status=Batch.Status.OPEN
-    ).count()
-    open_for_me = Comparison.objects.filter(batch__status=Batch.Status.OPEN).exclude(
-        assignments__annotator=annotator, assignments__status__in=[Assignment.Status.LABELLED, Assignment.Status.SKIPPED]
-    )
-    remaining = open_for_me.filter(
-        Q(claims__lt=F("batch__labels_per_comparison")) | Q(assignments__annotator=annotator, assignments__status=Assignment.Status.ASSIGNED)
-    ).distinct().count()
-    return AnnotatorCounts(done=done, remaining=remaining, skipped=skipped)
 
 
 def label_list_for(annotator) -> QuerySet[Label]:
@@ -142,7 +144,7 @@ class Task:
     right: TaskResponse
     assigned_at: object
     guideline: Guideline | None
-    counts: QueueCounts
+    counts: AnnotatorCounts
 
 
 def task_get(*, assignment_id: int, annotator) -> Task | None:
@@ -150,7 +152,7 @@ def task_get(*, assignment_id: int, annotator) -> Task | None:
 
     Three reads: the assignment with its dialogue and both responses (plain values, no
     model instances: this runs on every task fetch), the category's guideline, and the
-    annotator's counts (see ``annotator_queue_counts``).
+    annotator's counts (see ``annotator_counts``).
     """
     row = (
         Assignment.objects.filter(pk=assignment_id, annotator=annotator)
@@ -184,20 +186,7 @@ def task_get(*, assignment_id: int, annotator) -> Task | None:
         right=TaskResponse("right", texts[shown_right]),
         assigned_at=row["assigned_at"],
         guideline=guideline_active(category),
-        counts=annotator_queue_counts(annotator),
-    )
-
-
-def assignment_left(*, assignment_id: int, annotator) -> str | None:
-    """Which stored response (``"A"``/``"B"``) the annotator's assignment shows on the left.
-
-    None when the assignment does not exist or belongs to someone else: the API answers
-    404 either way, so other annotators' tasks cannot be probed.
-    """
-    return (
-        Assignment.objects.filter(pk=assignment_id, annotator=annotator)
-        .values_list("left", flat=True)
-        .first()
+        counts=annotator_counts(annotator),
     )
 
 
@@ -249,8 +238,9 @@ def batch_list_with_progress() -> QuerySet[Batch]:
 
 
 @dataclass(frozen=True)
-class QueueCounts:
-    """``AnnotatorCounts`` whose ``remaining`` stops counting at a cap (``remaining_capped``)."""
+class AnnotatorCounts:
+    """Done and skipped (in open batches), and remaining: open tasks this annotator may
+    still take, counted up to a cap (``remaining_capped`` says the cap was reached)."""
 
     done: int
     remaining: int
@@ -261,39 +251,43 @@ class QueueCounts:
 REMAINING_COUNT_CAP = 100
 
 
-def annotator_queue_counts(annotator, *, cap: int = REMAINING_COUNT_CAP) -> QueueCounts:
+def annotator_counts(annotator, *, cap: int = REMAINING_COUNT_CAP) -> AnnotatorCounts:
     """Done, skipped and remaining for the task screen: one query, O(cap) rather than O(batch).
 
     An exact count of remaining tasks reads every open comparison (~100 ms at 20k rows on
     PostgreSQL, on every task fetch); nobody needs "12,345 left" exactly, so counting stops
-    at ``cap`` and the screen shows "100+". Below the cap it equals ``annotator_counts``.
+    at ``cap`` and the screen shows "100+". Below the cap it is exact.
+
+    "Done" counts the annotator's labelled assignments, which are their labels: labels
+    by a Pairwise user are only made by ``services.label_submit``, together with the
+    assignment's status (imported labels have no user).
 
     Plain SQL because this runs on every task fetch: the ORM spends ~4 ms of CPU compiling
-    the four subqueries, and it cannot express COUNT over a LIMITed subquery without a
-    join back to the whole table.
+    the subqueries, and it cannot express COUNT over a LIMITed subquery without a join
+    back to the whole table. One pass over the annotator's assignments gives done,
+    skipped and in hand (PostgreSQL spent more time planning four subqueries than
+    running them).
     """
     tables = {
-        "label": Label._meta.db_table,
         "comparison": Comparison._meta.db_table,
         "batch": Batch._meta.db_table,
         "assignment": Assignment._meta.db_table,
     }
-    in_open_batch = "JOIN {comparison} c ON c.id = x.comparison_id JOIN {batch} b ON b.id = c.batch_id"
     sql = (
-        "SELECT"
-        " (SELECT COUNT(*) FROM {label} x " + in_open_batch + " WHERE x.annotator_id = %(me)s AND b.status = %(open)s),"
-        " (SELECT COUNT(*) FROM {assignment} x " + in_open_batch + " WHERE x.annotator_id = %(me)s"
-        "   AND x.status = %(skipped)s AND b.status = %(open)s),"
-        " (SELECT COUNT(*) FROM {assignment} x " + in_open_batch + " WHERE x.annotator_id = %(me)s"
-        "   AND x.status = %(assigned)s AND b.status = %(open)s),"
+        "SELECT COUNT(CASE WHEN x.status = %(labelled)s THEN 1 END),"
+        " COUNT(CASE WHEN x.status = %(skipped)s THEN 1 END),"
+        " COUNT(CASE WHEN x.status = %(assigned)s THEN 1 END),"
         " (SELECT COUNT(*) FROM (SELECT c.id FROM {comparison} c JOIN {batch} b ON b.id = c.batch_id"
         "   WHERE b.status = %(open)s AND c.claims < b.labels_per_comparison AND NOT EXISTS"
         "   (SELECT 1 FROM {assignment} a WHERE a.comparison_id = c.id AND a.annotator_id = %(me)s)"
-        "   ORDER BY c.batch_id, c.claims LIMIT %(cap)s) free)"
+        "   ORDER BY c.batch_id, c.claims, c.id LIMIT %(cap)s) free)"
+        " FROM {assignment} x JOIN {comparison} c ON c.id = x.comparison_id"
+        " JOIN {batch} b ON b.id = c.batch_id WHERE x.annotator_id = %(me)s AND b.status = %(open)s"
     ).format(**tables)
     params = {
         "me": annotator.pk,
         "open": Batch.Status.OPEN.value,
+        "labelled": Assignment.Status.LABELLED.value,
         "skipped": Assignment.Status.SKIPPED.value,
         "assigned": Assignment.Status.ASSIGNED.value,
         "cap": cap,
@@ -302,7 +296,7 @@ def annotator_queue_counts(annotator, *, cap: int = REMAINING_COUNT_CAP) -> Queu
         cursor.execute(sql, params)
         done, skipped, in_hand, free = cursor.fetchone()
     remaining = free + in_hand
-    return QueueCounts(done=done, remaining=min(remaining, cap), remaining_capped=remaining >= cap, skipped=skipped)
+    return AnnotatorCounts(done=done, remaining=min(remaining, cap), remaining_capped=remaining >= cap, skipped=skipped)
 
 
 def user_permission_names(user) -> set[str]:
