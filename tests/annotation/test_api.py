@@ -300,19 +300,19 @@ def test_cycle_query_counts_are_pinned(annotator, ann):
         # Transactions show as SAVEPOINT/RELEASE here (the test runs inside one); in
         # production they are BEGIN/COMMIT (psycopg2 sends BEGIN with the first statement).
         # claim: current task, BEGIN, claim a free comparison (one UPDATE ... RETURNING),
-        #        insert the assignment, COMMIT, the task with dialogue and responses, counts
+        #        insert the assignment, COMMIT, the task with dialogue, responses and counts
         #        (one query); the guideline comes from the cache after the first task.
-        # resume: current task, the task, counts.
+        # resume: current task, the task.
         # label: BEGIN, lock the assignment, insert, update, COMMIT.
         # label_next: label's, then current task, claim, insert in the same transaction
-        #             (one COMMIT), the task, counts.
+        #             (one COMMIT), the task.
         guideline = 1 if n == 0 else 0
         counts = {name: len(q) for name, q in sql.items()}
         assert counts == {
-            "claim": 9 + guideline,
-            "resume": 5,
+            "claim": 8 + guideline,
+            "resume": 4,
             "label": 7,
-            "label_next": 12,
+            "label_next": 11,
         }, sql
 
 
