@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import EmptyResultSet, ValidationError
+from django.db import connections
 from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, QuerySet
 from django.db.models.functions import Greatest
 
@@ -199,8 +201,20 @@ ROW_COLUMNS = (
 )
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+def _iso(value: datetime | str | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite hands back its stored text: naive UTC
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    elif value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def label_rows(
@@ -208,60 +222,41 @@ def label_rows(
 ) -> Iterator[LabelRow]:
     """Stream ``qs`` as ``LabelRow``s ordered by comparison, then label; never all in memory.
 
-    On PostgreSQL ``iterator`` reads through a server-side cursor, ``chunk_size`` rows at a time.
-    ``pseudonym(annotator_id, source_annotator)`` names the annotator.
+    Reads the ORM's own SQL through ``chunked_cursor`` (a server-side cursor on PostgreSQL),
+    ``chunk_size`` rows at a time, and skips the ORM's per-row converters: JSON columns
+    arrive as text on both backends and are decoded once per comparison, not once per
+    label. ``pseudonym(annotator_id, source_annotator)`` names the annotator.
     """
-    for (
-        label_id,
-        comparison_id,
-        batch,
-        category,
-        source,
-        external_id,
-        turns,
-        a_text,
-        a_model,
-        a_sampling,
-        a_generated,
-        b_text,
-        b_model,
-        b_sampling,
-        b_generated,
-        preferred,
-        strength,
-        safety_a,
-        safety_b,
-        safety_bin,
-        annotator_id,
-        source_annotator,
-        left,
-        comment,
-        time_spent_ms,
-        created_at,
-    ) in (
-        qs.order_by("comparison_id", "id").values_list(*ROW_COLUMNS).iterator(chunk_size=chunk_size)
-    ):
-        yield LabelRow(
-            label_id=label_id,
-            comparison_id=comparison_id,
-            batch=batch,
-            category=category,
-            source=source,
-            external_id=external_id,
-            prompt=turns,
-            response_a=ResponseRow(a_text, a_model, a_sampling or {}, _iso(a_generated)),
-            response_b=ResponseRow(b_text, b_model, b_sampling or {}, _iso(b_generated)),
-            preferred=preferred,
-            strength=strength,
-            safety_a=safety_a,
-            safety_b=safety_b,
-            safety_bin=safety_bin,
-            annotator=pseudonym(annotator_id, source_annotator),
-            left=left,
-            comment=comment,
-            time_spent_ms=time_spent_ms,
-            created_at=_iso(created_at),
-        )
+    query = qs.order_by("comparison_id", "id").values_list(*ROW_COLUMNS)
+    try:
+        sql, params = query.query.get_compiler(using=query.db).as_sql()
+    except EmptyResultSet:
+        return
+    last_comparison = None
+    prompt: list[dict[str, str]] = []
+    response_a = response_b = ResponseRow("", "", {}, None)
+    with connections[query.db].chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(chunk_size):
+            for (
+                label_id, comparison_id, batch, category, source, external_id, turns,
+                a_text, a_model, a_sampling, a_generated,
+                b_text, b_model, b_sampling, b_generated,
+                preferred, strength, safety_a, safety_b, safety_bin,
+                annotator_id, source_annotator, left, comment, time_spent_ms, created_at,
+            ) in rows:  # fmt: skip
+                if comparison_id != last_comparison:
+                    last_comparison = comparison_id
+                    prompt = _json(turns)
+                    response_a = ResponseRow(a_text, a_model, _json(a_sampling) or {}, _iso(a_generated))
+                    response_b = ResponseRow(b_text, b_model, _json(b_sampling) or {}, _iso(b_generated))
+                # Positional: this loop runs once per label, and keywords cost a third more here.
+                yield LabelRow(
+                    label_id, comparison_id, batch, category, source, external_id, prompt,
+                    response_a, response_b, preferred, strength, safety_a, safety_b, safety_bin,
+                    pseudonym(annotator_id, source_annotator), left, comment, time_spent_ms,
+                    _iso(created_at),
+                )  # fmt: skip
 
 
 def snapshot_list() -> QuerySet[Snapshot]:
