@@ -248,8 +248,12 @@ def label_rows(
                 if comparison_id != last_comparison:
                     last_comparison = comparison_id
                     prompt = _json(turns)
-                    response_a = ResponseRow(a_text, a_model, _json(a_sampling) or {}, _iso(a_generated))
-                    response_b = ResponseRow(b_text, b_model, _json(b_sampling) or {}, _iso(b_generated))
+                    response_a = ResponseRow(
+                        a_text, a_model, _json(a_sampling) or {}, _iso(a_generated)
+                    )
+                    response_b = ResponseRow(
+                        b_text, b_model, _json(b_sampling) or {}, _iso(b_generated)
+                    )
                 # Positional: this loop runs once per label, and keywords cost a third more here.
                 yield LabelRow(
                     label_id, comparison_id, batch, category, source, external_id, prompt,

@@ -242,11 +242,14 @@ def snapshot_build(*, snapshot_id: int) -> Snapshot:
     try:
         result = snapshot_build_files(filters=filters, work_dir=work_dir, progress=progress)
         final = root / result.content_hash
-        if final.exists():
-            # Same content already built: its files are byte-identical to ours.
-            shutil.rmtree(work_dir)
-        else:
+        try:
             work_dir.rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            # Same content already built (maybe just now, by another build): its files are
+            # byte-identical to ours.
+            shutil.rmtree(work_dir)
     except Exception as exc:
         shutil.rmtree(work_dir, ignore_errors=True)
         Snapshot.objects.filter(pk=snapshot.pk).update(
