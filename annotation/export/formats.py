@@ -132,6 +132,11 @@ def _response_json(r: ResponseRow) -> str:
     )
 
 
+_MARGIN_JSON = {
+    strength: repr(margin) for strength, margin in MARGIN_TABLES[DEFAULT_MARGIN_TABLE].items()
+}
+
+
 class FullRowEncoder:
     """Full-fidelity JSONL lines (without the newline), keys in schema order.
 
@@ -158,7 +163,7 @@ class FullRowEncoder:
         return (
             f'{{"label_id":{row.label_id},{self._comparison_part}'
             f'"preferred":{_string(row.preferred)},"strength":{_opt(row.strength)},'
-            f'"margin":{margin_for(row.strength)!r},'
+            f'"margin":{_MARGIN_JSON.get(row.strength, "0.0")},'
             f'"safety_a":{_opt(row.safety_a)},"safety_b":{_opt(row.safety_b)},'
             f'"safety_bin":{_opt(row.safety_bin)},"annotator":{_string(row.annotator)},'
             f'"left":{_opt(row.left)},"comment":{_string(row.comment)},'
