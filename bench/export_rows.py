@@ -15,6 +15,7 @@ Prints rows/s, MB/s and peak RSS of each, and the export/COPY ratio (target ≥ 
 RSS < 300 MB). ``--reseed`` rebuilds the data; otherwise existing data of the right size
 is reused.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,11 @@ def ensure_database(url: str) -> None:
     parts = urlparse(url)
     name = parts.path.lstrip("/")
     admin = psycopg2.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
-        password=parts.password, dbname="postgres",
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password,
+        dbname="postgres",
     )
     admin.autocommit = True
     with admin.cursor() as cur:
@@ -120,8 +124,14 @@ def seed(labels: int, reseed: bool) -> None:
         return
     started = time.perf_counter()
     with connection.cursor() as cur:
-        cur.execute(SEED_SQL, {"comparisons": labels // LABELS_PER_COMPARISON, "per": LABELS_PER_COMPARISON,
-                               "annotators": ANNOTATORS})
+        cur.execute(
+            SEED_SQL,
+            {
+                "comparisons": labels // LABELS_PER_COMPARISON,
+                "per": LABELS_PER_COMPARISON,
+                "annotators": ANNOTATORS,
+            },
+        )
     print(f"seeded {Label.objects.count():,} labels in {time.perf_counter() - started:.1f} s")
 
 
@@ -143,7 +153,9 @@ def phase_copy() -> dict:
 
     from annotation.export.selectors import ROW_COLUMNS, SnapshotFilters, labels_selected
 
-    qs = labels_selected(SnapshotFilters()).order_by("comparison_id", "id").values_list(*ROW_COLUMNS)
+    qs = (
+        labels_selected(SnapshotFilters()).order_by("comparison_id", "id").values_list(*ROW_COLUMNS)
+    )
     sql, params = qs.query.sql_with_params()
     with connection.cursor() as cur:
         literal = cur.mogrify(sql, params).decode()
@@ -174,7 +186,10 @@ def phase_export() -> dict:
 def _child(phase: str, url: str) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--phase", phase, "--database-url", url],
-        capture_output=True, text=True, check=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -196,13 +211,17 @@ def main() -> None:
     results = {phase: _child(phase, args.database_url) for phase in ("copy", "export")}
     print(f"{'':8} {'rows':>10} {'seconds':>8} {'rows/s':>10} {'MB/s':>7} {'peak RSS MB':>12}")
     for phase, r in results.items():
-        print(f"{phase:8} {r['rows']:>10,} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>10,.0f} "
-              f"{r['bytes'] / r['seconds'] / 1e6:>7.1f} {r['peak_rss_mb']:>12.0f}")
+        print(
+            f"{phase:8} {r['rows']:>10,} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>10,.0f} "
+            f"{r['bytes'] / r['seconds'] / 1e6:>7.1f} {r['peak_rss_mb']:>12.0f}"
+        )
     ratio = (results["export"]["rows"] / results["export"]["seconds"]) / (
         results["copy"]["rows"] / results["copy"]["seconds"]
     )
-    print(f"export / COPY rate: {ratio:.2f}x (target >= 0.3); export peak RSS "
-          f"{results['export']['peak_rss_mb']:.0f} MB (target < 300)")
+    print(
+        f"export / COPY rate: {ratio:.2f}x (target >= 0.3); export peak RSS "
+        f"{results['export']['peak_rss_mb']:.0f} MB (target < 300)"
+    )
 
 
 if __name__ == "__main__":

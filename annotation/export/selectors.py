@@ -115,14 +115,6 @@ class SnapshotFilters:
             "date_to": self.date_to.isoformat() if self.date_to else None,
         }
 
-    def describe(self) -> str:
-        parts = [
-            f"{k.replace('_', ' ')}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in self.as_dict().items()
-            if v not in (None, [])
-        ]
-        return "; ".join(parts) or "all labels"
-
 
 def labels_selected(
     filters: SnapshotFilters, *, max_label_id: int | None = None
