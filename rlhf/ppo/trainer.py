@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from rlhf.checkpoints import partial_dir, publish
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.experience import NonFiniteError, experience_stats, make_experience
 from rlhf.ppo.kl import kl_controller
@@ -173,11 +172,8 @@ class PPOTrainer:
     def save(self, out_dir: str | Path) -> Path:
         """Write the policy as a causal-LM checkpoint, atomically: a reader sees either no
         folder or a complete one."""
-        out_dir = Path(out_dir)
-        tmp = out_dir.with_name(out_dir.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = partial_dir(out_dir)
         self.policy.lm.save_pretrained(tmp)
         self.tokenizer.save_pretrained(tmp)
         torch.save(self.policy.value_head.state_dict(), tmp / "value_head.pt")
-        os.replace(tmp, out_dir)
-        return out_dir
+        return publish(tmp, out_dir)

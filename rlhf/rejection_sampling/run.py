@@ -5,14 +5,13 @@ result = run_rejection_sampling(model, tokenizer, prompts, reward, config, out_d
 
 from __future__ import annotations
 
-import os
-import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlhf.checkpoints import partial_dir, publish
 from rlhf.generation.base import SamplingParams
 from rlhf.generation.local import LocalGenerator
 from rlhf.prompts import PromptExample, RewardFn
@@ -106,11 +105,9 @@ def run_rejection_sampling(
     seconds["finetune"] = time.perf_counter() - t0
     checkpoint = None
     if out_dir is not None:
-        checkpoint = Path(out_dir)
-        tmp = checkpoint.with_name(checkpoint.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = partial_dir(out_dir)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, checkpoint)
+        checkpoint = publish(tmp, out_dir)
     progress("done", 1.0)
     return RejectionSamplingResult(best_of_k_curve(rewards), targets, losses, checkpoint, seconds)
