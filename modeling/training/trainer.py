@@ -248,10 +248,10 @@ def reward_model_train(
             rc, rr = rewards_of(model, batch)
             loss = ranking_loss_with_margin(rc, rr, batch["margins"])
         accelerator.backward(loss / config.grad_accum_steps)
-        stats["loss_sum"] += float(loss) * len(share)
+        stats["loss_sum"] += float(loss.detach()) * len(share)
         stats["correct"] += int((rc > rr).sum())
         stats["seen"] += len(share)
-        stats["last_loss"] = float(loss)
+        stats["last_loss"] = float(loss.detach())
         pairs_done += len(share) * world
         if (micro + 1) % config.grad_accum_steps and micro + 1 != len(batches):
             continue
