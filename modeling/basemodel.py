@@ -185,7 +185,7 @@ def base_model_create(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            value = float(loss)
+            value = float(loss.detach())
             first_loss = value if step == 1 else first_loss
             ema = value if math.isnan(ema) else 0.9 * ema + 0.1 * value
             if config.max_seconds and step in (5, 25):

@@ -68,9 +68,10 @@ def base_model_launch(
     config: dict | None = None,
     use_frozen_batches: bool = True,
     use_shared_hh: bool = False,
-    held_out_fraction: float = RewardTrainingConfig.eval_fraction,
+    held_out_fraction: float = 0.1,
     held_out_seed: int = 0,
     created_by=None,
+    enqueue: bool = True,
 ) -> TrainingRun:
     """Queue creation of the default base model (tokenizer + pretrained small Llama).
 
@@ -99,7 +100,8 @@ def base_model_launch(
             "held_out_seed": held_out_seed,
         },
     )
-    _enqueue(run)
+    if enqueue:
+        _enqueue(run)
     return run
 
 
@@ -113,6 +115,7 @@ def reward_model_launch(
     config: dict | None = None,
     recipe: dict | None = None,
     created_by=None,
+    enqueue: bool = True,
 ) -> TrainingRun:
     """Queue training of a helpfulness or safety RM from ``base_model`` on frozen batches."""
     if kind not in ("helpfulness", "safety"):
@@ -155,7 +158,8 @@ def reward_model_launch(
         config={"training": cfg.to_dict(), "recipe": rec.to_dict()},
     )
     run.batches.set(batches)
-    _enqueue(run)
+    if enqueue:
+        _enqueue(run)
     return run
 
 

@@ -65,7 +65,7 @@ class RewardTrainingConfig(_Config):
         default=MarginTable.SMALL,
         metadata={"help": "Margin table: none, small (1, 2/3, 1/3, 0) or large (3, 2, 1, 0)."},
     )
-    learning_rate: float = field(default=2e-4, metadata={"help": "Peak AdamW learning rate."})
+    learning_rate: float = field(default=3e-4, metadata={"help": "Peak AdamW learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     batch_size: int = field(
         default=16, metadata={"help": "Pairs per optimizer step (per device, before accumulation)."}
@@ -87,7 +87,7 @@ class RewardTrainingConfig(_Config):
         default=1.0, metadata={"help": "Gradient clipping norm (Llama 2: 1.0)."}
     )
     max_length: int = field(
-        default=192,
+        default=128,
         metadata={
             "help": "Tokens per sequence; longer ones lose their START, keeping the response."
         },
@@ -164,12 +164,12 @@ class BaseModelConfig(_Config):
     """The default base model: a small Llama (RMSNorm, SwiGLU, RoPE, GQA) sized for 2 CPU
     cores, and its bounded pretraining on local dialogue text."""
 
-    vocab_size: int = field(default=4000, metadata={"help": "SentencePiece BPE vocabulary size."})
-    hidden_size: int = field(default=160, metadata={"help": "Model width."})
+    vocab_size: int = field(default=2000, metadata={"help": "SentencePiece BPE vocabulary size."})
+    hidden_size: int = field(default=128, metadata={"help": "Model width."})
     intermediate_size: int = field(
-        default=432, metadata={"help": "SwiGLU inner width (~8/3 x hidden)."}
+        default=344, metadata={"help": "SwiGLU inner width (~8/3 x hidden)."}
     )
-    num_hidden_layers: int = field(default=3, metadata={"help": "Transformer blocks."})
+    num_hidden_layers: int = field(default=2, metadata={"help": "Transformer blocks."})
     num_attention_heads: int = field(default=4, metadata={"help": "Query heads."})
     num_key_value_heads: int = field(
         default=2, metadata={"help": "Key/value heads (< query heads: grouped-query attention)."}
@@ -178,12 +178,12 @@ class BaseModelConfig(_Config):
         default=1024, metadata={"help": "Longest sequence RoPE is set up for."}
     )
     seq_length: int = field(
-        default=256, metadata={"help": "Tokens per pretraining sequence (packed text)."}
+        default=128, metadata={"help": "Tokens per pretraining sequence (packed text)."}
     )
     batch_size: int = field(default=16, metadata={"help": "Sequences per pretraining step."})
     max_steps: int = field(default=3000, metadata={"help": "Bound on pretraining optimizer steps."})
     max_seconds: float = field(
-        default=480,
+        default=300,
         metadata={
             "help": "Time bound on base-model creation: the step count shrinks to fit it (0: steps only)."
         },

@@ -1,5 +1,6 @@
 """Tiny random models for the modeling tests: a tokenizer trained on the built-in corpus
 and a 2-layer Llama, made once per session."""
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,14 @@ def tiny_base(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "base-tiny"
     tokenizer = tokenizer_train(builtin_corpus(), path, vocab_size=400)
     torch.manual_seed(0)
-    cfg = BaseModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    cfg = BaseModelConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     LlamaForCausalLM(llama_config(cfg, tokenizer)).save_pretrained(path)
     return path
 

@@ -1,4 +1,5 @@
 """The Django-free ML core: loss, margins, data, the training loop, resume, loading."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ def test_ranking_loss_matches_hand_computed_values():
     margins = torch.tensor([0.5, 0.0, 1.0])
     # -log σ(0.5) = 0.474077, -log σ(0) = 0.693147, -log σ(-2) = 2.126928
     expected = (0.474077 + 0.693147 + 2.126928) / 3
-    assert ranking_loss_with_margin(chosen, rejected, margins).item() == pytest.approx(expected, abs=1e-5)
+    assert ranking_loss_with_margin(chosen, rejected, margins).item() == pytest.approx(
+        expected, abs=1e-5
+    )
     assert ranking_loss_with_margin(chosen, rejected).item() == pytest.approx(
         (math.log1p(math.exp(-1)) + math.log(2) + math.log1p(math.exp(1))) / 3, abs=1e-6
     )
@@ -61,7 +64,9 @@ def test_left_truncation_keeps_the_response(tiny_base):
 
 
 def test_collator_stacks_chosen_then_rejected_with_dynamic_padding():
-    batch = PairCollator(pad_token_id=0)([EncodedPair([5, 6, 7], [5, 8], 1.0, 0), EncodedPair([9], [9, 9], 0.0, 1)])
+    batch = PairCollator(pad_token_id=0)(
+        [EncodedPair([5, 6, 7], [5, 8], 1.0, 0), EncodedPair([9], [9, 9], 0.0, 1)]
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7], [9, 0, 0], [5, 8, 0], [9, 9, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 0]]
     assert batch["margins"].tolist() == [1.0, 0.0]
@@ -72,7 +77,10 @@ def test_one_step_changes_the_weights(tiny_base, tmp_path):
 
     before = load_file(tiny_base / "model.safetensors")
     result = reward_model_train(
-        checkpoint=tiny_base, train_pairs=make_pairs(2), output_dir=tmp_path / "rm", work_dir=tmp_path / "work",
+        checkpoint=tiny_base,
+        train_pairs=make_pairs(2),
+        output_dir=tmp_path / "rm",
+        work_dir=tmp_path / "work",
         config=RewardTrainingConfig(**TINY),
     )
     assert result.steps == 1
@@ -93,7 +101,11 @@ def test_resume_after_kill_ends_with_the_same_number_of_steps(tiny_base, tmp_pat
     pairs = make_pairs(10)
     config = RewardTrainingConfig(**TINY)
     uninterrupted = reward_model_train(
-        checkpoint=tiny_base, train_pairs=pairs, output_dir=tmp_path / "a", work_dir=tmp_path / "wa", config=config
+        checkpoint=tiny_base,
+        train_pairs=pairs,
+        output_dir=tmp_path / "a",
+        work_dir=tmp_path / "wa",
+        config=config,
     )
 
     def die_at_step_3(progress):
@@ -102,15 +114,23 @@ def test_resume_after_kill_ends_with_the_same_number_of_steps(tiny_base, tmp_pat
 
     with pytest.raises(_Killed):
         reward_model_train(
-            checkpoint=tiny_base, train_pairs=pairs, output_dir=tmp_path / "b", work_dir=tmp_path / "wb",
-            config=config, progress=die_at_step_3,
+            checkpoint=tiny_base,
+            train_pairs=pairs,
+            output_dir=tmp_path / "b",
+            work_dir=tmp_path / "wb",
+            config=config,
+            progress=die_at_step_3,
         )
     assert (tmp_path / "wb" / "checkpoint.pt").exists()
     assert not (tmp_path / "b").exists()  # nothing half-written where the model goes
     steps_seen = []
     resumed = reward_model_train(
-        checkpoint=tiny_base, train_pairs=pairs, output_dir=tmp_path / "b", work_dir=tmp_path / "wb",
-        config=config, progress=lambda p: steps_seen.append(p.step),
+        checkpoint=tiny_base,
+        train_pairs=pairs,
+        output_dir=tmp_path / "b",
+        work_dir=tmp_path / "wb",
+        config=config,
+        progress=lambda p: steps_seen.append(p.step),
     )
     assert resumed.resumed_from_step == 2
     assert resumed.steps == uninterrupted.steps == 5
@@ -123,8 +143,12 @@ def test_scorer_matches_training_eval_rewards(tiny_base, tmp_path):
 
     pairs = make_pairs(4)
     result = reward_model_train(
-        checkpoint=tiny_base, train_pairs=pairs, eval_pairs=pairs[:2], output_dir=tmp_path / "rm",
-        work_dir=tmp_path / "w", config=RewardTrainingConfig(**TINY),
+        checkpoint=tiny_base,
+        train_pairs=pairs,
+        eval_pairs=pairs[:2],
+        output_dir=tmp_path / "rm",
+        work_dir=tmp_path / "w",
+        config=RewardTrainingConfig(**TINY),
     )
     scorer = RewardScorer.load(tmp_path / "rm")
     contexts = [[t.as_dict() for t in p.context] for p in pairs[:2]]
@@ -134,7 +158,12 @@ def test_scorer_matches_training_eval_rewards(tiny_base, tmp_path):
 
 def test_no_training_pairs_is_a_clear_error(tiny_base, tmp_path):
     with pytest.raises(ValueError, match="no training pairs"):
-        reward_model_train(checkpoint=tiny_base, train_pairs=[], output_dir=tmp_path / "rm", work_dir=tmp_path / "w")
+        reward_model_train(
+            checkpoint=tiny_base,
+            train_pairs=[],
+            output_dir=tmp_path / "rm",
+            work_dir=tmp_path / "w",
+        )
 
 
 def test_load_checkpoint_explains_bad_folders(tiny_base, tmp_path):
@@ -162,7 +191,11 @@ def test_load_checkpoint_explains_bad_folders(tiny_base, tmp_path):
     for f in mismatch.glob("tokenizer*"):
         f.unlink()
     (mismatch / "special_tokens_map.json").unlink(missing_ok=True)
-    plain = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>")), unk_token="<unk>", pad_token="<unk>")
+    plain = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>")),
+        unk_token="<unk>",
+        pad_token="<unk>",
+    )
     plain.save_pretrained(mismatch)
     with pytest.raises(CheckpointError, match="does not match the chat template"):
         load_checkpoint(mismatch)
@@ -188,4 +221,6 @@ def test_config_validation():
         RewardTrainingConfig(margin="huge")
     with pytest.raises(ValueError, match="unknown"):
         RewardTrainingConfig.from_dict({"lr": 1})
-    assert RewardTrainingConfig.from_dict(RewardTrainingConfig().to_dict()) == RewardTrainingConfig()
+    assert (
+        RewardTrainingConfig.from_dict(RewardTrainingConfig().to_dict()) == RewardTrainingConfig()
+    )
