@@ -4,4 +4,5 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("annotation.api")),
     path("data/", include("annotation.export.api")),
+    path("", include("modeling.api")),
 ]
