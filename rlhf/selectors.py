@@ -20,7 +20,7 @@ def policy_current() -> PolicyRef:
     """The policy new work starts from: the latest accepted iteration's, else the base model.
 
     Failed, rejected and running iterations never count, so a half-made policy is never used."""
-    from rlhf.services import base_policy_path
+    from rlhf.services import base_policy
 
     accepted = (
         Iteration.objects.filter(status=Iteration.Status.ACCEPTED)
@@ -30,7 +30,8 @@ def policy_current() -> PolicyRef:
     )
     if accepted is not None:
         return PolicyRef(accepted.policy_name, Path(accepted.policy_path))
-    return PolicyRef("base", base_policy_path())
+    name, path = base_policy()
+    return PolicyRef(name, path)
 
 
 def iteration_list() -> QuerySet[Iteration]:
@@ -51,64 +52,82 @@ def iteration_latest() -> Iteration | None:
 class LineageRow:
     """One model version and where it came from."""
 
-    kind: str  # policy | reward_helpfulness | reward_safety
+    kind: str  # base | reward_helpfulness | reward_safety | policy
     name: str
     path: str
     parent: str
     trained_on: list[str]
     status: str
+    metrics: dict
     evaluation: PolicyEvaluation | None
     rs_curve: list[dict] | None
     ppo_final: dict | None
 
 
 def lineage_rows() -> list[LineageRow]:
+    """Every registered model version (the modeling registry), oldest first, with the
+    iteration that made each policy; plus iterations whose policy never got registered."""
+    from modeling.models import ModelVersion
+
+    iterations = {it.name: it for it in iteration_list().select_related("evaluation")}
     rows: list[LineageRow] = []
-    for it in iteration_list().select_related("evaluation").order_by("number"):
-        batches = [b.name for b in it.batches.all()]
-        stages = {s.name: s for s in it.stages.all()}
-        rs, ppo = stages.get("rejection_sampling"), stages.get("ppo")
-        evaluation = getattr(it, "evaluation", None) if hasattr(it, "evaluation") else None
-        if it.reward_helpfulness_path:
-            rows.append(
-                LineageRow(
-                    "reward_helpfulness",
-                    f"{it.name} helpfulness RM",
-                    it.reward_helpfulness_path,
-                    "",
-                    batches,
-                    "ready",
-                    None,
-                    None,
-                    None,
-                )
-            )
-            rows.append(
-                LineageRow(
-                    "reward_safety",
-                    f"{it.name} safety RM",
-                    it.reward_safety_path,
-                    "",
-                    batches,
-                    "ready",
-                    None,
-                    None,
-                    None,
-                )
-            )
+    seen = set()
+    versions = (
+        ModelVersion.objects.select_related("parent")
+        .prefetch_related("trained_on")
+        .order_by("created_at")
+    )
+    for mv in versions:
+        it = iterations.get(mv.name) if mv.kind == "policy" else None
         rows.append(
-            LineageRow(
-                "policy",
-                it.name,
-                it.policy_path or "(not registered)",
-                it.start_policy_name,
-                batches,
-                it.status,
-                evaluation,
-                rs.result.get("curve") if rs and rs.status == "done" else None,
-                ppo.result["steps"][-1]
-                if ppo and ppo.status == "done" and ppo.result.get("steps")
-                else None,
+            _row(
+                mv.kind,
+                mv.name,
+                mv.path,
+                mv.parent.name if mv.parent else "",
+                [b.name for b in mv.trained_on.all()],
+                it.status if it else mv.status,
+                mv.metrics,
+                it,
             )
         )
+        seen.add(mv.name)
+    for name, it in sorted(iterations.items(), key=lambda kv: kv[1].number):
+        if name not in seen:
+            rows.append(
+                _row(
+                    "policy",
+                    name,
+                    it.policy_path or "(not registered)",
+                    it.start_policy_name,
+                    [b.name for b in it.batches.all()],
+                    it.status,
+                    {},
+                    it,
+                )
+            )
     return rows
+
+
+def _row(
+    kind, name, path, parent, batches, status, metrics, iteration: Iteration | None
+) -> LineageRow:
+    evaluation = rs = ppo = None
+    if iteration is not None:
+        evaluation = PolicyEvaluation.objects.filter(iteration=iteration).first()
+        stages = {s.name: s for s in iteration.stages.all()}
+        rs, ppo = stages.get("rejection_sampling"), stages.get("ppo")
+    return LineageRow(
+        kind,
+        name,
+        path,
+        parent,
+        batches,
+        status,
+        metrics,
+        evaluation,
+        rs.result.get("curve") if rs and rs.status == "done" else None,
+        ppo.result["steps"][-1]
+        if ppo and ppo.status == "done" and ppo.result.get("steps")
+        else None,
+    )

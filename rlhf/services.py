@@ -53,9 +53,19 @@ STAGES_BY_METHOD = {
 }
 
 
-def base_policy_path() -> Path:
-    """Where the starting policy of the first iteration lives (the default base model)."""
-    return Path(getattr(settings, "PAIRWISE_BASE_POLICY_DIR", settings.MODELS_DIR / "base"))
+def base_policy() -> tuple[str, Path]:
+    """The first iteration's starting policy: the newest ready base model in the registry,
+    else the folder ``MODELS_DIR/base``."""
+    from modeling.models import ModelKind, ModelVersion
+
+    base = (
+        ModelVersion.objects.filter(kind=ModelKind.BASE, status=ModelVersion.Status.READY)
+        .order_by("-created_at")
+        .first()
+    )
+    if base is not None:
+        return base.name, Path(base.path)
+    return "base", Path(settings.MODELS_DIR) / "base"
 
 
 def policy_dir(number: int) -> Path:

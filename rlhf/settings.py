@@ -38,8 +38,8 @@ class IterationSettings:
     # --- reward models: used as given when set; trained from the batches otherwise ---
     reward_helpfulness_path: str = ""
     reward_safety_path: str = ""
+    reward_training: dict = field(default_factory=dict)  # modeling RewardTrainingConfig overrides
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict) -> IterationSettings:

@@ -132,19 +132,63 @@ def reward_models(iteration: Iteration, stage: IterationStage, config: Iteration
 def _reward_models_train(
     iteration: Iteration, report, previous: Iteration | None
 ) -> tuple[str, str]:
-    try:
-        from modeling import services as modeling_services
+    """Train both RMs on the iteration's batches with the modeling app, in this worker.
 
-        train = modeling_services.reward_models_train_for_iteration
-    except (ImportError, AttributeError):
+    A rerun reuses a reward model an earlier attempt finished (found by name)."""
+    from modeling import services as modeling_services
+    from modeling.models import ModelKind, ModelVersion, TrainingRun
+
+    base = (
+        ModelVersion.objects.filter(kind=ModelKind.BASE, status=ModelVersion.Status.READY)
+        .order_by("-created_at")
+        .first()
+    )
+    if base is None:
         if previous is not None:
-            report(f"reusing the reward models of {previous}", 0.5, force=True)
+            report(
+                f"no base model registered; reusing the reward models of {previous}",
+                0.5,
+                force=True,
+            )
             return previous.reward_helpfulness_path, previous.reward_safety_path
         raise StageError(
-            "No reward models: set reward_helpfulness_path and reward_safety_path in the "
-            "iteration settings (reward-model training from the modeling app is not available here)."
-        ) from None
-    return train(batch_ids=list(iteration.batches.values_list("pk", flat=True)), on_progress=report)
+            "No reward models: create the base model first (Models page or "
+            "`manage.py pairwise_create_base_model`), or set reward_helpfulness_path and "
+            "reward_safety_path in the iteration settings."
+        )
+    config = IterationSettings.from_json(iteration.config)
+    batch_ids = list(iteration.batches.values_list("pk", flat=True))
+    paths = []
+    for i, kind in enumerate(("helpfulness", "safety")):
+        name = f"RM-{kind}-for-{iteration.name}"
+        done = ModelVersion.objects.filter(name=name, status=ModelVersion.Status.READY).first()
+        if done is None:
+            attempt = ModelVersion.objects.filter(name__startswith=name).count()
+            run = modeling_services.reward_model_launch(
+                kind=kind,
+                base_model=base,
+                batch_ids=batch_ids,
+                name=name if attempt == 0 else f"{name}-{attempt}",
+                config=config.reward_training,
+                enqueue=False,
+            )
+            report(
+                f"training the {kind} reward model ({run.result_name}) from {base.name}",
+                0.1 + 0.4 * i,
+                force=True,
+            )
+            modeling_services.training_run_execute(run_id=run.pk)
+            run.refresh_from_db()
+            if run.status != TrainingRun.Status.SUCCEEDED:
+                raise StageError(f"Training the {kind} reward model failed: {run.error}")
+            done = ModelVersion.objects.get(pk=run.result_id)
+        paths.append(done.path)
+        report(
+            f"{kind} reward model {done.name}: {done.metrics.get('accuracy', '')}",
+            0.5 + 0.4 * i,
+            force=True,
+        )
+    return paths[0], paths[1]
 
 
 def rejection_sampling(
@@ -247,6 +291,36 @@ def register(iteration: Iteration, stage: IterationStage, config: IterationSetti
     }
 
 
+def _registry_add_policy(iteration: Iteration, checkpoint: Path, training_result: dict) -> None:
+    """Record RLHF-V{N} in the modeling app's registry, with its parent and batches."""
+    from modeling.models import ModelKind, ModelVersion
+
+    parent = ModelVersion.objects.filter(name=iteration.start_policy_name).first()
+    batches = list(iteration.batches.all())
+    summary = {
+        k: v
+        for k, v in training_result.items()
+        if k in ("mean_best_reward", "targets", "started_from")
+    }
+    if training_result.get("steps"):
+        summary["ppo_final"] = training_result["steps"][-1]
+    model, _ = ModelVersion.objects.update_or_create(
+        name=iteration.name,
+        defaults={
+            "kind": ModelKind.POLICY,
+            "status": ModelVersion.Status.READY,
+            "path": str(checkpoint),
+            "tokenizer_path": str(checkpoint),
+            "parent": parent,
+            "config": {"method": iteration.method, "iteration": iteration.config},
+            "metrics": summary,
+            "trained_on_hashes": {b.name: b.freeze_hash for b in batches},
+            "description": f"Policy of iteration {iteration.number} ({iteration.get_method_display()}).",
+        },
+    )
+    model.trained_on.set(batches)
+
+
 def evaluate(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
     from rlhf.evaluation import compare_policies
     from rlhf.generation.base import SamplingParams
@@ -265,6 +339,7 @@ def evaluate(iteration: Iteration, stage: IterationStage, config: IterationSetti
         held_out, [row[0] for row in candidate], [row[0] for row in baseline], _reward(iteration)
     )
     accepted = outcome.win_rate >= config.accept_min_win_rate
+    _registry_record_evaluation(iteration, outcome.as_dict(), accepted)
     PolicyEvaluation.objects.update_or_create(
         iteration=iteration,
         defaults={
@@ -291,6 +366,15 @@ def evaluate(iteration: Iteration, stage: IterationStage, config: IterationSetti
             ),
         )
     return {**outcome.as_dict(), "accepted": accepted}
+
+
+def _registry_record_evaluation(iteration: Iteration, outcome: dict, accepted: bool) -> None:
+    from modeling.models import ModelVersion
+
+    model = ModelVersion.objects.filter(name=iteration.name).first()
+    if model is not None:
+        model.metrics = {**model.metrics, "evaluation": outcome, "accepted": accepted}
+        model.save(update_fields=["metrics", "updated_at"])
 
 
 def next_batch(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:

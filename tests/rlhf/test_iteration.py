@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from annotation.models import Batch, Comparison
+from modeling.models import ModelVersion
 from rlhf import selectors, services, tasks
 from rlhf.models import Iteration, IterationStage, PolicyEvaluation
 from tests.factories import UserFactory
@@ -78,6 +79,31 @@ def test_two_iterations_end_to_end(rlhf_models):
     assert (pair.response_a.model_version, pair.response_b.model_version) == ("RLHF-V2", "RLHF-V1")
     rows = selectors.lineage_rows()
     assert [r.name for r in rows if r.kind == "policy"] == ["RLHF-V1", "RLHF-V2"]
+    v2 = ModelVersion.objects.get(name="RLHF-V2")
+    assert v2.kind == "policy" and v2.parent.name == "RLHF-V1" and v2.metrics["accepted"] is True
+    assert sorted(v2.trained_on.values_list("name", flat=True)) == ["week-1", "week-2"]
+
+
+def test_iteration_trains_both_reward_models_with_the_modeling_app(rlhf_models):
+    from modeling import services as modeling_services
+
+    base = modeling_services.checkpoint_register(name="base-tiny", path=str(rlhf_models["base"]))
+    iteration = services.iteration_launch(
+        batch_ids=[frozen_batch(8).pk],
+        method="rejection_sampling",
+        settings_json={
+            **SMALL,
+            "reward_training": {"batch_size": 4, "max_length": 64, "eval_fraction": 0.25},
+        },
+    )
+    iteration.refresh_from_db()
+    assert iteration.status == Iteration.Status.ACCEPTED, iteration.error
+    assert iteration.start_policy_name == "base-tiny"
+    rms = ModelVersion.objects.filter(kind__startswith="reward").order_by("kind")
+    assert [m.name for m in rms] == ["RM-helpfulness-for-RLHF-V1", "RM-safety-for-RLHF-V1"]
+    assert all(m.parent == base and m.is_ready for m in rms)
+    assert iteration.reward_safety_path == rms[1].path
+    assert ModelVersion.objects.get(name="RLHF-V1").parent == base
 
 
 def test_failed_stage_registers_nothing_and_resume_skips_finished_stages(rlhf_models, tmp_path):
@@ -97,6 +123,7 @@ def test_failed_stage_registers_nothing_and_resume_skips_finished_stages(rlhf_mo
     assert iteration.status == Iteration.Status.FAILED
     assert "different tokenizer" in reward_stage.error and "different tokenizer" in iteration.error
     assert iteration.policy_path == "" and selectors.policy_current().name == "base"
+    assert not ModelVersion.objects.filter(kind="policy").exists()
     assert iteration.stages.filter(status="pending").count() == 4
 
     # Fix the folder (a correct RM now lives there), resume: it runs from the failed stage on.
@@ -173,9 +200,7 @@ def test_pages_need_the_launch_training_permission(client, rlhf_models):
     client.logout()
     assert client.get("/rlhf/").status_code == 302  # to the login page
 
-    boss = UserFactory(username="boss", role="admin")
-    boss.is_superuser = True  # modeling.launch_training arrives with the modeling app's models
-    boss.save()
+    boss = UserFactory(username="boss", role="admin")  # admins hold modeling.launch_training
     client.force_login(boss)
     batch = frozen_batch(6)
     config = {

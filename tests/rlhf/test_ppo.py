@@ -17,7 +17,7 @@ from rlhf.prompts import PromptExample
 
 PROMPTS = [
     PromptExample(({"role": "user", "content": f"tell me about {w}"},))
-    for w in "egg water time day way thing".split()
+    for w in ["egg", "water", "time", "day", "way", "thing"]
 ]
 
 
