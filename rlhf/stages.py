@@ -283,6 +283,7 @@ def register(iteration: Iteration, stage: IterationStage, config: IterationSetti
     Iteration.objects.filter(pk=iteration.pk).update(
         policy_name=iteration.name, policy_path=str(checkpoint)
     )
+    _registry_add_policy(iteration, checkpoint, last.result)
     return {
         "policy": iteration.name,
         "path": str(checkpoint),
