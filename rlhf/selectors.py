@@ -92,7 +92,28 @@ def lineage_rows() -> list[LineageRow]:
             )
         )
         seen.add(mv.name)
+    registered_paths = {r.path for r in rows}
     for name, it in sorted(iterations.items(), key=lambda kv: kv[1].number):
+        # Reward models given to an iteration by path, outside the registry.
+        for kind, path in (
+            ("reward_helpfulness", it.reward_helpfulness_path),
+            ("reward_safety", it.reward_safety_path),
+        ):
+            if path and path not in registered_paths:
+                registered_paths.add(path)
+                label = "helpfulness" if kind == "reward_helpfulness" else "safety"
+                rows.append(
+                    _row(
+                        kind,
+                        f"{label} RM used by {name} (external)",
+                        path,
+                        "",
+                        [],
+                        "external",
+                        {},
+                        None,
+                    )
+                )
         if name not in seen:
             rows.append(
                 _row(
