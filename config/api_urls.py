@@ -5,4 +5,5 @@ urlpatterns = [
     path("", include("annotation.api")),
     path("data/", include("annotation.export.api")),
     path("", include("modeling.api")),
+    path("", include("rlhf.api")),
 ]

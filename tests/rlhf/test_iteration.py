@@ -243,3 +243,31 @@ def test_importing_the_web_app_does_not_import_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_api_lists_and_launches_for_admins_only(client, rlhf_models):
+    annotator = UserFactory(username="ann2", role="annotator")
+    client.force_login(annotator)
+    assert client.get("/api/v1/rlhf/iterations/").status_code == 403
+    client.force_login(UserFactory(username="boss2", role="admin"))
+    assert (
+        client.post(
+            "/api/v1/rlhf/iterations/", {"batch_ids": [999]}, content_type="application/json"
+        ).status_code
+        == 400
+    )
+    batch = frozen_batch(6)
+    body = {
+        "batch_ids": [batch.pk],
+        "method": "rejection_sampling",
+        "settings": {
+            **SMALL,
+            "reward_helpfulness_path": str(rlhf_models["helpful"]),
+            "reward_safety_path": str(rlhf_models["safety"]),
+        },
+    }
+    created = client.post("/api/v1/rlhf/iterations/", body, content_type="application/json")
+    assert created.status_code == 201, created.content
+    listed = client.get("/api/v1/rlhf/iterations/").json()
+    assert listed[0]["name"] == "RLHF-V1" and listed[0]["status"] == "accepted"
+    assert listed[0]["evaluation"]["n_prompts"] == 2

@@ -1,4 +1,5 @@
 """Live multi-turn annotation: prompt → two generated responses → choice → next turn."""
+
 import pytest
 
 from annotation.models import Label
