@@ -271,3 +271,35 @@ def test_api_lists_and_launches_for_admins_only(client, rlhf_models):
     listed = client.get("/api/v1/rlhf/iterations/").json()
     assert listed[0]["name"] == "RLHF-V1" and listed[0]["status"] == "accepted"
     assert listed[0]["evaluation"]["n_prompts"] == 2
+
+
+def test_management_command_runs_and_resumes_an_iteration(rlhf_models, tmp_path):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    batch = frozen_batch(6, "cli-week")
+    sets = [f"{k}={v}" for k, v in SMALL.items()]
+    out = StringIO()
+    with pytest.raises(CommandError, match="No reward models"):
+        call_command(
+            "pairwise_iteration",
+            "--batches",
+            "cli-week",
+            "--method",
+            "rejection_sampling",
+            *[x for s in sets for x in ("--set", s)],
+            stdout=out,
+        )
+    iteration = Iteration.objects.get()
+    assert iteration.status == Iteration.Status.FAILED and iteration.policy_path == ""
+    config = {
+        **iteration.config,
+        "reward_helpfulness_path": str(rlhf_models["helpful"]),
+        "reward_safety_path": str(rlhf_models["safety"]),
+    }
+    Iteration.objects.filter(pk=iteration.pk).update(config=config)
+    call_command("pairwise_iteration", "--resume", "1", stdout=out)
+    iteration.refresh_from_db()
+    assert iteration.status == Iteration.Status.ACCEPTED and batch in iteration.batches.all()
+    assert "RLHF-V1: Accepted" in out.getvalue()
