@@ -131,7 +131,9 @@ def base_model_create(
     if not texts:
         raise ValueError("no text to build the base model from")
     if not torch.cuda.is_available():
-        torch.set_num_threads(config.num_threads or os.cpu_count() or 1)
+        from modeling.training.trainer import cpu_threads
+
+        torch.set_num_threads(cpu_threads(config.num_threads))
     torch.manual_seed(config.seed)
     output_dir = Path(output_dir)
     partial = output_dir.with_name(output_dir.name + ".partial")
