@@ -190,7 +190,8 @@ def base_model_create(
             value = float(loss.detach())
             first_loss = value if step == 1 else first_loss
             ema = value if math.isnan(ema) else 0.9 * ema + 0.1 * value
-            if config.max_seconds and step in (5, 25):
+            # Re-fit the budget now and then: the machine's speed can change under load.
+            if config.max_seconds and (step in (5, 25) or step % 50 == 0):
                 per_step = (time.monotonic() - loop_started) / step
                 remaining = config.max_seconds - (time.monotonic() - started)
                 budget["steps"] = max(step, min(config.max_steps, step + int(remaining / per_step)))
