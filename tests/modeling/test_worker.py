@@ -79,8 +79,9 @@ def test_reward_model_on_imported_hh_data(shared_data, tiny_base, tmp_path, sett
     for status in (Batch.Status.OPEN, Batch.Status.CLOSED, Batch.Status.FROZEN):
         batch = annotation_services.batch_transition(batch=batch, to=status)
     run = services.reward_model_launch(
-        kind="safety", base_model=base, batch_ids=[batch.pk], config=TINY
+        kind="safety", base_model=base, batch_ids=[batch.pk], config=TINY, enqueue=False
     )
+    services.training_run_execute(run_id=run.pk)  # in-process: this test is about the data
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     metrics = run.result.metrics
