@@ -131,7 +131,9 @@ def base_model_create(
     if not texts:
         raise ValueError("no text to build the base model from")
     if not torch.cuda.is_available():
-        torch.set_num_threads(config.num_threads or os.cpu_count() or 1)
+        from modeling.training.trainer import cpu_threads
+
+        torch.set_num_threads(cpu_threads(config.num_threads))
     torch.manual_seed(config.seed)
     output_dir = Path(output_dir)
     partial = output_dir.with_name(output_dir.name + ".partial")
@@ -188,7 +190,8 @@ def base_model_create(
             value = float(loss.detach())
             first_loss = value if step == 1 else first_loss
             ema = value if math.isnan(ema) else 0.9 * ema + 0.1 * value
-            if config.max_seconds and step in (5, 25):
+            # Re-fit the budget now and then: the machine's speed can change under load.
+            if config.max_seconds and (step in (5, 25) or step % 50 == 0):
                 per_step = (time.monotonic() - loop_started) / step
                 remaining = config.max_seconds - (time.monotonic() - started)
                 budget["steps"] = max(step, min(config.max_steps, step + int(remaining / per_step)))

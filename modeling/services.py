@@ -19,7 +19,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, TextField, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from annotation.models import Batch, Label
@@ -191,7 +192,9 @@ def checkpoint_register(
 
 def _log(run_id: int, line: str) -> None:
     stamp = timezone.now().strftime("%H:%M:%S")
-    TrainingRun.objects.filter(pk=run_id).update(log=F("log") + f"{stamp} {line}\n")
+    TrainingRun.objects.filter(pk=run_id).update(
+        log=Concat(F("log"), Value(f"{stamp} {line}\n"), output_field=TextField())
+    )
     logger.info("run %s: %s", run_id, line)
 
 

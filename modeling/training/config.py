@@ -111,7 +111,12 @@ class RewardTrainingConfig(_Config):
     mixed_precision: str = field(
         default="auto", metadata={"help": "auto (bf16 on CUDA, fp32 on CPU), bf16 or no."}
     )
-    num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: all cores)."})
+    num_threads: int = field(
+        default=0,
+        metadata={
+            "help": "torch CPU threads (0: all cores, or 1 when the machine is already loaded)."
+        },
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "margin", MarginTable(self.margin))
@@ -192,4 +197,9 @@ class BaseModelConfig(_Config):
         default=2e-3, metadata={"help": "Peak AdamW learning rate (cosine, 3% warm-up)."}
     )
     seed: int = field(default=0, metadata={"help": "Seeds init and data order."})
-    num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: all cores)."})
+    num_threads: int = field(
+        default=0,
+        metadata={
+            "help": "torch CPU threads (0: all cores, or 1 when the machine is already loaded)."
+        },
+    )

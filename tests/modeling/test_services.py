@@ -263,3 +263,37 @@ def test_commands_train_and_score(base, tmp_path):
 @override_settings(MODELS_DIR="/nonexistent-never-used")
 def test_admin_role_gets_launch_permission(admin_user):
     assert admin_user.has_perm("modeling.launch_training")
+
+
+class _WorkerKilled(BaseException):
+    """Like SIGKILL: nothing in the service catches it, the run stays 'running'."""
+
+
+def test_interrupted_run_resumes_from_its_checkpoint_when_redelivered(base, monkeypatch):
+    batch = frozen_batch(16)
+    config = {**TINY, "checkpoint_every": 2, "eval_fraction": 0.2}
+    run = services.reward_model_launch(
+        kind="helpfulness", base_model=base, batch_ids=[batch.pk], config=config, enqueue=False
+    )
+    real_progress = services._Progress.__call__
+
+    def killed_at_step_3(self, p):
+        real_progress(self, p)
+        if p.step == 3:
+            raise _WorkerKilled
+
+    monkeypatch.setattr(services._Progress, "__call__", killed_at_step_3)
+    with pytest.raises(_WorkerKilled):
+        services.training_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert (
+        run.status == TrainingRun.Status.RUNNING
+        and run.result.status == ModelVersion.Status.TRAINING
+    )
+    monkeypatch.setattr(services._Progress, "__call__", real_progress)
+    services.training_run_execute(run_id=run.pk)  # what acks_late redelivery does
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.attempts == 2 and "resumed from step 2" in run.log
+    assert run.step == run.total_steps
+    assert run.result.metrics["training"]["steps"] == run.total_steps
