@@ -92,7 +92,11 @@ def main() -> None:
         temperature=args.temperature, max_new_tokens=args.max_new_tokens, num_samples=args.k, seed=0
     )
     batched = LocalGenerator(model, tokenizer).generate(dialogues, params)
-    print(f"batched: {batched.completion_tokens} tokens in {batched.seconds:.1f} s", file=sys.stderr, flush=True)
+    print(
+        f"batched: {batched.completion_tokens} tokens in {batched.seconds:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     torch.manual_seed(0)
     loop_tokens, loop_seconds = plain_loop(model, tokenizer, dialogues, params)
     result = {
