@@ -35,6 +35,9 @@ class IterationSettings:
     next_batch_prompts: int = 32
     next_batch_temperatures: tuple[float, float] = (0.7, 1.0)  # two samples, one per temperature
     next_batch_versus_previous: bool = False  # second response from the previous policy instead
+    # An OpenAI-compatible server (vLLM, TGI) already serving RLHF-V{N} under that name;
+    # empty: sample the next batch in the worker with transformers.
+    next_batch_server_url: str = ""
     # --- reward models: used as given when set; trained from the batches otherwise ---
     reward_helpfulness_path: str = ""
     reward_safety_path: str = ""

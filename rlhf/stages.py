@@ -398,8 +398,13 @@ def next_batch(iteration: Iteration, stage: IterationStage, config: IterationSet
     prompts = train_prompts[: config.next_batch_prompts]
     dialogues = [p.turns for p in prompts]
     t_a, t_b = config.next_batch_temperatures
-    policy = _load_policy(iteration.policy_path)
-    report(f"sampling {len(prompts)} prompts at T={t_a}", 0.1, force=True)
+    if config.next_batch_server_url:
+        from rlhf.generation.remote import RemoteGenerator
+
+        policy = RemoteGenerator(config.next_batch_server_url, iteration.name)
+    else:
+        policy = _load_policy(iteration.policy_path)
+    report(f"sampling {len(prompts)} prompts at T={t_a} with {policy.name}", 0.1, force=True)
     first = policy.generate(
         dialogues,
         SamplingParams(temperature=t_a, max_new_tokens=config.max_new_tokens, seed=config.seed),

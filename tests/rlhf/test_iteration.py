@@ -303,3 +303,24 @@ def test_management_command_runs_and_resumes_an_iteration(rlhf_models, tmp_path)
     iteration.refresh_from_db()
     assert iteration.status == Iteration.Status.ACCEPTED and batch in iteration.batches.all()
     assert "RLHF-V1: Accepted" in out.getvalue()
+
+
+def test_unreachable_inference_server_fails_the_stage_clearly_and_resumes(rlhf_models):
+    iteration = launch(
+        rlhf_models,
+        [frozen_batch(6)],
+        method="rejection_sampling",
+        next_batch_server_url="http://127.0.0.1:9/v1",
+    )
+    iteration.refresh_from_db()
+    assert iteration.status == Iteration.Status.FAILED
+    assert "Cannot reach the inference server at http://127.0.0.1:9" in iteration.error
+    assert iteration.next_batch is None
+    assert selectors.policy_current().name == "base"  # registered, but not accepted: not used
+    Iteration.objects.filter(pk=iteration.pk).update(
+        config={**iteration.config, "next_batch_server_url": ""}
+    )
+    services.iteration_resume(iteration_id=iteration.pk)
+    iteration.refresh_from_db()
+    assert iteration.status == Iteration.Status.ACCEPTED and iteration.next_batch is not None
+    assert iteration.stages.get(name="rejection_sampling").attempts == 1
