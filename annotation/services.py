@@ -543,3 +543,19 @@ def assignment_next_from_open_slots(*, annotator) -> Assignment | None:
         Comparison.objects.filter(pk=comparison.pk).update(claims=F("claims") + 1)
         left = _rng_for(annotator.pk, comparison.pk).choice([Choice.A, Choice.B])
         return Assignment.objects.create(comparison=comparison, annotator=annotator, left=left)
+
+
+# --- live annotation (used by rlhf.live) ------------------------------------------------
+
+@transaction.atomic
+def assignment_create_for(*, comparison: Comparison, annotator, left: Choice | str = Choice.A) -> Assignment:
+    """Hand one specific comparison to one annotator (live annotation: they wrote its prompt).
+
+    Counts as a claim, so the queue does not give it to anyone else."""
+    comparison = Comparison.objects.select_for_update().get(pk=comparison.pk)
+    assignment, created = Assignment.objects.get_or_create(
+        comparison=comparison, annotator=annotator, defaults={"left": Choice(left).value}
+    )
+    if created:
+        Comparison.objects.filter(pk=comparison.pk).update(claims=F("claims") + 1)
+    return assignment
