@@ -431,7 +431,10 @@ def _execute_reward(run: TrainingRun) -> None:
         "final_loss": result.final_loss,
         "train_accuracy": result.train_accuracy,
     }
-    _log(run.pk, f"held-out accuracy {metrics['accuracy']:.3f} on {len(eval_pairs)} pairs")
+    if metrics["accuracy"] is None:
+        _log(run.pk, "no held-out pairs (too little data for the held-out fraction): no accuracy")
+    else:
+        _log(run.pk, f"held-out accuracy {metrics['accuracy']:.3f} on {len(eval_pairs)} pairs")
     with transaction.atomic():
         model = ModelVersion.objects.select_for_update().get(pk=run.result_id)
         model.status, model.path, model.metrics = ModelVersion.Status.READY, str(out), metrics

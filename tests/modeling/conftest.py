@@ -49,3 +49,18 @@ def make_pairs(n: int, *, category="helpfulness", strength="better"):
         )
         for i in range(n)
     ]
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_broker_pools():
+    """Leave no broker connection pool behind: a pool opened here (default broker options)
+    would be reused by a later test's real worker fixture, whose worker then never sees
+    the tasks sent to it."""
+    yield
+    from kombu import pools
+
+    from config.celery import app
+
+    pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None

@@ -242,7 +242,7 @@ def test_commands_train_and_score(base, tmp_path):
         stdout=out,
         stderr=io.StringIO(),
     )
-    assert "ready: held-out accuracy" in out.getvalue()
+    assert "ready: held-out accuracy" in out.getvalue(), out.getvalue()
     data = tmp_path / "in.jsonl"
     data.write_text(
         json.dumps({"dialogue": [{"role": "user", "content": "Hi"}], "response": "Hello!"}) + "\n"

@@ -26,9 +26,30 @@ def worker_models_dir(tmp_path, monkeypatch, settings):
     return path
 
 
+def _reset_broker_connections():
+    from kombu import pools
+
+    from config.celery import app
+
+    pools.reset()  # kombu keeps closed pools in a global registry keyed by broker URL
+    app._pool = None  # the next send opens a pool with the current broker options
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def fresh_broker_connections():
+    """Eager tests earlier in the session may have opened a connection pool to the default
+    broker folder; drop it before the worker starts (and after, for later tests)."""
+    _reset_broker_connections()
+    yield
+    _reset_broker_connections()
+
+
 @pytest.mark.slow
 @pytest.mark.celery_worker
-def test_reward_model_trains_in_a_real_worker(worker_models_dir, tiny_base, celery_worker):
+def test_reward_model_trains_in_a_real_worker(
+    fresh_broker_connections, worker_models_dir, tiny_base, celery_worker
+):
     shutil.copytree(tiny_base, worker_models_dir / "base-tiny")
     base = services.checkpoint_register(name="base-tiny", path=str(worker_models_dir / "base-tiny"))
     batch = frozen_batch(10)

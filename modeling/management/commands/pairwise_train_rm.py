@@ -83,8 +83,13 @@ class Command(BaseCommand):
         m = run.result.metrics
         self.stdout.write(
             self.style.SUCCESS(
-                f"{run.result_name} ready: held-out accuracy {m['accuracy']:.3f} on {m['n']} pairs"
+                f"{run.result_name} ready: held-out accuracy "
+                + (
+                    "n/a (no held-out pairs)"
+                    if m["accuracy"] is None
+                    else f"{m['accuracy']:.3f} on {m['n']} pairs"
+                )
             )
         )
         for name, s in sorted(m.get("test_sets", {}).items()):
-            self.stdout.write(f"  {name}: {s['accuracy']:.3f} (n={s['n']})")
+            self.stdout.write(f"  {name}: {s['accuracy']} (n={s['n']})")
