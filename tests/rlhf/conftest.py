@@ -5,24 +5,6 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _fresh_celery_pool(request):
-    """The shared ``celery_worker`` fixture closes the app's connection pool when it ends;
-    eager tasks acquire a producer from that pool, so tests after it would fail with
-    "Acquire on closed pool". Start each rlhf test with a fresh pool."""
-    if "celery_worker" in request.keywords:
-        yield
-        return
-    from kombu import pools
-
-    from config.celery import app
-
-    pools.reset()
-    app._pool = None
-    app.amqp._producer_pool = None
-    yield
-
-
 @pytest.fixture(scope="session")
 def tiny_policy_dir(tmp_path_factory):
     from rlhf.tiny import make_tiny_policy
