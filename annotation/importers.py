@@ -154,8 +154,12 @@ def parse_hh_dialogue(text: str, field_name: str) -> list[Turn]:
 
 
 def format_hh_dialogue(turns: list[Turn] | tuple[Turn, ...], response: str) -> str:
-    """Write turns plus a final Assistant response in the Anthropic HH text format."""
-    body = "".join(f"\n\n{HH_NAMES[Role(t.role)]}: {t.content}" for t in turns)
+    """Write turns plus a final Assistant response in the Anthropic HH text format.
+
+    HH has no system turn: one is written as a ``System:`` block, which HH readers
+    (including ``parse_hh_dialogue``) fold into the turn before it.
+    """
+    body = "".join(f"\n\n{HH_NAMES.get(Role(t.role), 'System')}: {t.content}" for t in turns)
     return f"{body}\n\nAssistant: {response}"
 
 

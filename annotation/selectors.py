@@ -346,3 +346,41 @@ def user_permission_names(user) -> set[str]:
     with connection.cursor() as cursor:
         cursor.execute(sql, [user.pk, user.pk])
         return {f"{app_label}.{codename}" for app_label, codename in cursor.fetchall()}
+
+
+def preference_pairs_frozen(*, batch_ids: list[int]):
+    """Every label of the given FROZEN batches as a ``domain.PreferencePair`` (chosen =
+    the preferred response), in label order; raises ``ValueError`` naming any batch that is
+    not frozen. Strength stays blank ("") for unrated imported labels."""
+    from annotation.domain import Category, PreferencePair, SafetyBin, Turn
+
+    batches = list(Batch.objects.filter(pk__in=batch_ids).values_list("id", "name", "status"))
+    missing = set(batch_ids) - {b[0] for b in batches}
+    if missing:
+        raise ValueError(f"no batch with id(s) {sorted(missing)}")
+    not_frozen = [name for _, name, status in batches if status != Batch.Status.FROZEN]
+    if not_frozen:
+        raise ValueError(f"only frozen batches train models; not frozen: {', '.join(not_frozen)}")
+    rows = (
+        Label.objects.filter(comparison__batch_id__in=batch_ids)
+        .order_by("id")
+        .values_list(
+            "preferred", "strength", "safety_bin", "comparison__category", "comparison__source",
+            "comparison__prompt__turns", "comparison__response_a__text", "comparison__response_b__text",
+        )
+    )
+    pairs = []
+    for preferred, strength, bin_, category, source, turns, text_a, text_b in rows.iterator(chunk_size=2000):
+        chosen, rejected = (text_a, text_b) if preferred == "A" else (text_b, text_a)
+        pairs.append(
+            PreferencePair(
+                context=tuple(Turn(t["role"], t["content"]) for t in turns),
+                chosen=chosen,
+                rejected=rejected,
+                strength=strength,  # type: ignore[arg-type]  # "" = unrated
+                category=Category(category),
+                safety_bin=SafetyBin(bin_) if bin_ else None,
+                source=source,
+            )
+        )
+    return pairs

@@ -651,3 +651,19 @@ def assignments_release_expired(*, ttl_seconds: int | None = None) -> int:
             Comparison.objects.filter(pk=comparison_id).update(claims=F("claims") - 1)
             released += 1
     return released
+
+
+# --- live annotation (used by rlhf.live) ------------------------------------------------
+
+@transaction.atomic
+def assignment_create_for(*, comparison: Comparison, annotator, left: Choice | str = Choice.A) -> Assignment:
+    """Hand one specific comparison to one annotator (live annotation: they wrote its prompt).
+
+    Counts as a claim, so the queue does not give it to anyone else."""
+    comparison = Comparison.objects.select_for_update().get(pk=comparison.pk)
+    assignment, created = Assignment.objects.get_or_create(
+        comparison=comparison, annotator=annotator, defaults={"left": Choice(left).value}
+    )
+    if created:
+        Comparison.objects.filter(pk=comparison.pk).update(claims=F("claims") + 1)
+    return assignment

@@ -1,4 +1,12 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from modeling import views
 
 app_name = "modeling"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.model_list, name="list"),
+    path("<int:model_id>/", views.model_detail, name="detail"),
+    path("runs/<int:run_id>/", views.run_detail, name="run"),
+    path("base/", views.base_model_create, name="create_base"),
+    path("train/", views.reward_model_train, name="train_rm"),
+]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from kombu import pools as kombu_pools
 
 from config.celery import app as celery_app
 
@@ -69,6 +70,21 @@ def admin_user(db):
     return UserFactory(username="boss", role="admin")
 
 
+def reset_celery_caches() -> None:
+    """Forget Celery's cached broker pools, router and queues.
+
+    Celery caches them on first use (an eager ``.delay`` is one); after the worker fixture
+    changes the default queue and routes, cached objects would still send the old way.
+    """
+    kombu_pools.reset()
+    celery_app._pool = None
+    amqp = celery_app.amqp
+    amqp._producer_pool = None
+    amqp._rtable = None
+    for cached in ("router", "queues", "default_queue"):
+        amqp.__dict__.pop(cached, None)
+
+
 def _worker_database_url() -> str:
     from django.db import connection
 
@@ -100,6 +116,7 @@ def celery_worker(transactional_db, tmp_path):
     old_queue, old_routes = celery_app.conf.task_default_queue, celery_app.conf.task_routes
     celery_app.conf.task_default_queue = queue
     celery_app.conf.task_routes = {"*": {"queue": queue}}
+    reset_celery_caches()
     log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-Q", queue,
@@ -126,6 +143,7 @@ def celery_worker(transactional_db, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         celery_app.conf.task_default_queue, celery_app.conf.task_routes = old_queue, old_routes
+        reset_celery_caches()
         log.seek(0)
         print(log.read()[-4000:])
         log.close()

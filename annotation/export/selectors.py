@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import EmptyResultSet, ValidationError
+from django.db import connections
 from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, QuerySet
 from django.db.models.functions import Greatest
 
@@ -113,14 +115,6 @@ class SnapshotFilters:
             "date_to": self.date_to.isoformat() if self.date_to else None,
         }
 
-    def describe(self) -> str:
-        parts = [
-            f"{k.replace('_', ' ')}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in self.as_dict().items()
-            if v not in (None, [])
-        ]
-        return "; ".join(parts) or "all labels"
-
 
 def labels_selected(
     filters: SnapshotFilters, *, max_label_id: int | None = None
@@ -168,7 +162,8 @@ def labels_selected(
     return qs
 
 
-# The columns of one label row, in ``_row_from`` order. One query with joins; no ORM objects.
+# One label row as a single joined query: what bench/export_rows.py has COPY ship as the
+# physical limit (the export itself reads the same data as two streams, below).
 ROW_COLUMNS = (
     "id",
     "comparison_id",
@@ -199,8 +194,46 @@ ROW_COLUMNS = (
 )
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+def _iso(value: datetime | str | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite hands back its stored text: naive UTC
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    elif value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+# What the export reads, split in two streams so that a comparison's texts (prompt, both
+# responses) cross the wire once, not once per label. Both are in comparison order.
+LABEL_COLUMNS = (
+    "comparison_id", "id", "preferred", "strength", "safety_a", "safety_b", "safety_bin",
+    "annotator_id", "source_annotator", "left", "comment", "time_spent_ms", "created_at",
+)  # fmt: skip
+COMPARISON_COLUMNS = (
+    "id", "batch__name", "category", "source", "external_id", "prompt__turns",
+    "response_a__text", "response_a__model_version", "response_a__sampling", "response_a__generated_at",
+    "response_b__text", "response_b__model_version", "response_b__sampling", "response_b__generated_at",
+)  # fmt: skip
+
+
+def _stream(query: QuerySet, chunk_size: int) -> Iterator[tuple]:
+    """Rows of a ``values_list`` query through ``chunked_cursor`` (server-side on PostgreSQL),
+    without the ORM's per-row converters: JSON arrives as text, SQLite times as text."""
+    try:
+        sql, params = query.query.get_compiler(using=query.db).as_sql()
+    except EmptyResultSet:
+        return
+    with connections[query.db].chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(chunk_size):
+            yield from rows
 
 
 def label_rows(
@@ -208,60 +241,47 @@ def label_rows(
 ) -> Iterator[LabelRow]:
     """Stream ``qs`` as ``LabelRow``s ordered by comparison, then label; never all in memory.
 
-    On PostgreSQL ``iterator`` reads through a server-side cursor, ``chunk_size`` rows at a time.
-    ``pseudonym(annotator_id, source_annotator)`` names the annotator.
+    Two ordered streams, merged as they go: the labels, and the comparisons they belong to
+    (with the texts). JSON is decoded once per comparison, and a comparison's parts are
+    shared by all its labels. ``pseudonym(annotator_id, source_annotator)`` names the annotator.
     """
-    for (
-        label_id,
-        comparison_id,
-        batch,
-        category,
-        source,
-        external_id,
-        turns,
-        a_text,
-        a_model,
-        a_sampling,
-        a_generated,
-        b_text,
-        b_model,
-        b_sampling,
-        b_generated,
-        preferred,
-        strength,
-        safety_a,
-        safety_b,
-        safety_bin,
-        annotator_id,
-        source_annotator,
-        left,
-        comment,
-        time_spent_ms,
-        created_at,
-    ) in (
-        qs.order_by("comparison_id", "id").values_list(*ROW_COLUMNS).iterator(chunk_size=chunk_size)
-    ):
-        yield LabelRow(
-            label_id=label_id,
-            comparison_id=comparison_id,
-            batch=batch,
-            category=category,
-            source=source,
-            external_id=external_id,
-            prompt=turns,
-            response_a=ResponseRow(a_text, a_model, a_sampling or {}, _iso(a_generated)),
-            response_b=ResponseRow(b_text, b_model, b_sampling or {}, _iso(b_generated)),
-            preferred=preferred,
-            strength=strength,
-            safety_a=safety_a,
-            safety_b=safety_b,
-            safety_bin=safety_bin,
-            annotator=pseudonym(annotator_id, source_annotator),
-            left=left,
-            comment=comment,
-            time_spent_ms=time_spent_ms,
-            created_at=_iso(created_at),
+    labels = qs.order_by("comparison_id", "id").values_list(*LABEL_COLUMNS)
+    comparisons = iter(
+        _stream(
+            Comparison.objects.filter(id__in=qs.values("comparison_id"))
+            .order_by("id")
+            .values_list(*COMPARISON_COLUMNS),
+            chunk_size,
         )
+    )
+    current = None
+    batch = category = source = external_id = ""
+    prompt: list[dict[str, str]] = []
+    response_a = response_b = ResponseRow("", "", {}, None)
+    for (
+        comparison_id, label_id, preferred, strength, safety_a, safety_b, safety_bin,
+        annotator_id, source_annotator, left, comment, time_spent_ms, created_at,
+    ) in _stream(labels, chunk_size):  # fmt: skip
+        if comparison_id != current:
+            for row in comparisons:
+                if row[0] == comparison_id:
+                    break
+            else:
+                raise RuntimeError(f"comparison {comparison_id} vanished during the export")
+            (
+                current, batch, category, source, external_id, turns,
+                a_text, a_model, a_sampling, a_generated, b_text, b_model, b_sampling, b_generated,
+            ) = row  # fmt: skip
+            prompt = _json(turns)
+            response_a = ResponseRow(a_text, a_model, _json(a_sampling) or {}, _iso(a_generated))
+            response_b = ResponseRow(b_text, b_model, _json(b_sampling) or {}, _iso(b_generated))
+        # Positional: this loop runs once per label, and keywords cost a third more here.
+        yield LabelRow(
+            label_id, comparison_id, batch, category, source, external_id, prompt,
+            response_a, response_b, preferred, strength, safety_a, safety_b, safety_bin,
+            pseudonym(annotator_id, source_annotator), left, comment, time_spent_ms,
+            _iso(created_at),
+        )  # fmt: skip
 
 
 def snapshot_list() -> QuerySet[Snapshot]:

@@ -98,35 +98,40 @@ class BuildResult:
 
 @dataclass
 class _Counts:
+    """Label counts for the manifest, kept as one counter of (batch, category, strength, bin):
+    one update per label, expanded into the per-dimension counts at the end."""
+
     labels: int = 0
     comparisons: int = 0
-    by_batch: Counter = field(default_factory=Counter)
-    by_category: Counter = field(default_factory=Counter)
-    by_strength: Counter = field(default_factory=Counter)
-    by_safety_bin: Counter = field(default_factory=Counter)
-    batch_category: Counter = field(default_factory=Counter)
+    cells: Counter = field(default_factory=Counter)
 
     def add(self, row: formats.LabelRow, new_comparison: bool) -> None:
         self.labels += 1
         self.comparisons += new_comparison
-        self.by_batch[row.batch] += 1
-        self.by_category[row.category] += 1
-        self.by_strength[row.strength or UNRATED] += 1
-        self.by_safety_bin[row.safety_bin or NO_BIN] += 1
-        self.batch_category[f"{row.batch}/{row.category}"] += 1
+        self.cells[row.batch, row.category, row.strength, row.safety_bin] += 1
 
     def as_dict(self) -> dict[str, Any]:
+        per: dict[str, Counter] = {
+            k: Counter() for k in ("batch", "category", "strength", "safety_bin", "bc")
+        }
+        for (batch, category, strength, bin_), n in self.cells.items():
+            per["batch"][batch] += n
+            per["category"][category] += n
+            per["strength"][strength or UNRATED] += n
+            per["safety_bin"][bin_ or NO_BIN] += n
+            per["bc"][f"{batch}/{category}"] += n
+
         def ordered(c: Counter) -> dict[str, int]:
             return dict(sorted(c.items()))
 
         return {
             "labels": self.labels,
             "comparisons": self.comparisons,
-            "per_batch": ordered(self.by_batch),
-            "per_category": ordered(self.by_category),
-            "per_strength": ordered(self.by_strength),
-            "per_safety_bin": ordered(self.by_safety_bin),
-            "per_batch_category": ordered(self.batch_category),
+            "per_batch": ordered(per["batch"]),
+            "per_category": ordered(per["category"]),
+            "per_strength": ordered(per["strength"]),
+            "per_safety_bin": ordered(per["safety_bin"]),
+            "per_batch_category": ordered(per["bc"]),
         }
 
 
@@ -242,11 +247,14 @@ def snapshot_build(*, snapshot_id: int) -> Snapshot:
     try:
         result = snapshot_build_files(filters=filters, work_dir=work_dir, progress=progress)
         final = root / result.content_hash
-        if final.exists():
-            # Same content already built: its files are byte-identical to ours.
-            shutil.rmtree(work_dir)
-        else:
+        try:
             work_dir.rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            # Same content already built (maybe just now, by another build): its files are
+            # byte-identical to ours.
+            shutil.rmtree(work_dir)
     except Exception as exc:
         shutil.rmtree(work_dir, ignore_errors=True)
         Snapshot.objects.filter(pk=snapshot.pk).update(

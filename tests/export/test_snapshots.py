@@ -194,3 +194,23 @@ def test_tar_stream_is_a_valid_archive(tmp_path):
             tar.extractfile("snap/labels.jsonl").read()
             == (result.directory / "labels.jsonl").read_bytes()
         )
+
+
+def test_system_turns_do_not_break_the_hh_file(tmp_path):
+    from annotation.domain import Role, Turn
+    from tests.export.helpers import label
+    from tests.factories import BatchFactory, make_comparison
+
+    turns = [Turn(Role.SYSTEM, "Be brief."), Turn(Role.USER, "Hi?")]
+    label(make_comparison(BatchFactory(name="sys"), turns=turns))
+    result = build(tmp_path)
+    row = read_jsonl(result.directory / formats.HH_JSONL)[0]
+    assert row["chosen"].startswith("\n\nSystem: Be brief.\n\nHuman: Hi?\n\nAssistant: ")
+
+
+def test_rebuilding_the_same_content_reuses_the_folder(researcher):
+    labelled_data()
+    first = services.snapshot_request(filters={"batches": ["week-2"]})
+    second = services.snapshot_request(filters={"batches": ["week-2"]})
+    assert first.pk != second.pk and first.content_hash == second.content_hash
+    assert services.snapshot_directory(second).is_dir()

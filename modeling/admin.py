@@ -1,0 +1,76 @@
+"""Django admin for the model registry. Actions call services."""
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from annotation.models import Batch
+from modeling import services
+from modeling.models import ModelVersion, TrainingRun
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "status", "parent", "created_at"]
+    list_filter = ["kind", "status"]
+    search_fields = ["name"]
+    readonly_fields = [
+        "status",
+        "path",
+        "tokenizer_path",
+        "metrics",
+        "trained_on_hashes",
+        "created_at",
+        "updated_at",
+    ]
+    actions = ["create_base_model", "train_reward_models"]
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and request.user.has_perm(
+            "modeling.launch_training"
+        )
+
+    @admin.action(description="Create a new default base model (selection ignored)")
+    def create_base_model(self, request, queryset):
+        try:
+            run = services.base_model_launch(created_by=request.user)
+            self.message_user(request, f"Queued run {run.pk}: {run.result_name}.")
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+
+    @admin.action(
+        description="Train helpfulness and safety RMs from the selected base model on all frozen batches"
+    )
+    def train_reward_models(self, request, queryset):
+        batch_ids = list(
+            Batch.objects.filter(status=Batch.Status.FROZEN).values_list("id", flat=True)
+        )
+        for base in queryset:
+            for kind in ("helpfulness", "safety"):
+                try:
+                    run = services.reward_model_launch(
+                        kind=kind, base_model=base, batch_ids=batch_ids, created_by=request.user
+                    )
+                    self.message_user(request, f"Queued run {run.pk}: {run.result_name}.")
+                except ValidationError as exc:
+                    self.message_user(
+                        request, f"{base.name} ({kind}): {'; '.join(exc.messages)}", messages.ERROR
+                    )
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "kind",
+        "result_name",
+        "status",
+        "step",
+        "total_steps",
+        "accuracy",
+        "created_at",
+    ]
+    list_filter = ["kind", "status"]
+    readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["batches"]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,53 @@
+"""Launch forms (validation of HTTP input only; services do the work)."""
+
+from __future__ import annotations
+
+from django import forms
+
+from modeling.models import ModelVersion
+from modeling.selectors import batches_frozen, model_version_ready
+from modeling.training.config import MarginTable
+
+
+class BaseModelForm(forms.Form):
+    name = forms.CharField(required=False, max_length=200, help_text="Blank: base-v{N}.")
+    max_steps = forms.IntegerField(min_value=1, initial=3000)
+    max_seconds = forms.IntegerField(
+        min_value=0, initial=480, help_text="Time bound on creation (0: none)."
+    )
+    use_frozen_batches = forms.BooleanField(
+        required=False,
+        initial=True,
+        help_text="Pretrain also on dialogues of frozen batches (held-out prompts excluded).",
+    )
+    use_shared_hh = forms.BooleanField(
+        required=False,
+        initial=False,
+        help_text="Pretrain also on the HH dialogues in the shared data folder (held-out prompts excluded).",
+    )
+
+
+class RewardModelForm(forms.Form):
+    kind = forms.ChoiceField(choices=[("helpfulness", "Helpfulness"), ("safety", "Safety")])
+    base_model = forms.ModelChoiceField(queryset=ModelVersion.objects.none())
+    batches = forms.ModelMultipleChoiceField(
+        queryset=batches_frozen(), widget=forms.CheckboxSelectMultiple
+    )
+    name = forms.CharField(required=False, max_length=200, help_text="Blank: RM-{kind}-V{N}.")
+    margin = forms.ChoiceField(
+        choices=[(m.value, m.value) for m in MarginTable], initial=MarginTable.SMALL.value
+    )
+    other_ratio = forms.FloatField(
+        required=False,
+        min_value=0,
+        help_text="Share from the other category (blank: 1.0 for helpfulness, 0.1 for safety).",
+    )
+    learning_rate = forms.FloatField(initial=2e-4, min_value=1e-7, max_value=0.5)
+    num_epochs = forms.FloatField(initial=1.0, min_value=0.01, max_value=20)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["base_model"].queryset = model_version_ready().exclude(
+            kind__startswith="reward"
+        )
+        self.fields["batches"].queryset = batches_frozen()

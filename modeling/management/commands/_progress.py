@@ -1,0 +1,47 @@
+"""Run a queued TrainingRun in this process with a tqdm bar fed from the run row."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tqdm import tqdm
+
+from modeling import services
+from modeling.models import TrainingRun
+
+
+def run_with_progress(run_id: int, stdout) -> TrainingRun:
+    done = threading.Event()
+
+    def watch():
+        bar = tqdm(total=0, unit="step", dynamic_ncols=True)
+        while not done.wait(1.0):
+            run = (
+                TrainingRun.objects.filter(pk=run_id)
+                .only("step", "total_steps", "loss", "accuracy", "phase")
+                .first()
+            )
+            if run and run.total_steps:
+                bar.total = run.total_steps
+                bar.n = run.step
+                post = {"phase": run.phase}
+                if run.loss is not None:
+                    post["loss"] = f"{run.loss:.4f}"
+                if run.accuracy is not None:
+                    post["acc"] = f"{run.accuracy:.3f}"
+                bar.set_postfix(post)
+                bar.refresh()
+        bar.close()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        services.training_run_execute(run_id=run_id)
+    finally:
+        done.set()
+        thread.join(timeout=5)
+    run = TrainingRun.objects.select_related("result").get(pk=run_id)
+    stdout.write(f"run {run.pk} {run.status} in {time.monotonic() - started:.0f} s")
+    return run

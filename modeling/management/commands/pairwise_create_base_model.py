@@ -1,0 +1,66 @@
+"""Create the default base model (tokenizer + small pretrained Llama) and register it.
+
+python manage.py pairwise_create_base_model [--name base-v1] [--max-steps 3000]
+    [--max-seconds 480] [--shared-hh] [--no-frozen-batches] [--queue]
+python manage.py pairwise_create_base_model --register /path/to/llama-2-7b --name llama2-7b
+"""
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from modeling import services
+from modeling.management.commands._progress import run_with_progress
+
+
+class Command(BaseCommand):
+    help = "Create (or --register) a base model in the registry."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--name", default="")
+        parser.add_argument("--max-steps", type=int, default=None)
+        parser.add_argument("--max-seconds", type=float, default=None)
+        parser.add_argument(
+            "--shared-hh",
+            action="store_true",
+            help="also pretrain on HH dialogues in SHARED_DATA_DIR",
+        )
+        parser.add_argument("--no-frozen-batches", action="store_true")
+        parser.add_argument(
+            "--register",
+            metavar="PATH",
+            help="register an existing local HF checkpoint folder instead",
+        )
+        parser.add_argument(
+            "--queue", action="store_true", help="run in a Celery worker instead of here"
+        )
+
+    def handle(self, *args, **opts):
+        try:
+            if opts["register"]:
+                model = services.checkpoint_register(
+                    name=opts["name"] or opts["register"].rstrip("/").split("/")[-1],
+                    path=opts["register"],
+                )
+                self.stdout.write(self.style.SUCCESS(f"registered {model.name} (id {model.pk})"))
+                return
+            config = {
+                k: v
+                for k, v in (("max_steps", opts["max_steps"]), ("max_seconds", opts["max_seconds"]))
+                if v is not None
+            }
+            run = services.base_model_launch(
+                name=opts["name"],
+                config=config,
+                use_shared_hh=opts["shared_hh"],
+                use_frozen_batches=not opts["no_frozen_batches"],
+                enqueue=opts["queue"],
+            )
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None
+        if opts["queue"]:
+            self.stdout.write(f"queued run {run.pk} → {run.result_name}")
+            return
+        run = run_with_progress(run.pk, self.stdout)
+        if run.status != run.Status.SUCCEEDED:
+            raise CommandError(run.error)
+        self.stdout.write(self.style.SUCCESS(f"{run.result_name} ready (id {run.result_id})"))

@@ -1,0 +1,14 @@
+"""Celery tasks of the modeling app: take ids, call one service.
+
+``acks_late`` is on globally (config/settings.py): if the worker dies mid-run the task is
+redelivered and ``training_run_execute`` resumes from the run's last checkpoint.
+"""
+
+from celery import shared_task
+
+from modeling import services
+
+
+@shared_task(name="modeling.tasks.training_run_execute")
+def training_run_execute(run_id: int) -> None:
+    services.training_run_execute(run_id=run_id)

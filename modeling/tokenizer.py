@@ -1,0 +1,134 @@
+"""The project's tokenizer: SentencePiece BPE trained on local dialogue text.
+
+``tokenizer_train`` trains a SentencePiece BPE model with the chat markers of
+``modeling.chat.SPECIAL_TOKENS`` as user-defined symbols (each one token, never split),
+byte fallback (no unknown characters) and no text normalisation, then wraps it as a
+``transformers.PreTrainedTokenizerFast`` so ``save_pretrained``/``from_pretrained`` work
+like any Hugging Face tokenizer. The conversion reads the SentencePiece model with the
+``sentencepiece`` library itself (no protobuf needed): pieces become the BPE vocabulary and
+merges are rebuilt from the pieces in score order, as ``tokenizers`` does.
+
+Django-free. Run on its own::
+
+    python -m modeling.tokenizer corpus.txt out_dir 8000
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from modeling.chat import SPECIAL_TOKENS
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
+
+
+def tokenizer_train(texts: Iterable[str], out_dir: str | Path, *, vocab_size: int = 8000):
+    """Train on ``texts`` and save a Hugging Face tokenizer into ``out_dir``; return it."""
+    import sentencepiece as spm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [t for t in texts if t.strip()]
+    if not lines:
+        raise ValueError("no text to train the tokenizer on")
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = os.path.join(tmp, "spm")
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_prefix=prefix,
+            vocab_size=vocab_size,
+            model_type="bpe",
+            user_defined_symbols=SPECIAL_TOKENS,
+            pad_id=0,
+            unk_id=1,
+            bos_id=2,
+            eos_id=3,
+            pad_piece=PAD,
+            unk_piece=UNK,
+            bos_piece=BOS,
+            eos_piece=EOS,
+            byte_fallback=True,
+            character_coverage=0.9995,
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
+            add_dummy_prefix=False,
+            split_digits=True,
+            max_sentence_length=1 << 16,
+            input_sentence_size=200_000,
+            shuffle_input_sentence=True,
+            num_threads=max(os.cpu_count() or 1, 1),
+            minloglevel=2,
+        )
+        (out_dir / "sentencepiece.model").write_bytes(Path(prefix + ".model").read_bytes())
+    tokenizer = tokenizer_from_sentencepiece(out_dir / "sentencepiece.model")
+    tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
+def tokenizer_from_sentencepiece(model_file: str | Path):
+    """Wrap a SentencePiece BPE ``.model`` file as a ``PreTrainedTokenizerFast``."""
+    import sentencepiece as spm
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    sp = spm.SentencePieceProcessor(model_file=str(model_file))
+    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    specials = {PAD, UNK, BOS, EOS, *SPECIAL_TOKENS}
+    # BPE merges in piece order (SentencePiece scores BPE pieces by merge rank).
+    merges: list[tuple[str, str, int]] = []
+    for piece, rank in vocab.items():
+        if piece in specials or len(piece) < 2 or sp.is_byte(rank):
+            continue
+        for cut in range(1, len(piece)):
+            left, right = piece[:cut], piece[cut:]
+            if left in vocab and right in vocab:
+                merges.append((left, right, rank))
+    merges.sort(key=lambda m: (m[2], vocab[m[0]], vocab[m[1]]))
+    bpe = models.BPE(
+        vocab=vocab,
+        merges=[(a, b) for a, b, _ in merges],
+        unk_token=UNK,
+        byte_fallback=True,
+        fuse_unk=True,
+    )
+    tok = Tokenizer(bpe)
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    tok.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in (PAD, UNK, BOS, EOS)]
+    )
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        pad_token=PAD,
+        additional_special_tokens=list(SPECIAL_TOKENS),
+        padding_side="right",
+        truncation_side="left",
+    )
+
+
+def tokenizer_check(tokenizer) -> None:
+    """Raise ``ValueError`` unless every chat marker is a single token of ``tokenizer``."""
+    for marker in SPECIAL_TOKENS:
+        ids = tokenizer(marker, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+            raise ValueError(
+                f"tokenizer does not match the chat template: {marker!r} is not one token "
+                f"(got {ids}); add modeling.chat.SPECIAL_TOKENS to it first"
+            )
+    if tokenizer.pad_token_id is None:
+        raise ValueError("tokenizer has no pad token")
+
+
+if __name__ == "__main__":
+    corpus, out, size = sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 8000
+    tokenizer_train(Path(corpus).read_text().split("\n\n"), out, vocab_size=size)

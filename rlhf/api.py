@@ -1,0 +1,139 @@
+"""REST API of the rlhf app.
+
+GET  /api/v1/rlhf/iterations/                 → iterations with their stages and evaluation
+GET  /api/v1/rlhf/iterations/<id>/            → one iteration
+POST /api/v1/rlhf/iterations/                 {"batch_ids": [...], "method": "both", "settings": {...}}
+POST /api/v1/rlhf/iterations/<id>/resume/     → re-queue the unfinished stage
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.urls import path
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.response import Response
+
+from annotation.permissions import CanLaunchTraining
+from rlhf import selectors, services
+from rlhf.models import Iteration, IterationStage, PolicyEvaluation
+
+
+class StageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = IterationStage
+        fields = [
+            "name",
+            "order",
+            "status",
+            "progress",
+            "message",
+            "error",
+            "attempts",
+            "result",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class EvaluationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PolicyEvaluation
+        exclude = ["id", "iteration"]
+
+
+class IterationSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(read_only=True)
+    stages = StageSerializer(many=True, read_only=True)
+    evaluation = serializers.SerializerMethodField()
+    batches = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+
+    class Meta:
+        model = Iteration
+        fields = [
+            "id",
+            "number",
+            "name",
+            "status",
+            "method",
+            "config",
+            "batches",
+            "start_policy_name",
+            "policy_name",
+            "policy_path",
+            "reward_helpfulness_path",
+            "reward_safety_path",
+            "next_batch",
+            "error",
+            "created_at",
+            "finished_at",
+            "stages",
+            "evaluation",
+        ]
+
+    def get_evaluation(self, obj):
+        evaluation = PolicyEvaluation.objects.filter(iteration=obj).first()
+        return EvaluationSerializer(evaluation).data if evaluation else None
+
+
+class LaunchSerializer(serializers.Serializer):
+    batch_ids = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
+    method = serializers.ChoiceField(choices=Iteration.Method.values, default=Iteration.Method.BOTH)
+    settings = serializers.DictField(required=False, default=dict)
+
+
+def _error(exc: ValidationError) -> Response:
+    detail = getattr(exc, "message_dict", None) or {"detail": exc.messages}
+    return Response(detail, status=status.HTTP_400_BAD_REQUEST)
+
+
+@api_view(["GET", "POST"])
+@permission_classes([CanLaunchTraining])
+def iterations(request):
+    if request.method == "GET":
+        return Response(IterationSerializer(selectors.iteration_list(), many=True).data)
+    data = LaunchSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    try:
+        iteration = services.iteration_launch(
+            batch_ids=data.validated_data["batch_ids"],
+            method=data.validated_data["method"],
+            settings_json=data.validated_data["settings"],
+            created_by=request.user,
+        )
+    except (ValidationError, ValueError) as exc:
+        return _error(exc if isinstance(exc, ValidationError) else ValidationError(str(exc)))
+    return Response(
+        IterationSerializer(selectors.iteration_get(iteration.pk)).data,
+        status=status.HTTP_201_CREATED,
+    )
+
+
+@api_view(["GET"])
+@permission_classes([CanLaunchTraining])
+def iteration_detail(request, iteration_id: int):
+    iteration = selectors.iteration_get(iteration_id)
+    if iteration is None:
+        return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    return Response(IterationSerializer(iteration).data)
+
+
+@api_view(["POST"])
+@permission_classes([CanLaunchTraining])
+def iteration_resume(request, iteration_id: int):
+    try:
+        stage = services.iteration_resume(iteration_id=iteration_id)
+    except ValidationError as exc:
+        return _error(exc)
+    except Iteration.DoesNotExist:
+        return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    return Response({"resumed_stage": stage.name}, status=status.HTTP_202_ACCEPTED)
+
+
+urlpatterns = [
+    path("rlhf/iterations/", iterations, name="rlhf-iterations"),
+    path("rlhf/iterations/<int:iteration_id>/", iteration_detail, name="rlhf-iteration"),
+    path(
+        "rlhf/iterations/<int:iteration_id>/resume/", iteration_resume, name="rlhf-iteration-resume"
+    ),
+]

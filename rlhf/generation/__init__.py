@@ -1,0 +1,27 @@
+"""Sampling responses from a policy: one interface (``Generator``), two backends.
+
+- ``LocalGenerator``: transformers in this process, batched with left padding, KV cache,
+  several samples per prompt in one ``generate`` call, stop at ``END_OF_TURN``.
+- ``RemoteGenerator``: any OpenAI-compatible ``/v1/completions`` server (vLLM, TGI) by URL.
+
+Both take dialogues (lists of ``{"role", "content"}`` turns), render them with
+``modeling.chat.render_prompt`` and return a ``GenerationResult``. No Django here.
+"""
+
+from rlhf.generation.base import (
+    Generation,
+    GenerationError,
+    GenerationResult,
+    Generator,
+    PromptTooLongError,
+    SamplingParams,
+)
+
+__all__ = [
+    "Generation",
+    "GenerationError",
+    "GenerationResult",
+    "Generator",
+    "PromptTooLongError",
+    "SamplingParams",
+]

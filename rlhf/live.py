@@ -1,0 +1,207 @@
+"""Live multi-turn annotation, the Llama 2 protocol (§3.2.1): the annotator writes a
+prompt, two responses are sampled in a worker (two temperatures of the current policy, or
+the current and the previous policy), the annotator picks and rates, the chosen response
+joins the dialogue, and the annotator writes the next turn.
+
+Every turn is a normal comparison in an open "Live annotation" batch with its label, so
+live data trains the reward models like any other.
+"""
+
+from __future__ import annotations
+
+import random
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import Http404
+from django.utils import timezone
+
+from annotation import services as annotation_services
+from annotation.domain import Category, Choice, Role, Strength, Turn
+from annotation.importers import ResponseIn
+from annotation.models import Batch
+from rlhf.models import LiveSession, LiveTurn
+
+LIVE_TEMPERATURES = (0.7, 1.0)
+LIVE_MAX_NEW_TOKENS = 64
+MAX_PROMPT_CHARS = 4000
+
+
+def _live_batch() -> Batch:
+    batch = (
+        Batch.objects.filter(
+            name__startswith="Live annotation", status__in=[Batch.Status.DRAFT, Batch.Status.OPEN]
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if batch is None:
+        batch = annotation_services.batch_create(
+            name=f"Live annotation {timezone.now():%Y-%m-%d %H:%M:%S}",
+            description="Dialogues written by annotators, responses sampled live.",
+        )
+    return batch
+
+
+def live_session_get(*, session_id: int, annotator) -> LiveSession:
+    session = LiveSession.objects.filter(pk=session_id).first()
+    if session is None:
+        raise Http404
+    if session.annotator_id != annotator.pk:
+        raise PermissionDenied("This conversation belongs to another annotator.")
+    return session
+
+
+def live_prompt_submit(*, session_id: int | None, annotator, text: str) -> LiveSession:
+    """Add the annotator's next user turn and queue generation of two responses."""
+    from rlhf import tasks
+
+    text = text.strip()
+    if not text:
+        raise ValidationError({"prompt": "Write a prompt first."})
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValidationError({"prompt": f"Keep a turn under {MAX_PROMPT_CHARS} characters."})
+    with transaction.atomic():
+        if session_id is None:
+            session = LiveSession.objects.create(annotator=annotator, batch=_live_batch())
+        else:
+            session = LiveSession.objects.select_for_update().get(
+                pk=live_session_get(session_id=session_id, annotator=annotator).pk
+            )
+        if session.live_turns.filter(
+            status__in=[LiveTurn.Status.GENERATING, LiveTurn.Status.READY]
+        ).exists():
+            raise ValidationError({"prompt": "Finish the current turn first."})
+        turns = list(session.turns)
+        last = session.live_turns.order_by("-created_at").first()
+        if (
+            last is not None
+            and last.status == LiveTurn.Status.FAILED
+            and turns
+            and turns[-1]["role"] == "user"
+        ):
+            turns.pop()  # the failed turn's prompt is replaced by this one
+        session.turns = [*turns, {"role": "user", "content": text}]
+        session.save(update_fields=["turns"])
+        turn = LiveTurn.objects.create(session=session, prompt_text=text)
+        transaction.on_commit(lambda: tasks.live_turn_generate.delay(turn.pk))
+    return session
+
+
+def live_turn_generate(*, live_turn_id: int) -> None:
+    """In the worker: two responses from the current policy, stored as a comparison."""
+    from rlhf import selectors
+    from rlhf.generation.base import SamplingParams
+    from rlhf.generation.local import LocalGenerator
+
+    turn = LiveTurn.objects.select_related("session").get(pk=live_turn_id)
+    if turn.status != LiveTurn.Status.GENERATING:
+        return
+    session = turn.session
+    try:
+        policy = selectors.policy_current()
+        generator = LocalGenerator.load(policy.path, name=policy.name)
+        outputs = [
+            generator.generate(
+                [session.turns], SamplingParams(temperature=t, max_new_tokens=LIVE_MAX_NEW_TOKENS)
+            )
+            for t in LIVE_TEMPERATURES
+        ]
+        now = timezone.now()
+        with transaction.atomic():
+            batch = session.batch
+            if batch.status not in (Batch.Status.DRAFT, Batch.Status.OPEN):
+                batch = _live_batch()
+            comparison = annotation_services.comparison_create(
+                batch=batch,
+                turns=[Turn(Role(t["role"]), t["content"]) for t in session.turns],
+                response_a=ResponseIn(
+                    outputs[0].samples[0][0].text or "(empty)",
+                    policy.name,
+                    outputs[0].params.as_provenance(),
+                    now,
+                ),
+                response_b=ResponseIn(
+                    outputs[1].samples[0][0].text or "(empty)",
+                    policy.name,
+                    outputs[1].params.as_provenance(),
+                    now,
+                ),
+                category=Category.HELPFULNESS,
+                source="live",
+                created_by=session.annotator,
+                metadata={"live_session": session.pk},
+            )
+            if batch.status == Batch.Status.DRAFT:
+                annotation_services.batch_transition(batch=batch, to=Batch.Status.OPEN)
+            annotation_services.assignment_create_for(
+                comparison=comparison,
+                annotator=session.annotator,
+                left=random.choice([Choice.A, Choice.B]),
+            )
+            LiveTurn.objects.filter(pk=turn.pk).update(
+                status=LiveTurn.Status.READY, comparison=comparison
+            )
+    except Exception as exc:  # noqa: BLE001 - shown to the annotator in the page
+        LiveTurn.objects.filter(pk=turn.pk).update(
+            status=LiveTurn.Status.FAILED, error=f"{type(exc).__name__}: {exc}"
+        )
+
+
+def live_choose(*, session_id: int, annotator, preferred: str, strength: str) -> None:
+    """Label the ready turn; the chosen response joins the dialogue."""
+    from annotation.models import Assignment
+
+    with transaction.atomic():
+        session = LiveSession.objects.select_for_update().get(
+            pk=live_session_get(session_id=session_id, annotator=annotator).pk
+        )
+        turn = (
+            session.live_turns.filter(status=LiveTurn.Status.READY)
+            .select_related("comparison")
+            .first()
+        )
+        if turn is None:
+            raise ValidationError({"turn": "There is no pair of responses waiting for a choice."})
+        assignment = Assignment.objects.get(comparison=turn.comparison, annotator=annotator)
+        annotation_services.label_submit(
+            assignment_id=assignment.pk,
+            annotator=annotator,
+            data=annotation_services.LabelInput(preferred=preferred, strength=strength),
+        )
+        chosen = turn.comparison.response(Choice(preferred)).text
+        session.turns = [*session.turns, {"role": "assistant", "content": chosen}]
+        session.save(update_fields=["turns"])
+        LiveTurn.objects.filter(pk=turn.pk).update(status=LiveTurn.Status.LABELLED)
+
+
+def live_context(session: LiveSession | None) -> dict:
+    turn = (
+        session.live_turns.order_by("-created_at")
+        .select_related("comparison__response_a", "comparison__response_b")
+        .first()
+        if session
+        else None
+    )
+    shown = None
+    if turn is not None and turn.status == LiveTurn.Status.READY:
+        from annotation.models import Assignment
+
+        left = (
+            Assignment.objects.filter(comparison=turn.comparison, annotator=session.annotator)
+            .values_list("left", flat=True)
+            .first()
+            or "A"
+        )
+        first, second = Choice(left), Choice(left).other
+        shown = [
+            (first.value, turn.comparison.response(first).text),
+            (second.value, turn.comparison.response(second).text),
+        ]
+    return {
+        "session": session,
+        "turn": turn,
+        "shown": shown,
+        "strengths": list(Strength),
+        "generating": turn is not None and turn.status == LiveTurn.Status.GENERATING,
+    }

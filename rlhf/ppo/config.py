@@ -1,0 +1,41 @@
+"""PPO's settings. Defaults follow Llama 2 §3.2.3 where it states them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    # --- optimisation ---
+    learning_rate: float = 1e-6  # Llama 2: constant 1e-6 with AdamW (β1 0.9, β2 0.95)
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.1  # Llama 2
+    max_grad_norm: float = 1.0  # Llama 2 clips gradients at 1.0
+    rollout_batch_size: int = 512  # Llama 2: prompts per PPO iteration
+    mini_batch_size: int = 64  # Llama 2: one gradient step per mini-batch
+    ppo_epochs: int = 1  # passes over each rollout batch
+    # --- PPO objective ---
+    clip_range: float = 0.2  # Llama 2: PPO clip threshold ε
+    value_clip_range: float = 0.2  # clips the value update around the rollout's values
+    value_loss_coef: float = 0.1  # weight of the value loss in the joint loss
+    gamma: float = 1.0  # discount; episodes are one response
+    gae_lambda: float = 0.95  # GAE λ
+    # --- reward shaping ---
+    kl_coef: float = 0.01  # β: Llama 2 uses 0.01 (7B, 13B) and 0.005 (34B, 70B)
+    adaptive_kl: bool = False  # Ziegler et al. adaptive β towards ``target_kl``
+    target_kl: float = 6.0  # nats per response the adaptive controller aims for
+    kl_horizon: int = 10_000  # adaptive controller's horizon, in samples
+    whiten_scores: bool = True  # Llama 2 whitens the combined RM score per batch
+    logit_of_squashed_score: bool = True  # Llama 2 reverses the sigmoid before whitening
+    # --- sampling ---
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mini_batch_size < 1 or self.rollout_batch_size < 1 or self.ppo_epochs < 1:
+            raise ValueError("batch sizes and ppo_epochs must be >= 1")
+        if self.clip_range <= 0 or self.kl_coef < 0:
+            raise ValueError("clip_range must be > 0 and kl_coef >= 0")

@@ -1,0 +1,154 @@
+"""Reads of the rlhf app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db.models import Prefetch, QuerySet
+
+from rlhf.models import Iteration, IterationStage, PolicyEvaluation
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    name: str
+    path: Path
+
+
+def policy_current() -> PolicyRef:
+    """The policy new work starts from: the latest accepted iteration's, else the base model.
+
+    Failed, rejected and running iterations never count, so a half-made policy is never used."""
+    from rlhf.services import base_policy
+
+    accepted = (
+        Iteration.objects.filter(status=Iteration.Status.ACCEPTED)
+        .exclude(policy_path="")
+        .order_by("-number")
+        .first()
+    )
+    if accepted is not None:
+        return PolicyRef(accepted.policy_name, Path(accepted.policy_path))
+    name, path = base_policy()
+    return PolicyRef(name, path)
+
+
+def iteration_list() -> QuerySet[Iteration]:
+    return Iteration.objects.prefetch_related(
+        Prefetch("stages", queryset=IterationStage.objects.order_by("order")), "batches"
+    ).select_related("next_batch")
+
+
+def iteration_get(iteration_id: int) -> Iteration | None:
+    return iteration_list().filter(pk=iteration_id).first()
+
+
+def iteration_latest() -> Iteration | None:
+    return iteration_list().first()
+
+
+@dataclass(frozen=True)
+class LineageRow:
+    """One model version and where it came from."""
+
+    kind: str  # base | reward_helpfulness | reward_safety | policy
+    name: str
+    path: str
+    parent: str
+    trained_on: list[str]
+    status: str
+    metrics: dict
+    evaluation: PolicyEvaluation | None
+    rs_curve: list[dict] | None
+    ppo_final: dict | None
+
+
+def lineage_rows() -> list[LineageRow]:
+    """Every registered model version (the modeling registry), oldest first, with the
+    iteration that made each policy; plus iterations whose policy never got registered."""
+    from modeling.models import ModelVersion
+
+    iterations = {it.name: it for it in iteration_list().select_related("evaluation")}
+    rows: list[LineageRow] = []
+    seen = set()
+    versions = (
+        ModelVersion.objects.select_related("parent")
+        .prefetch_related("trained_on")
+        .order_by("created_at")
+    )
+    for mv in versions:
+        it = iterations.get(mv.name) if mv.kind == "policy" else None
+        rows.append(
+            _row(
+                mv.kind,
+                mv.name,
+                mv.path,
+                mv.parent.name if mv.parent else "",
+                [b.name for b in mv.trained_on.all()],
+                it.status if it else mv.status,
+                mv.metrics,
+                it,
+            )
+        )
+        seen.add(mv.name)
+    registered_paths = {r.path for r in rows}
+    for name, it in sorted(iterations.items(), key=lambda kv: kv[1].number):
+        # Reward models given to an iteration by path, outside the registry.
+        for kind, path in (
+            ("reward_helpfulness", it.reward_helpfulness_path),
+            ("reward_safety", it.reward_safety_path),
+        ):
+            if path and path not in registered_paths:
+                registered_paths.add(path)
+                label = "helpfulness" if kind == "reward_helpfulness" else "safety"
+                rows.append(
+                    _row(
+                        kind,
+                        f"{label} RM used by {name} (external)",
+                        path,
+                        "",
+                        [],
+                        "external",
+                        {},
+                        None,
+                    )
+                )
+        if name not in seen:
+            rows.append(
+                _row(
+                    "policy",
+                    name,
+                    it.policy_path or "(not registered)",
+                    it.start_policy_name,
+                    [b.name for b in it.batches.all()],
+                    it.status,
+                    {},
+                    it,
+                )
+            )
+    return rows
+
+
+def _row(
+    kind, name, path, parent, batches, status, metrics, iteration: Iteration | None
+) -> LineageRow:
+    evaluation = rs = ppo = None
+    if iteration is not None:
+        evaluation = PolicyEvaluation.objects.filter(iteration=iteration).first()
+        stages = {s.name: s for s in iteration.stages.all()}
+        rs, ppo = stages.get("rejection_sampling"), stages.get("ppo")
+    return LineageRow(
+        kind,
+        name,
+        path,
+        parent,
+        batches,
+        status,
+        metrics,
+        evaluation,
+        rs.result.get("curve") if rs and rs.status == "done" else None,
+        ppo.result["steps"][-1]
+        if ppo and ppo.status == "done" and ppo.result.get("steps")
+        else None,
+    )

@@ -1,0 +1,255 @@
+"""Writes of the rlhf app: launching an iteration, running and resuming its stages,
+live annotation turns.
+
+An iteration is a fixed list of stages run in order, one Celery task each
+(``rlhf.tasks.stage_run``). A stage that finishes enqueues the next pending one; a stage
+that fails stops the chain and marks the iteration failed; ``iteration_resume`` re-queues
+the failed (or interrupted) stage and leaves the finished ones alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from annotation.models import Batch
+from rlhf.models import Iteration, IterationStage
+from rlhf.settings import IterationSettings
+
+logger = logging.getLogger(__name__)
+
+Stage = IterationStage.Name
+
+STAGES_BY_METHOD = {
+    Iteration.Method.REJECTION_SAMPLING: [
+        Stage.REWARD_MODELS,
+        Stage.REJECTION_SAMPLING,
+        Stage.REGISTER,
+        Stage.EVALUATE,
+        Stage.NEXT_BATCH,
+    ],
+    Iteration.Method.PPO: [
+        Stage.REWARD_MODELS,
+        Stage.PPO,
+        Stage.REGISTER,
+        Stage.EVALUATE,
+        Stage.NEXT_BATCH,
+    ],
+    Iteration.Method.BOTH: [
+        Stage.REWARD_MODELS,
+        Stage.REJECTION_SAMPLING,
+        Stage.PPO,
+        Stage.REGISTER,
+        Stage.EVALUATE,
+        Stage.NEXT_BATCH,
+    ],
+}
+
+
+def base_policy() -> tuple[str, Path]:
+    """The first iteration's starting policy: the newest ready base model in the registry,
+    else the folder ``MODELS_DIR/base``."""
+    from modeling.models import ModelKind, ModelVersion
+
+    base = (
+        ModelVersion.objects.filter(kind=ModelKind.BASE, status=ModelVersion.Status.READY)
+        .order_by("-created_at")
+        .first()
+    )
+    if base is not None:
+        return base.name, Path(base.path)
+    return "base", Path(settings.MODELS_DIR) / "base"
+
+
+def policy_dir(number: int) -> Path:
+    return Path(settings.MODELS_DIR) / "policies" / f"RLHF-V{number}"
+
+
+def _enqueue(stage: IterationStage) -> None:
+    from rlhf import tasks
+
+    IterationStage.objects.filter(pk=stage.pk).update(status=IterationStage.Status.QUEUED)
+    transaction.on_commit(lambda: tasks.stage_run.delay(stage.pk))
+
+
+@transaction.atomic
+def iteration_launch(
+    *,
+    batch_ids: list[int],
+    method: str = Iteration.Method.BOTH,
+    settings_json: dict | None = None,
+    created_by=None,
+    start_policy_name: str | None = None,
+    start_policy_path: str | None = None,
+) -> Iteration:
+    """Create RLHF-V{N} from the latest accepted policy (or the base model) and queue its
+    first stage. Precondition: the batches exist and are frozen."""
+    from rlhf import selectors
+
+    config = IterationSettings.from_json(settings_json or {})
+    if method not in Iteration.Method.values:
+        raise ValidationError({"method": f"Unknown method {method!r}."})
+    batches = list(Batch.objects.filter(pk__in=batch_ids))
+    if not batches:
+        raise ValidationError({"batches": "Pick at least one frozen batch."})
+    not_frozen = [b.name for b in batches if not b.is_frozen]
+    if not_frozen:
+        raise ValidationError(
+            {"batches": f"Only frozen batches train models; not frozen: {', '.join(not_frozen)}."}
+        )
+    if Iteration.objects.select_for_update().filter(status=Iteration.Status.RUNNING).exists():
+        raise ValidationError(
+            {"iteration": "An iteration is already running; resume or finish it first."}
+        )
+    if start_policy_path is None:
+        current = selectors.policy_current()
+        start_policy_name, start_policy_path = current.name, str(current.path)
+    if not Path(start_policy_path).is_dir():
+        raise ValidationError(
+            {"policy": f"The starting policy folder {start_policy_path} does not exist."}
+        )
+    number = (Iteration.objects.aggregate(n=Max("number"))["n"] or 0) + 1
+    iteration = Iteration.objects.create(
+        number=number,
+        method=method,
+        config=config.as_json(),
+        created_by=created_by,
+        start_policy_name=start_policy_name or "base",
+        start_policy_path=str(start_policy_path),
+    )
+    iteration.batches.set(batches)
+    stages = [
+        IterationStage(iteration=iteration, name=name, order=i)
+        for i, name in enumerate(STAGES_BY_METHOD[Iteration.Method(method)])
+    ]
+    IterationStage.objects.bulk_create(stages)
+    _enqueue(iteration.stages.order_by("order").first())
+    logger.info("launched %s (%s) on batches %s", iteration, method, [b.name for b in batches])
+    return iteration
+
+
+@transaction.atomic
+def iteration_resume(*, iteration_id: int) -> IterationStage:
+    """Re-queue the first unfinished stage of a failed or interrupted iteration."""
+    iteration = Iteration.objects.select_for_update().get(pk=iteration_id)
+    if iteration.status not in (Iteration.Status.FAILED, Iteration.Status.RUNNING):
+        raise ValidationError(
+            {"iteration": f"{iteration} is {iteration.status}; there is nothing to resume."}
+        )
+    stage = (
+        iteration.stages.exclude(
+            status__in=[IterationStage.Status.DONE, IterationStage.Status.SKIPPED]
+        )
+        .order_by("order")
+        .first()
+    )
+    if stage is None:
+        raise ValidationError({"iteration": f"All stages of {iteration} are done."})
+    Iteration.objects.filter(pk=iteration.pk).update(status=Iteration.Status.RUNNING, error="")
+    IterationStage.objects.filter(pk=stage.pk).update(error="", message="resumed")
+    _enqueue(stage)
+    return stage
+
+
+def stage_log(stage_id: int, message: str, progress: float | None = None) -> None:
+    """Append a line to a stage's log (and set its progress); the running task is the only writer."""
+    stage = IterationStage.objects.get(pk=stage_id)
+    stamp = timezone.now().strftime("%H:%M:%S")
+    fields = {"log": stage.log + f"[{stamp}] {message}\n", "message": message[:300]}
+    if progress is not None:
+        fields["progress"] = max(0.0, min(1.0, progress))
+    IterationStage.objects.filter(pk=stage_id).update(**fields)
+
+
+def stage_run(*, stage_id: int) -> None:
+    """Run one stage to completion, then queue the next.
+
+    A stage found RUNNING was interrupted (its worker died; the task was redelivered) and
+    starts again: stages write their outputs to ``*.partial`` folders and publish them
+    with one rename, so a rerun never sees half of an earlier attempt.
+    """
+    from rlhf import stages as stage_impls
+
+    with transaction.atomic():
+        stage = (
+            IterationStage.objects.select_for_update().select_related("iteration").get(pk=stage_id)
+        )
+        if stage.status in (IterationStage.Status.DONE, IterationStage.Status.SKIPPED):
+            return  # a duplicate delivery
+        if stage.iteration.status != Iteration.Status.RUNNING:
+            return  # failed or finished meanwhile; resume re-queues explicitly
+        earlier = stage.iteration.stages.filter(order__lt=stage.order).exclude(
+            status__in=[IterationStage.Status.DONE, IterationStage.Status.SKIPPED]
+        )
+        if earlier.exists():
+            raise ValidationError(f"{stage} cannot run before the stages ahead of it are done.")
+        stage.status = IterationStage.Status.RUNNING
+        stage.attempts += 1
+        stage.started_at = timezone.now()
+        stage.error = ""
+        stage.save(update_fields=["status", "attempts", "started_at", "error"])
+    stage_log(stage_id, f"started (attempt {stage.attempts})", 0.0)
+    try:
+        result = stage_impls.run(stage)
+    except Exception as exc:  # noqa: BLE001 - every failure is shown in the page; resume retries
+        _stage_fail(stage_id, exc)
+        return
+    with transaction.atomic():
+        IterationStage.objects.filter(pk=stage_id).update(
+            status=IterationStage.Status.DONE,
+            progress=1.0,
+            result=result or {},
+            finished_at=timezone.now(),
+        )
+        stage_log(stage_id, "done", 1.0)
+        following = (
+            IterationStage.objects.filter(
+                iteration_id=stage.iteration_id,
+                order__gt=stage.order,
+                status=IterationStage.Status.PENDING,
+            )
+            .order_by("order")
+            .first()
+        )
+        iteration = Iteration.objects.get(pk=stage.iteration_id)
+        if following is not None and iteration.status == Iteration.Status.RUNNING:
+            _enqueue(following)
+        elif following is None and iteration.status == Iteration.Status.RUNNING:
+            Iteration.objects.filter(pk=iteration.pk).update(
+                status=Iteration.Status.ACCEPTED, finished_at=timezone.now()
+            )
+
+
+def _stage_fail(stage_id: int, exc: BaseException) -> None:
+    message = f"{type(exc).__name__}: {exc}"
+    with transaction.atomic():
+        stage = IterationStage.objects.get(pk=stage_id)
+        IterationStage.objects.filter(pk=stage_id).update(
+            status=IterationStage.Status.FAILED,
+            error=message,
+            finished_at=timezone.now(),
+            log=stage.log + traceback.format_exc(limit=8),
+        )
+        Iteration.objects.filter(pk=stage.iteration_id).update(
+            status=Iteration.Status.FAILED, error=f"{stage.get_name_display()} failed: {message}"
+        )
+    logger.warning("stage %s failed: %s", stage_id, message)
+
+
+def iteration_reject(*, iteration_id: int, reason: str) -> None:
+    """Called by the evaluate stage: the new policy stays registered for the record but is
+    not used; the next-batch stage is skipped."""
+    with transaction.atomic():
+        Iteration.objects.filter(pk=iteration_id).update(
+            status=Iteration.Status.REJECTED, error=reason, finished_at=timezone.now()
+        )
+        IterationStage.objects.filter(
+            iteration_id=iteration_id, status=IterationStage.Status.PENDING
+        ).update(status=IterationStage.Status.SKIPPED, message="skipped: policy not accepted")

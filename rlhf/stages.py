@@ -1,0 +1,491 @@
+"""What each stage of an iteration does: adapters between the ORM and the Django-free ML
+modules (generation, rejection sampling, PPO, evaluation). Heavy imports happen inside
+the functions, in the worker, never when the web app imports this module.
+
+Each function takes the stage, does its work, and returns a JSON result for the stage
+row. Outputs on disk go through ``*.partial`` folders renamed when whole.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from annotation import services as annotation_services
+from annotation.domain import Category, Role, Turn
+from annotation.importers import ResponseIn
+from annotation.models import Batch, Comparison
+from rlhf.models import Iteration, IterationStage, PolicyEvaluation
+from rlhf.prompts import PromptExample
+from rlhf.settings import IterationSettings
+
+Stage = IterationStage.Name
+
+
+class StageError(RuntimeError):
+    """A stage cannot go on; the message is shown in the pipeline page."""
+
+
+def run(stage: IterationStage) -> dict:
+    handler = HANDLERS[Stage(stage.name)]
+    iteration = Iteration.objects.get(pk=stage.iteration_id)
+    return handler(iteration, stage, IterationSettings.from_json(iteration.config))
+
+
+def _reporter(stage: IterationStage, every: float = 1.0) -> Callable[[str, float | None], None]:
+    from rlhf.services import stage_log
+
+    last = [0.0]
+
+    def report(message: str, progress: float | None = None, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - last[0] >= every:
+            last[0] = now
+            stage_log(stage.pk, message, progress)
+
+    return report
+
+
+# --- prompts ---------------------------------------------------------------------------
+
+
+def iteration_prompts(
+    iteration: Iteration, config: IterationSettings
+) -> tuple[list[PromptExample], list[PromptExample]]:
+    """(training prompts, held-out prompts) from the iteration's frozen batches.
+
+    The split is by prompt content hash, so the same prompt is held out in every stage and
+    every rerun."""
+    rows = (
+        Comparison.objects.filter(batch__in=iteration.batches.all())
+        .values_list("prompt__content_hash", "prompt__turns", "category")
+        .order_by("prompt__content_hash")
+    )
+    by_hash: dict[str, PromptExample] = {}
+    for content_hash, turns, category in rows:
+        tagged = category == Category.SAFETY or (
+            content_hash in by_hash and by_hash[content_hash].safety_tagged
+        )
+        by_hash[content_hash] = PromptExample(tuple(turns), tagged)
+    prompts = list(by_hash.values())[: config.max_prompts]
+    if len(prompts) < 2:
+        raise StageError(
+            f"The batches of {iteration} hold {len(prompts)} prompt(s); at least 2 are needed "
+            "(some for training, some held out)."
+        )
+    held_out = max(1, round(config.eval_fraction * len(prompts)))
+    return prompts[held_out:], prompts[:held_out]
+
+
+def _reward(iteration: Iteration):
+    from rlhf.rewards import CombinedReward
+    from rlhf.scoring import load_score_fn
+
+    if not iteration.reward_helpfulness_path or not iteration.reward_safety_path:
+        raise StageError("The reward models are not set; run the reward-model stage first.")
+    return CombinedReward(
+        load_score_fn(iteration.reward_helpfulness_path),
+        load_score_fn(iteration.reward_safety_path),
+    )
+
+
+def _load_policy(path: str | Path):
+    from rlhf.generation.local import LocalGenerator
+
+    if not (Path(path) / "config.json").exists():
+        raise StageError(f"No policy checkpoint at {path}.")
+    return LocalGenerator.load(path)
+
+
+# --- stages ----------------------------------------------------------------------------
+
+
+def reward_models(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
+    """Use the reward models named in the settings, or the previous iteration's, or train
+    them from the batches with the modeling app; check they share the policy's tokenizer."""
+    from rlhf.scoring import require_same_tokenizer
+
+    report = _reporter(stage)
+    helpful, safety = config.reward_helpfulness_path, config.reward_safety_path
+    if not (helpful and safety):
+        previous = (
+            Iteration.objects.filter(number__lt=iteration.number)
+            .exclude(reward_safety_path="")
+            .first()
+        )
+        helpful, safety = _reward_models_train(iteration, report, previous)
+    for path in (helpful, safety):
+        if not Path(path).is_dir():
+            raise StageError(f"The reward model folder {path} does not exist.")
+        require_same_tokenizer(iteration.start_policy_path, path)
+    Iteration.objects.filter(pk=iteration.pk).update(
+        reward_helpfulness_path=str(helpful), reward_safety_path=str(safety)
+    )
+    report(f"helpfulness RM {helpful}; safety RM {safety}", 1.0, force=True)
+    return {"reward_helpfulness_path": str(helpful), "reward_safety_path": str(safety)}
+
+
+def _reward_models_train(
+    iteration: Iteration, report, previous: Iteration | None
+) -> tuple[str, str]:
+    """Train both RMs on the iteration's batches with the modeling app, in this worker.
+
+    A rerun reuses a reward model an earlier attempt finished (found by name)."""
+    from modeling import services as modeling_services
+    from modeling.models import ModelKind, ModelVersion, TrainingRun
+
+    base = (
+        ModelVersion.objects.filter(kind=ModelKind.BASE, status=ModelVersion.Status.READY)
+        .order_by("-created_at")
+        .first()
+    )
+    if base is None:
+        if previous is not None:
+            report(
+                f"no base model registered; reusing the reward models of {previous}",
+                0.5,
+                force=True,
+            )
+            return previous.reward_helpfulness_path, previous.reward_safety_path
+        raise StageError(
+            "No reward models: create the base model first (Models page or "
+            "`manage.py pairwise_create_base_model`), or set reward_helpfulness_path and "
+            "reward_safety_path in the iteration settings."
+        )
+    config = IterationSettings.from_json(iteration.config)
+    batch_ids = list(iteration.batches.values_list("pk", flat=True))
+    paths = []
+    for i, kind in enumerate(("helpfulness", "safety")):
+        name = f"RM-{kind}-for-{iteration.name}"
+        done = ModelVersion.objects.filter(name=name, status=ModelVersion.Status.READY).first()
+        if done is None:
+            attempt = ModelVersion.objects.filter(name__startswith=name).count()
+            run = modeling_services.reward_model_launch(
+                kind=kind,
+                base_model=base,
+                batch_ids=batch_ids,
+                name=name if attempt == 0 else f"{name}-{attempt}",
+                config=config.reward_training,
+                enqueue=False,
+            )
+            report(
+                f"training the {kind} reward model ({run.result_name}) from {base.name}",
+                0.1 + 0.4 * i,
+                force=True,
+            )
+            modeling_services.training_run_execute(run_id=run.pk)
+            run.refresh_from_db()
+            if run.status != TrainingRun.Status.SUCCEEDED:
+                raise StageError(f"Training the {kind} reward model failed: {run.error}")
+            done = ModelVersion.objects.get(pk=run.result_id)
+        paths.append(done.path)
+        report(
+            f"{kind} reward model {done.name}: {done.metrics.get('accuracy', '')}",
+            0.5 + 0.4 * i,
+            force=True,
+        )
+    return paths[0], paths[1]
+
+
+def rejection_sampling(
+    iteration: Iteration, stage: IterationStage, config: IterationSettings
+) -> dict:
+    from rlhf.rejection_sampling.config import RejectionSamplingConfig
+    from rlhf.rejection_sampling.run import run_rejection_sampling
+
+    report = _reporter(stage)
+    train_prompts, _ = iteration_prompts(iteration, config)
+    policy = _load_policy(iteration.start_policy_path)
+    rs_config = RejectionSamplingConfig(
+        num_samples=config.rs_num_samples,
+        temperature=config.rs_temperature,
+        max_new_tokens=config.max_new_tokens,
+        epochs=config.rs_epochs,
+        learning_rate=config.rs_learning_rate,
+        seed=config.seed,
+    )
+    report(
+        f"sampling {rs_config.num_samples} per prompt for {len(train_prompts)} prompts",
+        0.05,
+        force=True,
+    )
+    result = run_rejection_sampling(
+        policy.model,
+        policy.tokenizer,
+        train_prompts,
+        _reward(iteration),
+        rs_config,
+        policy_dir(iteration) / "rejection_sampling",
+        on_progress=lambda what, fraction: report(what, fraction),
+    )
+    summary = result.summary()
+    report(
+        f"best-of-{rs_config.num_samples} mean reward {summary['mean_best_reward']:.3f}; "
+        f"fine-tuning loss {summary['sft_loss_first']:.3f} → {summary['sft_loss_last']:.3f}",
+        1.0,
+        force=True,
+    )
+    return {**summary, "checkpoint": str(result.checkpoint)}
+
+
+def ppo(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
+    from rlhf.ppo.config import PPOConfig
+    from rlhf.ppo.trainer import PPOTrainer
+
+    report = _reporter(stage)
+    train_prompts, _ = iteration_prompts(iteration, config)
+    rs = iteration.stages.filter(
+        name=Stage.REJECTION_SAMPLING, status=IterationStage.Status.DONE
+    ).first()
+    start = rs.result["checkpoint"] if rs else iteration.start_policy_path
+    ppo_config = PPOConfig(
+        learning_rate=config.ppo_learning_rate,
+        rollout_batch_size=config.ppo_rollout_batch_size,
+        mini_batch_size=config.ppo_mini_batch_size,
+        kl_coef=config.ppo_kl_coef,
+        adaptive_kl=config.ppo_adaptive_kl,
+        target_kl=config.ppo_target_kl,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
+    )
+    _load_policy(start)  # a clear error if the folder is not a checkpoint
+    trainer = PPOTrainer.from_pretrained(start, _reward(iteration), ppo_config)
+    steps = []
+
+    def on_step(stats) -> None:
+        steps.append(stats.as_dict())
+        report(
+            f"step {stats.step}/{config.ppo_steps}: reward {stats.reward:.3f}, KL {stats.kl:.3f}, "
+            f"entropy {stats.entropy:.3f}, value loss {stats.value_loss:.3f}, clip {stats.clip_fraction:.2f}",
+            stats.step / config.ppo_steps,
+            force=True,
+        )
+
+    trainer.train(train_prompts, steps=config.ppo_steps, on_step=on_step)
+    checkpoint = trainer.save(policy_dir(iteration) / "ppo")
+    return {"started_from": str(start), "steps": steps, "checkpoint": str(checkpoint)}
+
+
+def register(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
+    """Name the finished checkpoint RLHF-V{N}. Only now does the iteration have a policy."""
+    done = {s.name: s for s in iteration.stages.filter(status=IterationStage.Status.DONE)}
+    last = done.get(Stage.PPO) or done.get(Stage.REJECTION_SAMPLING)
+    if last is None:
+        raise StageError(
+            "Neither rejection sampling nor PPO finished; there is no policy to register."
+        )
+    checkpoint = Path(last.result["checkpoint"])
+    _load_policy(checkpoint)
+    Iteration.objects.filter(pk=iteration.pk).update(
+        policy_name=iteration.name, policy_path=str(checkpoint)
+    )
+    _registry_add_policy(iteration, checkpoint, last.result)
+    return {
+        "policy": iteration.name,
+        "path": str(checkpoint),
+        "parent": iteration.start_policy_name,
+        "trained_on": [b.name for b in iteration.batches.all()],
+    }
+
+
+def _registry_add_policy(iteration: Iteration, checkpoint: Path, training_result: dict) -> None:
+    """Record RLHF-V{N} in the modeling app's registry, with its parent and batches."""
+    from modeling.models import ModelKind, ModelVersion
+
+    parent = ModelVersion.objects.filter(name=iteration.start_policy_name).first()
+    batches = list(iteration.batches.all())
+    summary = {
+        k: v
+        for k, v in training_result.items()
+        if k in ("mean_best_reward", "targets", "started_from")
+    }
+    if training_result.get("steps"):
+        summary["ppo_final"] = training_result["steps"][-1]
+    model, _ = ModelVersion.objects.update_or_create(
+        name=iteration.name,
+        defaults={
+            "kind": ModelKind.POLICY,
+            "status": ModelVersion.Status.READY,
+            "path": str(checkpoint),
+            "tokenizer_path": str(checkpoint),
+            "parent": parent,
+            "config": {"method": iteration.method, "iteration": iteration.config},
+            "metrics": summary,
+            "trained_on_hashes": {b.name: b.freeze_hash for b in batches},
+            "description": f"Policy of iteration {iteration.number} ({iteration.get_method_display()}).",
+        },
+    )
+    model.trained_on.set(batches)
+
+
+def evaluate(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
+    from rlhf.evaluation import compare_policies
+    from rlhf.generation.base import SamplingParams
+
+    report = _reporter(stage)
+    iteration.refresh_from_db()
+    _, held_out = iteration_prompts(iteration, config)
+    params = SamplingParams(temperature=1.0, max_new_tokens=config.max_new_tokens, seed=config.seed)
+    dialogues = [p.turns for p in held_out]
+    report(f"sampling {iteration.name} on {len(held_out)} held-out prompts", 0.1, force=True)
+    candidate = _load_policy(iteration.policy_path).generate(dialogues, params).texts()
+    report(f"sampling {iteration.start_policy_name}", 0.4, force=True)
+    baseline = _load_policy(iteration.start_policy_path).generate(dialogues, params).texts()
+    report("scoring with the reward models", 0.7, force=True)
+    outcome = compare_policies(
+        held_out, [row[0] for row in candidate], [row[0] for row in baseline], _reward(iteration)
+    )
+    accepted = outcome.win_rate >= config.accept_min_win_rate
+    _registry_record_evaluation(iteration, outcome.as_dict(), accepted)
+    PolicyEvaluation.objects.update_or_create(
+        iteration=iteration,
+        defaults={
+            "candidate_name": iteration.name,
+            "baseline_name": iteration.start_policy_name,
+            "accepted": accepted,
+            **outcome.as_dict(),
+        },
+    )
+    report(
+        f"win rate {outcome.win_rate:.1%} [{outcome.ci_low:.1%}, {outcome.ci_high:.1%}] → "
+        f"{'accepted' if accepted else 'rejected'}",
+        1.0,
+        force=True,
+    )
+    if not accepted:
+        from rlhf.services import iteration_reject
+
+        iteration_reject(
+            iteration_id=iteration.pk,
+            reason=(
+                f"{iteration.name} won {outcome.win_rate:.1%} against {iteration.start_policy_name}, below the "
+                f"acceptance bar of {config.accept_min_win_rate:.0%}; it will not sample the next batch."
+            ),
+        )
+    return {**outcome.as_dict(), "accepted": accepted}
+
+
+def _registry_record_evaluation(iteration: Iteration, outcome: dict, accepted: bool) -> None:
+    from modeling.models import ModelVersion
+
+    model = ModelVersion.objects.filter(name=iteration.name).first()
+    if model is not None:
+        model.metrics = {**model.metrics, "evaluation": outcome, "accepted": accepted}
+        model.save(update_fields=["metrics", "updated_at"])
+
+
+def next_batch(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
+    """Two responses per prompt from the new policy, opened for annotation as one batch."""
+    from rlhf.generation.base import SamplingParams
+
+    report = _reporter(stage)
+    iteration.refresh_from_db()
+    if not iteration.policy_path:
+        raise StageError(f"{iteration} has no registered policy.")
+    name = f"{iteration.name} samples"
+    existing = Batch.objects.filter(name=name).first()
+    if existing is not None and existing.status != Batch.Status.DRAFT:
+        return {
+            "batch_id": existing.pk,
+            "comparisons": existing.comparisons.count(),
+            "reused": True,
+        }
+    train_prompts, _ = iteration_prompts(iteration, config)
+    prompts = train_prompts[: config.next_batch_prompts]
+    dialogues = [p.turns for p in prompts]
+    t_a, t_b = config.next_batch_temperatures
+    if config.next_batch_server_url:
+        from rlhf.generation.remote import RemoteGenerator
+
+        policy = RemoteGenerator(config.next_batch_server_url, iteration.name)
+    else:
+        policy = _load_policy(iteration.policy_path)
+    report(f"sampling {len(prompts)} prompts at T={t_a} with {policy.name}", 0.1, force=True)
+    first = policy.generate(
+        dialogues,
+        SamplingParams(temperature=t_a, max_new_tokens=config.max_new_tokens, seed=config.seed),
+    )
+    if config.next_batch_versus_previous:
+        second_model, t_b = iteration.start_policy_name, t_a
+        second = _load_policy(iteration.start_policy_path).generate(
+            dialogues,
+            SamplingParams(
+                temperature=t_a, max_new_tokens=config.max_new_tokens, seed=config.seed + 1
+            ),
+        )
+    else:
+        second_model = iteration.name
+        second = policy.generate(
+            dialogues,
+            SamplingParams(
+                temperature=t_b, max_new_tokens=config.max_new_tokens, seed=config.seed + 1
+            ),
+        )
+    now = timezone.now()
+    created = 0
+    with transaction.atomic():
+        if existing is not None:
+            existing.comparisons.all().delete()
+            batch = existing
+        else:
+            batch = annotation_services.batch_create(
+                name=name,
+                iteration=iteration.number,
+                description=f"Sampled by {iteration.name} for annotation; next week's training data.",
+            )
+        for prompt, a, b in zip(prompts, first.samples, second.samples, strict=True):
+            text_a, text_b = a[0].text, b[0].text
+            if not text_a or not text_b or text_a == text_b:
+                continue  # nothing for an annotator to choose between
+            annotation_services.comparison_create(
+                batch=batch,
+                turns=[Turn(Role(t["role"]), t["content"]) for t in prompt.turns],
+                response_a=ResponseIn(
+                    text_a,
+                    iteration.name,
+                    {**first.params.as_provenance(), "backend": first.backend},
+                    now,
+                ),
+                response_b=ResponseIn(
+                    text_b,
+                    second_model,
+                    {**second.params.as_provenance(), "backend": second.backend},
+                    now,
+                ),
+                category=Category.SAFETY if prompt.safety_tagged else Category.HELPFULNESS,
+                source=f"rlhf:{iteration.name}",
+            )
+            created += 1
+        if created == 0:
+            raise StageError(
+                "Every sampled pair was empty or identical; no comparisons to annotate."
+            )
+        annotation_services.batch_transition(batch=batch, to=Batch.Status.OPEN)
+        Iteration.objects.filter(pk=iteration.pk).update(next_batch=batch)
+    report(f"opened batch {name!r} with {created} comparisons", 1.0, force=True)
+    return {
+        "batch_id": batch.pk,
+        "comparisons": created,
+        "temperatures": [t_a, t_b],
+        "second_model": second_model,
+    }
+
+
+def policy_dir(iteration: Iteration) -> Path:
+    from rlhf.services import policy_dir as _policy_dir
+
+    return _policy_dir(iteration.number)
+
+
+HANDLERS = {
+    Stage.REWARD_MODELS: reward_models,
+    Stage.REJECTION_SAMPLING: rejection_sampling,
+    Stage.PPO: ppo,
+    Stage.REGISTER: register,
+    Stage.EVALUATE: evaluate,
+    Stage.NEXT_BATCH: next_batch,
+}

@@ -1,0 +1,20 @@
+"""Celery tasks of the rlhf app: each takes ids and calls one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True)
+def stage_run(stage_id: int) -> None:
+    """One stage of an iteration; a redelivered message (dead worker) reruns the stage."""
+    from rlhf import services
+
+    services.stage_run(stage_id=stage_id)
+
+
+@shared_task(acks_late=True)
+def live_turn_generate(live_turn_id: int) -> None:
+    from rlhf import live
+
+    live.live_turn_generate(live_turn_id=live_turn_id)

@@ -1,0 +1,221 @@
+"""Pages of the rlhf app: the pipeline (launch, watch, resume), lineage, live annotation.
+
+Views translate HTTP; services and selectors do the work. Partials serve htmx polling;
+every page works without JavaScript too.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from annotation.permissions import ANNOTATE, LAUNCH_TRAINING
+from rlhf import live, selectors, services
+from rlhf.forms import IterationLaunchForm
+from rlhf.plots import best_of_k_svg, line_chart_svg
+
+
+def permission(perm: str):
+    """Logged-out users go to the login page; logged-in users without ``perm`` get 403."""
+
+    def decorator(view):
+        @login_required
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not request.user.has_perm(perm):
+                raise PermissionDenied(f"You need the '{perm}' permission.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(
+        m for msgs in getattr(exc, "message_dict", {"": exc.messages}).values() for m in msgs
+    )
+
+
+def _iteration_context(iteration) -> dict:
+    if iteration is None:
+        return {"iteration": None}
+    stages = list(iteration.stages.all())
+    charts = {}
+    for stage in stages:
+        if stage.name == "rejection_sampling" and stage.result.get("curve"):
+            charts["rs"] = best_of_k_svg(stage.result["curve"])
+        if stage.name == "ppo" and stage.result.get("steps"):
+            steps = stage.result["steps"]
+            charts["ppo"] = line_chart_svg(
+                [s["step"] for s in steps],
+                {"reward": [s["reward"] for s in steps], "KL": [s["kl"] for s in steps]},
+                title="PPO: reward and KL per step",
+                x_label="step",
+                y_label="value",
+            )
+    busy = any(s.status in ("queued", "running") for s in stages) and iteration.status == "running"
+    return {
+        "iteration": iteration,
+        "stages": stages,
+        "charts": charts,
+        "busy": busy,
+        "evaluation": getattr(iteration, "evaluation", None) if _has_eval(iteration) else None,
+    }
+
+
+def _has_eval(iteration) -> bool:
+    from rlhf.models import PolicyEvaluation
+
+    return PolicyEvaluation.objects.filter(iteration=iteration).exists()
+
+
+@require_GET
+@permission(LAUNCH_TRAINING)
+def pipeline(request):
+    iteration = selectors.iteration_latest()
+    return render(
+        request,
+        "rlhf/pipeline.html",
+        {
+            **_iteration_context(iteration),
+            "form": IterationLaunchForm(),
+            "iterations": selectors.iteration_list(),
+            "current_policy": selectors.policy_current(),
+        },
+    )
+
+
+@require_GET
+@permission(LAUNCH_TRAINING)
+def iteration_detail(request, iteration_id: int):
+    iteration = selectors.iteration_get(iteration_id)
+    if iteration is None:
+        raise Http404
+    return render(
+        request,
+        "rlhf/pipeline.html",
+        {
+            **_iteration_context(iteration),
+            "form": IterationLaunchForm(),
+            "iterations": selectors.iteration_list(),
+            "current_policy": selectors.policy_current(),
+        },
+    )
+
+
+@require_GET
+@permission(LAUNCH_TRAINING)
+def iteration_stages(request, iteration_id: int):
+    iteration = selectors.iteration_get(iteration_id)
+    if iteration is None:
+        raise Http404
+    return render(request, "rlhf/_stages.html", _iteration_context(iteration))
+
+
+@require_POST
+@permission(LAUNCH_TRAINING)
+def iteration_launch(request):
+    form = IterationLaunchForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request,
+            "rlhf/pipeline.html",
+            {
+                **_iteration_context(selectors.iteration_latest()),
+                "form": form,
+                "iterations": selectors.iteration_list(),
+                "current_policy": selectors.policy_current(),
+            },
+            status=400,
+        )
+    try:
+        iteration = services.iteration_launch(
+            batch_ids=[b.pk for b in form.cleaned_data["batches"]],
+            method=form.cleaned_data["method"],
+            settings_json=form.settings_json(),
+            created_by=request.user,
+        )
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+        return redirect("rlhf:pipeline")
+    messages.success(request, f"Launched {iteration.name}.")
+    return redirect("rlhf:iteration", iteration_id=iteration.pk)
+
+
+@require_POST
+@permission(LAUNCH_TRAINING)
+def iteration_resume(request, iteration_id: int):
+    try:
+        stage = services.iteration_resume(iteration_id=iteration_id)
+        messages.success(request, f"Resuming at {stage.get_name_display()}.")
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    return redirect("rlhf:iteration", iteration_id=iteration_id)
+
+
+@require_GET
+@permission(LAUNCH_TRAINING)
+def lineage(request):
+    rows = selectors.lineage_rows()
+    for row in rows:
+        row.__dict__.setdefault("chart", None)
+    charts = {row.name: best_of_k_svg(row.rs_curve) for row in rows if row.rs_curve}
+    return render(request, "rlhf/lineage.html", {"rows": rows, "charts": charts})
+
+
+# --- live multi-turn annotation ------------------------------------------------------------
+
+
+@require_GET
+@permission(ANNOTATE)
+def live_page(request, session_id: int | None = None):
+    session = (
+        live.live_session_get(session_id=session_id, annotator=request.user) if session_id else None
+    )
+    return render(request, "rlhf/live.html", live.live_context(session))
+
+
+@require_POST
+@permission(ANNOTATE)
+def live_prompt(request, session_id: int | None = None):
+    try:
+        session = live.live_prompt_submit(
+            session_id=session_id, annotator=request.user, text=request.POST.get("prompt", "")
+        )
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+        return (
+            redirect("rlhf:live")
+            if session_id is None
+            else redirect("rlhf:live_session", session_id=session_id)
+        )
+    return redirect("rlhf:live_session", session_id=session.pk)
+
+
+@require_GET
+@permission(ANNOTATE)
+def live_turn_partial(request, session_id: int):
+    session = live.live_session_get(session_id=session_id, annotator=request.user)
+    return render(request, "rlhf/_live_turn.html", live.live_context(session))
+
+
+@require_POST
+@permission(ANNOTATE)
+def live_choose(request, session_id: int):
+    try:
+        live.live_choose(
+            session_id=session_id,
+            annotator=request.user,
+            preferred=request.POST.get("preferred", ""),
+            strength=request.POST.get("strength", ""),
+        )
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    return redirect("rlhf:live_session", session_id=session_id)

@@ -1,0 +1,141 @@
+"""The generation layer: local batched backend and the remote backend against a real server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from modeling.chat import END_OF_TURN
+from rlhf.generation import GenerationError, PromptTooLongError, SamplingParams
+from rlhf.generation.local import LocalGenerator
+from rlhf.generation.remote import RemoteGenerator, RemoteServerError
+
+DIALOGUES = [
+    [{"role": "user", "content": "how do i boil an egg"}],
+    [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "help me"},
+    ],
+    [{"role": "user", "content": "tell me about water"}],
+]
+
+
+def test_local_returns_k_samples_per_prompt_with_counts_and_timing(tiny_policy):
+    model, tokenizer = tiny_policy
+    gen = LocalGenerator(model, tokenizer, name="tiny")
+    result = gen.generate(DIALOGUES, SamplingParams(max_new_tokens=12, num_samples=4, seed=0))
+    assert [len(row) for row in result.samples] == [4, 4, 4]
+    assert all(0 < g.completion_tokens <= 12 for row in result.samples for g in row)
+    assert result.completion_tokens == sum(
+        g.completion_tokens for row in result.samples for g in row
+    )
+    assert result.seconds > 0 and result.tokens_per_second > 0
+    assert all(END_OF_TURN not in g.text for row in result.samples for g in row)
+
+
+def test_local_batched_equals_one_by_one_when_greedy(tiny_policy):
+    """Left padding and the KV cache must not change what a prompt produces."""
+    model, tokenizer = tiny_policy
+    gen = LocalGenerator(model, tokenizer)
+    params = SamplingParams(temperature=0, max_new_tokens=8)
+    batched = gen.generate(DIALOGUES, params).texts()
+    alone = [gen.generate([d], params).texts()[0] for d in DIALOGUES]
+    assert batched == alone
+
+
+def test_local_stops_at_end_of_turn(tiny_policy):
+    import torch
+
+    model, tokenizer = tiny_policy
+    eot = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    with torch.no_grad():  # make END_OF_TURN the only likely token
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[eot, :] = 5.0 * model.model.norm.weight.sign()
+    result = LocalGenerator(model, tokenizer).generate(
+        DIALOGUES[:1], SamplingParams(temperature=0, max_new_tokens=20)
+    )
+    g = result.samples[0][0]
+    assert g.finished and g.completion_tokens < 20
+
+
+def test_local_rejects_empty_and_too_long_prompts(tiny_policy):
+    model, tokenizer = tiny_policy
+    gen = LocalGenerator(model, tokenizer)
+    with pytest.raises(GenerationError, match="empty"):
+        gen.generate([], SamplingParams())
+    long = [{"role": "user", "content": " ".join(["egg"] * 300)}]
+    with pytest.raises(PromptTooLongError, match="context of 256"):
+        gen.generate([long], SamplingParams(max_new_tokens=8))
+
+
+class _Completions(BaseHTTPRequestHandler):
+    """Speaks enough of the OpenAI completions protocol: deterministic text per (prompt, n)."""
+
+    seen: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        if self.path != "/v1/completions":
+            self.send_error(404)
+            return
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append(body)
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        choices = [
+            {
+                "index": i * body["n"] + j,
+                "text": f"answer {i}.{j}{END_OF_TURN}ignored",
+                "finish_reason": "stop",
+            }
+            for i in range(len(prompts))
+            for j in range(body["n"])
+        ]
+        choices.reverse()  # servers may stream choices out of order
+        payload = json.dumps(
+            {"choices": choices, "usage": {"prompt_tokens": 7, "completion_tokens": 11}}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def completions_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Completions)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Completions.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_remote_against_a_real_http_server(completions_server):
+    gen = RemoteGenerator(completions_server + "/v1", "policy", prompts_per_request=2)
+    result = gen.generate(
+        DIALOGUES, SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=16, num_samples=2)
+    )
+    assert result.texts() == [
+        ["answer 0.0", "answer 0.1"],
+        ["answer 1.0", "answer 1.1"],
+        ["answer 0.0", "answer 0.1"],
+    ]
+    assert len(_Completions.seen) == 2  # 3 prompts, 2 per request
+    sent = _Completions.seen[0]
+    assert sent["stop"] == [END_OF_TURN] and sent["n"] == 2 and sent["max_tokens"] == 16
+    assert sent["prompt"][0].endswith("<|assistant|>\n")
+    assert result.completion_tokens == 22 and result.backend == "remote"
+
+
+def test_remote_unreachable_server_is_a_clear_error():
+    gen = RemoteGenerator("http://127.0.0.1:9", "policy", timeout=2)
+    with pytest.raises(RemoteServerError, match="Cannot reach the inference server"):
+        gen.generate(DIALOGUES[:1], SamplingParams())
