@@ -27,6 +27,7 @@ class BaseModelForm(forms.Form):
     )
     use_shared_hh = forms.BooleanField(
         required=False,
+        label="Use shared HH dialogues",
         initial=False,
         help_text="Pretrain also on the HH dialogues in the shared data folder (held-out prompts excluded).",
     )
