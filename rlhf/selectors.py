@@ -15,6 +15,11 @@ class PolicyRef:
     name: str
     path: Path
 
+    @property
+    def exists(self) -> bool:
+        """Whether a checkpoint is on disk there (no base model has been made yet, else)."""
+        return (self.path / "config.json").is_file()
+
 
 def policy_current() -> PolicyRef:
     """The policy new work starts from: the latest accepted iteration's, else the base model.
