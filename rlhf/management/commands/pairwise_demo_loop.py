@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import re
 import time
@@ -67,7 +68,8 @@ STOP_WORDS = {
     "the", "a", "an", "and", "or", "to", "of", "in", "is", "it", "i", "you", "me", "my",
     "for", "on", "what", "how", "do", "can", "with", "that", "this", "be", "are",
 }  # fmt: skip
-LOGGERS = ("rlhf.services", "modeling.services")
+LOGGERS = ("rlhf.services", "modeling.services")  # progress lines, printed here
+QUIET = ("celery.app.trace", "kombu.connection", "annotation.services")  # said better here
 
 
 def _words(text: str) -> list[str]:
@@ -150,6 +152,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         started = time.monotonic()
+        # Loading a checkpoint is routine here: no per-load reports or bars from transformers.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         self._say("Pairwise: one turn of the RLHF loop, on its own")
         handler = _StdoutHandler(self.stdout.write)
         saved = []
@@ -159,6 +164,10 @@ class Command(BaseCommand):
             log.addHandler(handler)
             log.setLevel(logging.INFO)
             log.propagate = False
+        for name in QUIET:
+            log = logging.getLogger(name)
+            saved.append((log, log.level, log.propagate))
+            log.setLevel(logging.WARNING)
         try:
             iteration = self._run(opts)
         finally:
@@ -325,6 +334,12 @@ class Command(BaseCommand):
                 f"{evaluation.win_rate:.0%} (95% CI {evaluation.ci_low:.0%}–{evaluation.ci_high:.0%}, "
                 f"{evaluation.n_prompts} held-out prompts; RM-judged)"
             )
+            bar = iteration.config.get("accept_min_win_rate", 0)
+            if not bar:
+                self.stdout.write(
+                    "  (the demo accepts any win rate so the loop always closes; "
+                    "real iterations use accept_min_win_rate, 0.5 by default)"
+                )
         if iteration.status == Iteration.Status.FAILED:
             raise CommandError(
                 f"{iteration.name} failed: {iteration.error} — run this command again to resume it."
