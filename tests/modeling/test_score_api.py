@@ -116,3 +116,31 @@ def test_score_request_path_does_not_import_torch():
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "RESULT 202 200 queued []" in out.stdout, out.stdout + out.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.celery_worker
+def test_a_real_worker_scores_the_job(client, admin_user, tiny_base, tmp_path, celery_worker):
+    from rlhf.scoring import make_tiny_reward_model
+    from tests.conftest import wait_for
+
+    make_tiny_reward_model(tmp_path / "rm", tiny_base)
+    rm = ModelVersion.objects.create(
+        name="RM-tiny",
+        kind=ModelKind.REWARD_HELPFULNESS,
+        status=ModelVersion.Status.READY,
+        path=str(tmp_path / "rm"),
+    )
+    client.force_login(admin_user)
+    created = post(client, rm.pk, {"items": [BODY, BODY]})
+    assert created.status_code == 202 and created.json()["status"] == "queued"
+    done = wait_for(
+        lambda: (
+            (job := client.get(created["Location"]).json())["status"] in ("succeeded", "failed")
+            and job
+        ),
+        timeout=120,
+        interval=0.5,
+    )
+    assert done["status"] == "succeeded", done["error"]
+    assert len(done["scores"]) == 2 and done["scores"][0] == pytest.approx(done["scores"][1])
