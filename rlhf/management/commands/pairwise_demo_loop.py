@@ -69,7 +69,12 @@ STOP_WORDS = {
     "for", "on", "what", "how", "do", "can", "with", "that", "this", "be", "are",
 }  # fmt: skip
 LOGGERS = ("rlhf.services", "modeling.services")  # progress lines, printed here
-QUIET = ("celery.app.trace", "kombu.connection", "annotation.services")  # said better here
+# Said better here, or noise in a one-process run (kombu warns that eager mode has no broker host).
+QUIET = {
+    "celery.app.trace": logging.WARNING,
+    "annotation.services": logging.WARNING,
+    "kombu.connection": logging.ERROR,
+}
 
 
 def _words(text: str) -> list[str]:
@@ -164,10 +169,10 @@ class Command(BaseCommand):
             log.addHandler(handler)
             log.setLevel(logging.INFO)
             log.propagate = False
-        for name in QUIET:
+        for name, level in QUIET.items():
             log = logging.getLogger(name)
             saved.append((log, log.level, log.propagate))
-            log.setLevel(logging.WARNING)
+            log.setLevel(level)
         try:
             iteration = self._run(opts)
         finally:
