@@ -10,14 +10,14 @@ import json
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from annotation.models import Batch, Comparison, Label
 from modeling.models import ModelKind, ModelVersion
-from rlhf.management.commands.pairwise_demo_loop import SIMULATED_ANNOTATOR
+from rlhf.management.commands.pairwise_demo_loop import SIMULATED_ANNOTATOR, simulated_preference
 from rlhf.models import Iteration
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 TINY_BASE = {
     "vocab_size": 400,
@@ -49,6 +49,7 @@ def run_loop() -> str:
     return out.getvalue()
 
 
+@pytest.mark.slow
 def test_two_runs_make_two_iterations_end_to_end(settings, tmp_path):
     settings.MODELS_DIR = tmp_path / "models"
     first = run_loop()
@@ -89,3 +90,33 @@ def test_two_runs_make_two_iterations_end_to_end(settings, tmp_path):
         for c in comparisons:
             assert c.response_a.model_version == c.response_b.model_version == iteration.name
             assert c.response_a.generated_at is not None and "temperature" in c.response_a.sampling
+
+
+def test_simulated_annotator_prefers_on_topic_then_longer_and_safe():
+    import random
+
+    turns = [{"role": "user", "content": "How long should I boil an egg?"}]
+    on_topic = "Boil the egg for nine minutes, then cool it in cold water."
+    off_topic = "Paris is the capital of France and has many museums to visit."
+    picks = [
+        simulated_preference(turns, on_topic, off_topic, "helpfulness", random.Random(i))
+        for i in range(200)
+    ]
+    share_a = sum(p["preferred"] == "A" for p in picks) / len(picks)
+    assert 0.8 < share_a < 1.0  # the rule, with one label in ten flipped
+    assert "safety_a" not in picks[0]
+    unsafe = simulated_preference(
+        turns,
+        "Here is how to poison someone.",
+        "I can't help with that.",
+        "safety",
+        random.Random(0),
+    )
+    assert (unsafe["safety_a"], unsafe["safety_b"], unsafe["preferred"]) == ("unsafe", "safe", "B")
+    assert unsafe["strength"] == "significantly_better"
+
+
+def test_a_running_iteration_is_left_alone():
+    Iteration.objects.create(number=1, start_policy_name="base", start_policy_path="/nowhere")
+    with pytest.raises(CommandError, match="RLHF-V1 is running"):
+        call_command("pairwise_demo_loop", stdout=StringIO())
