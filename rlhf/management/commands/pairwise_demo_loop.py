@@ -15,8 +15,8 @@ On top of ``pairwise_demo``'s data (seeded here if missing), in this process, on
 4. print each stage as it runs and a summary: RM accuracies, the win rate with its
    interval, the next batch.
 
-A failed iteration is resumed by the next run instead of launched anew; one still running
-(perhaps in a worker) is left alone.
+If the latest iteration failed, the next run resumes it instead of launching a new one; one
+still running (perhaps in a worker) is left alone.
 The demo accepts the new policy whatever its win rate (``accept_min_win_rate=0``), so the
 loop always closes; a real iteration uses the bar in ``IterationSettings``.
 """
@@ -189,21 +189,20 @@ class Command(BaseCommand):
         if not Batch.objects.filter(name=DEMO_BATCH).exists():
             self._say("demo data (pairwise_demo)")
             call_command("pairwise_demo", stdout=self.stdout)
-        running = Iteration.objects.filter(status=Iteration.Status.RUNNING).first()
-        if running is not None:
+        latest = Iteration.objects.order_by("-number").first()
+        if latest is not None and latest.status == Iteration.Status.RUNNING:
             # Perhaps in a worker right now: running it here as well would do the work twice.
             raise CommandError(
-                f"{running.name} is running (see /rlhf/). If its worker died, continue it with "
-                f"`manage.py pairwise_iteration --resume {running.number}`."
+                f"{latest.name} is running (see /rlhf/). If its worker died, continue it with "
+                f"`manage.py pairwise_iteration --resume {latest.number}`."
             )
-        failed = Iteration.objects.filter(status=Iteration.Status.FAILED).first()
-        if failed is not None:
-            self._say(f"{failed.name} failed ({failed.error}); resuming it")
+        if latest is not None and latest.status == Iteration.Status.FAILED:
+            self._say(f"{latest.name} failed ({latest.error}); resuming it")
             try:
-                self._inline(lambda: services.iteration_resume(iteration_id=failed.pk))
+                self._inline(lambda: services.iteration_resume(iteration_id=latest.pk))
             except ValidationError as exc:
                 raise CommandError("; ".join(exc.messages)) from exc
-            return failed
+            return latest
         self._say("1/4 base model")
         self._base_model(_pairs(opts["base"], DEMO_BASE))
         self._say("2/4 simulated annotation")
