@@ -8,6 +8,10 @@ Annotator cycle::
 
     GET  /api/v1/tasks/next/                   → 200 task (display order) | 204 queue empty
     POST /api/v1/tasks/{assignment_id}/label/  → 201 label | 200 the same label again
+    POST /api/v1/tasks/{assignment_id}/label-and-next/
+                                               → 201 {"label": ..., "next": task | null}
+                                                 (200 when the label existed): the steady
+                                                 state, one request per label, as the page
     POST /api/v1/tasks/{assignment_id}/skip/   → 200
     GET  /api/v1/labels/                       → the caller's own labels
 """
@@ -39,10 +43,13 @@ from annotation.serializers import (
     ImportErrorSerializer,
     ImportInputSerializer,
     ImportReportSerializer,
+    LabelAndNextSerializer,
     LabelInputSerializer,
     LabelSerializer,
     SkipInputSerializer,
     TaskSerializer,
+    label_data,
+    task_data,
 )
 
 IDEMPOTENCY_KEY = OpenApiParameter(
@@ -73,7 +80,13 @@ class PreloadedPermissionsMixin:
 
 
 def _api_error(exc: Exception) -> Exception:
-    """Translate the services' Django exceptions into DRF's (400 naming the field, 403)."""
+    """Translate the services' Django exceptions into DRF's (400 naming the field, 403).
+
+    A task that is gone and another annotator's task are both 404, so other annotators'
+    tasks cannot be probed.
+    """
+    if isinstance(exc, services.AssignmentGone | services.AssignmentNotYours):
+        return exceptions.NotFound("No such task among yours.")
     if isinstance(exc, DjangoValidationError):
         detail = (
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
@@ -91,13 +104,6 @@ class ServiceApiView(PreloadedPermissionsMixin, APIView):
         return super().handle_exception(_api_error(exc))
 
 
-def _own_assignment_left(request, assignment_id: int) -> str:
-    left = selectors.assignment_left(assignment_id=assignment_id, annotator=request.user)
-    if left is None:
-        raise exceptions.NotFound("No such task among yours.")
-    return left
-
-
 # --- the annotator's cycle -------------------------------------------------------------
 
 
@@ -111,11 +117,31 @@ class TaskNextApi(ServiceApiView):
         tags=["annotate"],
     )
     def get(self, request):
-        assignment = services.assignment_next_from_open_slots(annotator=request.user)
+        assignment = services.assignment_next(annotator=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         task = selectors.task_get(assignment_id=assignment.pk, annotator=request.user)
-        return Response(TaskSerializer(task).data)
+        return Response(task_data(task))
+
+
+LABEL_DESCRIPTION = (
+    "Send the judgement in display terms (`preferred_side`: left/right, "
+    "`safety_left`/`safety_right`) or in the comparison's stored terms (`preferred`: A/B, "
+    "`safety_a`/`safety_b`). A second submit for the same task, or with the same "
+    "Idempotency-Key, creates nothing and returns the first label with 200."
+)
+LABEL_ERRORS = {
+    400: OpenApiResponse(description="Invalid input; keys name the fields."),
+    404: NOT_FOUND,
+    409: OpenApiResponse(ErrorSerializer, description="Idempotency-Key used for another task."),
+}
+KEY_REUSED = {"detail": "This Idempotency-Key was already used for another task."}
+
+
+def _label_input(request):
+    serializer = LabelInputSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.to_label_input(idempotency_key=request.headers.get("Idempotency-Key", ""))
 
 
 class TaskLabelApi(ServiceApiView):
@@ -124,49 +150,64 @@ class TaskLabelApi(ServiceApiView):
     @extend_schema(
         operation_id="tasks_label",
         summary="Label a task (idempotent)",
-        description="Send the judgement in display terms (`preferred_side`: left/right, "
-        "`safety_left`/`safety_right`) or in the comparison's stored terms (`preferred`: A/B, "
-        "`safety_a`/`safety_b`). A second submit for the same task, or with the same "
-        "Idempotency-Key, creates nothing and returns the first label with 200.",
+        description=LABEL_DESCRIPTION,
         parameters=[IDEMPOTENCY_KEY],
         request=LabelInputSerializer,
         responses={
             201: LabelSerializer,
             200: OpenApiResponse(LabelSerializer, description="Already labelled: the first label."),
-            400: OpenApiResponse(description="Invalid input; keys name the fields."),
-            404: NOT_FOUND,
-            409: OpenApiResponse(
-                ErrorSerializer, description="Idempotency-Key used for another task."
-            ),
+            **LABEL_ERRORS,
         },
         tags=["annotate"],
     )
     def post(self, request, assignment_id: int):
-        serializer = LabelInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        left = _own_assignment_left(request, assignment_id)
-        data = serializer.to_label_input(
-            left=left, idempotency_key=request.headers.get("Idempotency-Key", "")
-        )
+        data = _label_input(request)
         try:
-            label, created = services.label_submit_idempotent(
+            label, created = services.label_submit(
                 assignment_id=assignment_id, annotator=request.user, data=data
             )
-        except DjangoValidationError as exc:
-            if not hasattr(exc, "error_dict"):
-                raise
-            raise exceptions.ValidationError(
-                serializer.in_request_terms(exc.message_dict, left=left)
-            ) from None
         except services.IdempotencyKeyReused:
-            return Response(
-                {"detail": "This Idempotency-Key was already used for another task."},
-                status=status.HTTP_409_CONFLICT,
-            )
+            return Response(KEY_REUSED, status=status.HTTP_409_CONFLICT)
         return Response(
-            LabelSerializer(label).data,
-            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+            label_data(label), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
+
+
+class TaskLabelAndNextApi(ServiceApiView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(
+        operation_id="tasks_label_and_next",
+        summary="Label a task and receive the next one (idempotent)",
+        description=LABEL_DESCRIPTION
+        + " The answer carries the caller's next task (`null` when the queue is empty), "
+        "exactly what GET /tasks/next/ would return: one request per label.",
+        parameters=[IDEMPOTENCY_KEY],
+        request=LabelInputSerializer,
+        responses={
+            201: LabelAndNextSerializer,
+            200: OpenApiResponse(
+                LabelAndNextSerializer, description="Already labelled: the first label."
+            ),
+            **LABEL_ERRORS,
+        },
+        tags=["annotate"],
+    )
+    def post(self, request, assignment_id: int):
+        data = _label_input(request)
+        try:
+            label, created, nxt = services.label_submit_and_next(
+                assignment_id=assignment_id, annotator=request.user, data=data
+            )
+        except services.IdempotencyKeyReused:
+            return Response(KEY_REUSED, status=status.HTTP_409_CONFLICT)
+        task = (
+            None
+            if nxt is None
+            else selectors.task_get(assignment_id=nxt.pk, annotator=request.user)
+        )
+        body = {"label": label_data(label), "next": None if task is None else task_data(task)}
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class TaskSkipApi(ServiceApiView):
@@ -182,7 +223,6 @@ class TaskSkipApi(ServiceApiView):
     def post(self, request, assignment_id: int):
         serializer = SkipInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        _own_assignment_left(request, assignment_id)
         assignment = services.assignment_skip(
             assignment_id=assignment_id,
             annotator=request.user,
@@ -323,6 +363,11 @@ urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("tasks/next/", TaskNextApi.as_view(), name="api-task-next"),
     path("tasks/<int:assignment_id>/label/", TaskLabelApi.as_view(), name="api-task-label"),
+    path(
+        "tasks/<int:assignment_id>/label-and-next/",
+        TaskLabelAndNextApi.as_view(),
+        name="api-task-label-and-next",
+    ),
     path("tasks/<int:assignment_id>/skip/", TaskSkipApi.as_view(), name="api-task-skip"),
     path("labels/", LabelListApi.as_view(), name="api-labels"),
     path("batches/", BatchListCreateApi.as_view(), name="api-batches"),

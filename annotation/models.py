@@ -151,7 +151,9 @@ class Comparison(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["batch", "content_hash"], name="comparison_unique_in_batch"),
         ]
-        indexes = [models.Index(fields=["batch", "claims"], name="comparison_open_slots")]
+        # The queue walks this index in order and stops at the first free slot
+        # (services.assignment_next).
+        indexes = [models.Index(fields=["batch", "claims", "id"], name="comparison_open_slots")]
 
     def __str__(self) -> str:
         return f"Comparison {self.pk} ({self.category})"
@@ -228,6 +230,12 @@ class Label(models.Model):
                 fields=["comparison", "source_annotator"],
                 condition=Q(annotator__isnull=True),
                 name="imported_label_once_per_rater",
+            ),
+            # A client's Idempotency-Key names one label (services.label_submit).
+            models.UniqueConstraint(
+                fields=["annotator", "idempotency_key"],
+                condition=Q(annotator__isnull=False) & ~Q(idempotency_key=""),
+                name="label_idempotency_key_once_per_annotator",
             ),
         ]
 

@@ -116,36 +116,31 @@ class LabelInputSerializer(serializers.Serializer):
             )
         return attrs
 
-    def to_label_input(self, *, left: str, idempotency_key: str) -> services.LabelInput:
-        """The service's input in stored A/B terms; ``left`` is the assignment's left response."""
+    def to_label_input(
+        self, *, idempotency_key: str
+    ) -> services.LabelInput | services.ShownLabelInput:
+        """The service's input in the vocabulary the client used; the service translates
+        display sides with the assignment's recorded order, under its row lock."""
         data = self.validated_data
+        common = {
+            "strength": data["strength"],
+            "comment": data["comment"],
+            "time_spent_ms": data["time_spent_ms"],
+            "idempotency_key": idempotency_key,
+        }
         if "preferred_side" in data:
-            on_left, on_right = Choice(left), Choice(left).other
-            tags = {on_left: data.get("safety_left"), on_right: data.get("safety_right")}
-            preferred = services.choice_for_side(side=data["preferred_side"], left=left)
-            safety_a, safety_b = tags[Choice.A], tags[Choice.B]
-        else:
-            preferred = Choice(data["preferred"])
-            safety_a, safety_b = data.get("safety_a"), data.get("safety_b")
+            return services.ShownLabelInput(
+                preferred_side=data["preferred_side"],
+                safety_left=data.get("safety_left"),
+                safety_right=data.get("safety_right"),
+                **common,
+            )
         return services.LabelInput(
-            preferred=preferred,
-            strength=data["strength"],
-            safety_a=safety_a,
-            safety_b=safety_b,
-            comment=data["comment"],
-            time_spent_ms=data["time_spent_ms"],
-            idempotency_key=idempotency_key,
+            preferred=Choice(data["preferred"]),
+            safety_a=data.get("safety_a"),
+            safety_b=data.get("safety_b"),
+            **common,
         )
-
-    def in_request_terms(self, errors: dict, *, left: str) -> dict:
-        """The service's errors keyed by the fields this request used: a client that sent
-        ``safety_left``/``safety_right`` is told about those, not about ``safety_a``/``_b``."""
-        if "preferred_side" not in self.validated_data:
-            return errors
-        side_of = {f"safety_{Choice(left).value.lower()}": "safety_left"}
-        side_of[f"safety_{Choice(left).other.value.lower()}"] = "safety_right"
-        side_of["preferred"] = "preferred_side"
-        return {side_of.get(name, name): messages for name, messages in errors.items()}
 
 
 class SkipInputSerializer(serializers.Serializer):
@@ -178,9 +173,78 @@ class LabelSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_preferred_side(self, label: Label) -> str | None:
-        if not label.left:
-            return None
-        return "left" if label.preferred == label.left else "right"
+        return preferred_side(label)
+
+
+def preferred_side(label: Label) -> str | None:
+    """The side the preferred response was shown on (None for imported labels)."""
+    if not label.left:
+        return None
+    return "left" if label.preferred == label.left else "right"
+
+
+# --- the hot path's JSON ---------------------------------------------------------------
+# Every label renders one task and one label. DRF builds (deep-copies) every field of a
+# serializer on each instantiation, which cost about a fifth of the cycle's Django CPU,
+# so the cycle renders plain dicts. The serializers above stay the schema; tests check
+# that both give the same JSON (tests/annotation/test_api.py).
+
+_DATETIME = serializers.DateTimeField()
+
+
+def task_data(task) -> dict:
+    """``TaskSerializer(task).data`` as a plain dict (``task``: ``selectors.Task``)."""
+    guideline = task.guideline
+    counts = task.counts
+    return {
+        "assignment_id": task.assignment_id,
+        "comparison_id": task.comparison_id,
+        "batch": {"id": task.batch_id, "name": task.batch_name},
+        "category": task.category,
+        "turns": [{"role": str(t["role"]), "content": str(t["content"])} for t in task.turns],
+        "responses": {"left": {"text": task.left.text}, "right": {"text": task.right.text}},
+        "guideline": None
+        if guideline is None
+        else {
+            "category": guideline.category,
+            "title": guideline.title,
+            "body": guideline.body,
+            "version": guideline.version,
+        },
+        "counts": {
+            "done": counts.done,
+            "remaining": counts.remaining,
+            "remaining_capped": counts.remaining_capped,
+            "skipped": counts.skipped,
+        },
+        "assigned_at": _DATETIME.to_representation(task.assigned_at),
+    }
+
+
+def label_data(label: Label) -> dict:
+    """``LabelSerializer(label).data`` as a plain dict."""
+    return {
+        "id": label.pk,
+        "comparison": label.comparison_id,
+        "batch": label.comparison.batch_id,
+        "preferred": label.preferred,
+        "preferred_side": preferred_side(label),
+        "left": label.left,
+        "strength": label.strength,
+        "safety_a": label.safety_a,
+        "safety_b": label.safety_b,
+        "safety_bin": label.safety_bin,
+        "comment": label.comment,
+        "time_spent_ms": label.time_spent_ms,
+        "created_at": _DATETIME.to_representation(label.created_at),
+    }
+
+
+class LabelAndNextSerializer(serializers.Serializer):
+    """The stored label and the caller's next task (null when the queue is empty)."""
+
+    label = LabelSerializer()
+    next = TaskSerializer(allow_null=True)
 
 
 # --- batches and comparisons -----------------------------------------------------------

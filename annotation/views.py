@@ -162,6 +162,8 @@ def annotate_label(request, assignment_id: int):
             )
         except ValidationError as exc:
             _add_service_errors(form, exc)
+        except services.IdempotencyKeyReused:
+            form.add_error(None, "This form was already used to label another task; reload.")
     if form.errors:
         # Field problems are the annotator's to fix (422); the rest are the task's state (409).
         status = 409 if form.non_field_errors() else 422

@@ -1,12 +1,20 @@
-"""Load benchmark of the annotator cycle: GET /api/v1/tasks/next/ + POST .../label/.
+"""Load benchmark of the annotator cycle through the REST API, next to a bare Django view.
 
 Serves Pairwise with gunicorn (``config.wsgi``, production settings plus the baseline
 view, see ``bench/settings.py``) on a dedicated PostgreSQL database, seeds annotators
 with API tokens and an open batch of comparisons, then drives N concurrent annotators
-through the real API with token auth for a fixed duration. Next to it, the same clients
-hit a bare Django view doing one indexed read and one insert (``bench/bare_view.py``)
-behind the same gunicorn and database. Reports labels/s and p50/p99 latency of a cycle,
-requests/s and latency of the bare view, and the throughput ratio.
+through the real API with token auth for a fixed duration. Modes (``--modes``):
+
+- ``cycle``: the steady state of a client, one request per label:
+  POST /api/v1/tasks/{id}/label-and-next/ answers with the next task
+  (GET /api/v1/tasks/next/ fetches only the first one);
+- ``cycle2``: GET /api/v1/tasks/next/ then POST /api/v1/tasks/{id}/label/, two requests;
+- ``bare``: a bare Django view doing one indexed read and one insert
+  (``bench/bare_view.py``) behind the same gunicorn and database.
+
+Reports labels/s and p50/p99 latency of a label, requests/s and latency of the bare
+view, CPU per operation (gunicorn, PostgreSQL, load generator), the ratios, and an
+integrity check of the data written (no comparison labelled twice, claims consistent).
 
 The load generator runs on the same machine as the server and the database and shares
 its cores; its CPU time is reported too.
@@ -14,8 +22,8 @@ its cores; its CPU time is reported too.
 Run (from the repository root, PostgreSQL on 127.0.0.1:5432)::
 
     .venv/bin/python bench/annotator_cycle.py                    # 50 annotators, 30 s each
-    .venv/bin/python bench/annotator_cycle.py --think-ms 250      # paced annotators
-    .venv/bin/python bench/annotator_cycle.py --workers 3 --threads 4 --duration 60
+    .venv/bin/python bench/annotator_cycle.py --think-ms 5000     # paced annotators
+    .venv/bin/python bench/annotator_cycle.py --modes bare,cycle,cycle2 --rounds 2
 
 The database (``--db``, default pairwise_bench) is dropped and recreated each run.
 Results are printed and written to bench/results/annotator_cycle-<time>.json.
@@ -139,6 +147,32 @@ def seed(*, annotators: int, comparisons: int, safety_share: float) -> dict:
     return {"tokens": [t.key for t in tokens], "bare_comparison": first}
 
 
+def check_integrity() -> dict:
+    """After the runs: no comparison labelled twice, no label without its assignment, and
+    every comparison's claims equal to its live assignments (nothing lost, nothing leaked)."""
+    from django.db.models import Count, F, Q
+
+    from annotation.models import Assignment, Comparison, Label
+
+    labels = Label.objects.exclude(annotator=None)
+    live = Q(assignments__status__in=[Assignment.Status.ASSIGNED, Assignment.Status.LABELLED])
+    return {
+        "labels": labels.count(),
+        "labelled_assignments": Assignment.objects.filter(
+            status=Assignment.Status.LABELLED
+        ).count(),
+        "comparisons_labelled_twice": labels.values("comparison")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .count(),
+        "comparisons_with_wrong_claims": Comparison.objects.annotate(
+            live=Count("assignments", filter=live)
+        )
+        .exclude(claims=F("live"))
+        .count(),
+    }
+
+
 # --- the server ------------------------------------------------------------------------------
 
 
@@ -220,14 +254,58 @@ def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
 # --- the load generator ----------------------------------------------------------------------
 
 
+def _label_body(rng: random.Random, task: dict) -> bytes:
+    label = {
+        "preferred_side": rng.choice(("left", "right")),
+        "strength": rng.choice(STRENGTHS),
+    }
+    if task["category"] == "safety":
+        label["safety_left"] = rng.choice(("safe", "unsafe"))
+        label["safety_right"] = rng.choice(("safe", "unsafe"))
+    return json.dumps(label).encode()
+
+
 def _annotator(mode, port, token, bare_comparison, start_at, measure_from, stop_at, think_s, out):
-    """One simulated annotator on one keep-alive connection; appends (end, latency, ok)."""
+    """One simulated annotator on one keep-alive connection; appends (end, latency, ok).
+
+    Modes: ``bare`` (the baseline view), ``cycle`` (the steady state: one POST
+    .../label-and-next/ per label, GET /tasks/next/ only for the first task) and
+    ``cycle2`` (GET /tasks/next/ then POST .../label/ per label, two requests).
+    """
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     auth = {"Authorization": f"Token {token}"}
     rng = random.Random(token)
     records = []
+    task = None
+
+    def get_next():
+        conn.request("GET", "/api/v1/tasks/next/", headers=auth)
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, (json.loads(body) if resp.status == 200 else None)
+
+    def post_label(url):
+        conn.request(
+            "POST",
+            url,
+            body=_label_body(rng, task),
+            headers={
+                **auth,
+                "Content-Type": "application/json",
+                "Idempotency-Key": uuid.uuid4().hex,
+            },
+        )
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
     time.sleep(max(0.0, start_at - time.time()))
     try:
+        if mode == "cycle":
+            code, task = get_next()
+            if code != 200:
+                records.append((time.time(), 0.0, "empty" if code == 204 else f"next {code}"))
+                out.extend(records)
+                return
         while time.time() < stop_at:
             t0 = time.perf_counter()
             if mode == "bare":
@@ -236,43 +314,28 @@ def _annotator(mode, port, token, bare_comparison, start_at, measure_from, stop_
                 )
                 resp = conn.getresponse()
                 resp.read()
-                ok = resp.status == 201
+                ok, code = resp.status == 201, resp.status
+            elif mode == "cycle":
+                code, body = post_label(f"/api/v1/tasks/{task['assignment_id']}/label-and-next/")
+                ok = code == 201
+                if ok:
+                    task = json.loads(body)["next"]
             else:
-                conn.request("GET", "/api/v1/tasks/next/", headers=auth)
-                resp = conn.getresponse()
-                body = resp.read()
-                if resp.status == 204:
+                code, task = get_next()
+                if code == 204:
                     records.append((time.time(), 0.0, "empty"))
                     break
-                if resp.status != 200:
-                    records.append((time.time(), time.perf_counter() - t0, f"next {resp.status}"))
+                if code != 200:
+                    records.append((time.time(), time.perf_counter() - t0, f"next {code}"))
                     continue
-                task = json.loads(body)
-                label = {
-                    "preferred_side": rng.choice(("left", "right")),
-                    "strength": rng.choice(STRENGTHS),
-                }
-                if task["category"] == "safety":
-                    label["safety_left"] = rng.choice(("safe", "unsafe"))
-                    label["safety_right"] = rng.choice(("safe", "unsafe"))
-                conn.request(
-                    "POST",
-                    f"/api/v1/tasks/{task['assignment_id']}/label/",
-                    body=json.dumps(label),
-                    headers={
-                        **auth,
-                        "Content-Type": "application/json",
-                        "Idempotency-Key": uuid.uuid4().hex,
-                    },
-                )
-                resp = conn.getresponse()
-                resp.read()
-                ok = resp.status == 201
+                code, _ = post_label(f"/api/v1/tasks/{task['assignment_id']}/label/")
+                ok = code == 201
             end = time.time()
             if end >= measure_from:
-                records.append(
-                    (end, time.perf_counter() - t0, True if ok else f"status {resp.status}")
-                )
+                records.append((end, time.perf_counter() - t0, True if ok else f"status {code}"))
+            if mode == "cycle" and ok and task is None:
+                records.append((time.time(), 0.0, "empty"))
+                break
             if think_s:
                 time.sleep(rng.expovariate(1 / think_s))
     except (OSError, http.client.HTTPException) as exc:
@@ -442,7 +505,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument("--load-procs", type=int, default=2, help="load-generator processes")
-    parser.add_argument("--only", choices=["bare", "cycle"], help="run one side only")
+    parser.add_argument(
+        "--modes",
+        default="bare,cycle",
+        help="comma-separated, run in this order each round: bare (the baseline view), "
+        "cycle (POST label-and-next, one request per label), cycle2 (GET next + POST label)",
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -492,7 +560,9 @@ def main() -> None:
     )
     server = start_gunicorn(env, port=port, workers=args.workers, threads=args.threads)
     results = []
-    modes = [m for m in ("bare", "cycle") if not args.only or m == args.only]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if unknown := set(modes) - {"bare", "cycle", "cycle2"}:
+        parser.error(f"unknown modes: {sorted(unknown)}")
     try:
         for mode in modes * args.rounds:
             print(
@@ -525,17 +595,21 @@ def main() -> None:
         "runs": [asdict(r) for r in results],
         "results": {mode: asdict(r) for mode, r in by_mode.items()},
     }
-    if {"bare", "cycle"} <= by_mode.keys():
-        ratio = by_mode["cycle"].ops_per_s / by_mode["bare"].ops_per_s
-        summary["ratio_cycle_labels_per_s_to_bare_requests_per_s"] = round(ratio, 3)
-        cpu = {
-            m: by_mode[m].server_cpu_ms_per_op + by_mode[m].postgres_cpu_ms_per_op for m in by_mode
-        }
-        summary["ratio_bare_cpu_to_cycle_cpu"] = round(cpu["bare"] / cpu["cycle"], 3)
+    summary["integrity"] = check_integrity()
+    print("integrity: " + json.dumps(summary["integrity"]))
+    cpu = {m: by_mode[m].server_cpu_ms_per_op + by_mode[m].postgres_cpu_ms_per_op for m in by_mode}
+    for mode in ("cycle", "cycle2"):
+        if "bare" not in by_mode or mode not in by_mode:
+            continue
+        ratio = by_mode[mode].ops_per_s / by_mode["bare"].ops_per_s
+        summary[f"ratio_{mode}_labels_per_s_to_bare_requests_per_s"] = round(ratio, 3)
+        summary[f"ratio_bare_cpu_to_{mode}_cpu"] = round(cpu["bare"] / cpu[mode], 3)
         print(
-            f"\ncycle {by_mode['cycle'].ops_per_s} labels/s (p50 {by_mode['cycle'].p50_ms} ms, "
-            f"p99 {by_mode['cycle'].p99_ms} ms) vs bare {by_mode['bare'].ops_per_s} req/s "
-            f"(p50 {by_mode['bare'].p50_ms} ms, p99 {by_mode['bare'].p99_ms} ms): ratio {ratio:.2f}"
+            f"{mode} {by_mode[mode].ops_per_s} labels/s (p50 {by_mode[mode].p50_ms} ms, "
+            f"p99 {by_mode[mode].p99_ms} ms, CPU {cpu[mode]:.2f} ms/label) vs bare "
+            f"{by_mode['bare'].ops_per_s} req/s (p50 {by_mode['bare'].p50_ms} ms, "
+            f"p99 {by_mode['bare'].p99_ms} ms, CPU {cpu['bare']:.2f} ms/req): "
+            f"throughput ratio {ratio:.2f}, CPU ratio {cpu['bare'] / cpu[mode]:.2f}"
         )
     out_dir = REPO / "bench" / "results"
     out_dir.mkdir(exist_ok=True)

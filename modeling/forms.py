@@ -10,7 +10,12 @@ from modeling.training.config import MarginTable
 
 
 class BaseModelForm(forms.Form):
-    name = forms.CharField(required=False, max_length=200, help_text="Blank: base-v{N}.")
+    name = forms.CharField(
+        required=False,
+        max_length=200,
+        help_text="Blank: base-v{N}.",
+        widget=forms.TextInput(attrs={"placeholder": "base-v{N}"}),  # appearance only
+    )
     max_steps = forms.IntegerField(min_value=1, initial=3000)
     max_seconds = forms.IntegerField(
         min_value=0, initial=480, help_text="Time bound on creation (0: none)."
@@ -22,6 +27,7 @@ class BaseModelForm(forms.Form):
     )
     use_shared_hh = forms.BooleanField(
         required=False,
+        label="Use shared HH dialogues",
         initial=False,
         help_text="Pretrain also on the HH dialogues in the shared data folder (held-out prompts excluded).",
     )
@@ -33,13 +39,19 @@ class RewardModelForm(forms.Form):
     batches = forms.ModelMultipleChoiceField(
         queryset=batches_frozen(), widget=forms.CheckboxSelectMultiple
     )
-    name = forms.CharField(required=False, max_length=200, help_text="Blank: RM-{kind}-V{N}.")
+    name = forms.CharField(
+        required=False,
+        max_length=200,
+        help_text="Blank: RM-{kind}-V{N}.",
+        widget=forms.TextInput(attrs={"placeholder": "RM-{kind}-V{N}"}),  # appearance only
+    )
     margin = forms.ChoiceField(
         choices=[(m.value, m.value) for m in MarginTable], initial=MarginTable.SMALL.value
     )
     other_ratio = forms.FloatField(
         required=False,
         min_value=0,
+        widget=forms.NumberInput(attrs={"placeholder": "auto", "step": "any"}),  # appearance only
         help_text="Share from the other category (blank: 1.0 for helpfulness, 0.1 for safety).",
     )
     learning_rate = forms.FloatField(initial=2e-4, min_value=1e-7, max_value=0.5)

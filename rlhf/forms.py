@@ -35,8 +35,16 @@ class IterationLaunchForm(forms.Form):
     accept_min_win_rate = forms.FloatField(
         min_value=0, max_value=1, initial=_DEFAULTS.accept_min_win_rate
     )
-    reward_helpfulness_path = forms.CharField(required=False, max_length=500)
-    reward_safety_path = forms.CharField(required=False, max_length=500)
+    reward_helpfulness_path = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.TextInput(attrs={"placeholder": "blank: train from the batches"}),
+    )
+    reward_safety_path = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.TextInput(attrs={"placeholder": "blank: train from the batches"}),
+    )
 
     def settings_json(self) -> dict:
         d = self.cleaned_data

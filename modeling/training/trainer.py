@@ -181,6 +181,7 @@ def reward_model_train(
     (the last checkpoint stays, so a rerun resumes).
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
     from modeling.basemodel import load_checkpoint
@@ -192,6 +193,10 @@ def reward_model_train(
     precision = config.mixed_precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() else "no"
+    # A worker process runs many jobs; accelerate keeps the first job's precision in a
+    # process-wide singleton and refuses a different one later. Reset that part (not the
+    # process group, so a multi-GPU launch keeps its ranks).
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
     set_seed(config.seed)
     work_dir, output_dir = Path(work_dir), Path(output_dir)

@@ -261,46 +261,158 @@ def test_no_labels_once_the_batch_is_closed(annotator, ann):
     assert Label.objects.count() == 0
 
 
-def test_next_and_label_query_counts_are_pinned(annotator, ann):
+def _statements(request) -> tuple[object, list[str]]:
+    """The response of ``request()`` and the SQL it ran, read before the next request
+    resets Django's query log."""
+    with CaptureQueriesContext(connection) as captured:
+        response = request()
+    return response, [q["sql"][:120] for q in captured.captured_queries]
+
+
+def test_cycle_query_counts_are_pinned(annotator, ann):
     """N+1 guard: the cycle's queries are fixed, whatever the dialogue, batch or history."""
-    open_batch_with(6)
-    labels_before = 0
+    open_batch_with(12)
+    services.guideline_publish(category="helpfulness", title="Be helpful", body="Prefer it.")
     for n in range(3):
-        with CaptureQueriesContext(connection) as claim:
-            task = ann.get("/api/v1/tasks/next/").json()
-        with CaptureQueriesContext(connection) as resume:
-            assert ann.get("/api/v1/tasks/next/").json()["assignment_id"] == task["assignment_id"]
+        claimed, claim = _statements(lambda: ann.get("/api/v1/tasks/next/"))
+        task = claimed.json()
+        resumed, resume = _statements(lambda: ann.get("/api/v1/tasks/next/"))
+        assert resumed.json()["assignment_id"] == task["assignment_id"]
         url = f"/api/v1/tasks/{task['assignment_id']}/label/"
-        with CaptureQueriesContext(connection) as lab:
-            assert (
-                ann.post(url, LABEL, format="json", HTTP_IDEMPOTENCY_KEY=f"key-{n}").status_code
-                == 201
+        labelled, label = _statements(
+            lambda url=url, n=n: ann.post(
+                url, LABEL, format="json", HTTP_IDEMPOTENCY_KEY=f"key-{n}"
             )
-        labels_before += 1
-        sql = {"claim": claim, "resume": resume, "label": lab}
-        counts = {name: len(q) for name, q in sql.items()}
+        )
+        assert labelled.status_code == 201
+        task = ann.get("/api/v1/tasks/next/").json()
+        url = f"/api/v1/tasks/{task['assignment_id']}/label-and-next/"
+        got, label_next = _statements(
+            lambda url=url, n=n: ann.post(
+                url, LABEL, format="json", HTTP_IDEMPOTENCY_KEY=f"key-next-{n}"
+            )
+        )
+        assert got.status_code == 201 and got.json()["next"] is not None
+        held = got.json()["next"]["assignment_id"]
+        ann.post(f"/api/v1/tasks/{held}/label/", LABEL, format="json")  # next round claims
+        sql = {"claim": claim, "resume": resume, "label": label, "label_next": label_next}
         # Every request: token, permissions (one query, see api.PreloadedPermissionsMixin).
-        # claim: current task, BEGIN, lock a free comparison, claims+1, insert, COMMIT,
-        #        the task with dialogue and responses, guideline, counts (one query).
-        # resume: current task, the task, guideline, counts.
-        # label: assignment's left side, idempotency key, BEGIN, lock, insert, update, COMMIT.
-        assert counts == {"claim": 11, "resume": 6, "label": 9}, {
-            name: [x["sql"][:120] for x in q.captured_queries] for name, q in sql.items()
-        }
-    assert Label.objects.count() == labels_before
+        # Transactions show as SAVEPOINT/RELEASE here (the test runs inside one); in
+        # production they are BEGIN/COMMIT (psycopg2 sends BEGIN with the first statement).
+        # claim: current task, BEGIN, claim a free comparison (one UPDATE ... RETURNING),
+        #        insert the assignment, COMMIT, the task with dialogue, responses and counts
+        #        (one query); the guideline comes from the cache after the first task.
+        # resume: current task, the task.
+        # label: BEGIN, lock the assignment, insert, update, COMMIT.
+        # label_next: label's, then current task, claim, insert in the same transaction
+        #             (one COMMIT), the task.
+        guideline = 1 if n == 0 else 0
+        counts = {name: len(q) for name, q in sql.items()}
+        assert counts == {
+            "claim": 8 + guideline,
+            "resume": 4,
+            "label": 7,
+            "label_next": 11,
+        }, sql
 
 
-# --- the queue functions behind the API ---------------------------------------------------
+# --- the combined submit --------------------------------------------------------------------
 
 
-def test_open_slots_queue_keeps_the_rules():
+def test_label_and_next_is_the_whole_cycle_in_one_request(annotator, ann):
+    open_batch_with(3)
+    task = ann.get("/api/v1/tasks/next/").json()
+    seen = [task["assignment_id"]]
+    while task is not None:
+        url = f"/api/v1/tasks/{task['assignment_id']}/label-and-next/"
+        resp = ann.post(url, LABEL, format="json", HTTP_IDEMPOTENCY_KEY=f"k-{len(seen)}")
+        assert resp.status_code == 201
+        body = resp.json()
+        assignment = Assignment.objects.get(pk=task["assignment_id"])
+        assert body["label"]["preferred"] == assignment.left  # "left" → stored A/B
+        assert body["label"]["preferred_side"] == "left"
+        task = body["next"]
+        if task is not None:
+            assert task["assignment_id"] not in seen
+            assert task["responses"]["left"].keys() == {"text"} and "left" not in task
+            assert task["counts"]["done"] == len(seen)
+            seen.append(task["assignment_id"])
+    assert len(seen) == 3 and Label.objects.count() == 3
+    assert ann.get("/api/v1/tasks/next/").status_code == 204
+
+
+def test_label_and_next_retry_returns_the_same_label_and_next_task(annotator, ann):
+    open_batch_with(3)
+    task = ann.get("/api/v1/tasks/next/").json()
+    url = f"/api/v1/tasks/{task['assignment_id']}/label-and-next/"
+    first = ann.post(url, LABEL, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    retry = ann.post(url, LABEL, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert (first.status_code, retry.status_code) == (201, 200)
+    assert first.json()["label"] == retry.json()["label"]
+    assert first.json()["next"]["assignment_id"] == retry.json()["next"]["assignment_id"]
+    assert Label.objects.count() == 1 and Assignment.objects.count() == 2
+    # The same key on the next task is a client bug, not a retry.
+    nxt = first.json()["next"]["assignment_id"]
+    reused = ann.post(
+        f"/api/v1/tasks/{nxt}/label-and-next/", LABEL, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+    assert reused.status_code == 409 and Label.objects.count() == 1
+    assert Assignment.objects.get(pk=nxt).status == "assigned"
+
+
+def test_label_and_next_keeps_validation_and_ownership(annotator, ann):
+    open_batch_with(1, category=Category.SAFETY)
+    other = UserFactory(role="annotator")
+    open_batch_with(1)
+    task = ann.get("/api/v1/tasks/next/").json()
+    assert task["category"] == "safety"
+    url = f"/api/v1/tasks/{task['assignment_id']}/label-and-next/"
+    missing = ann.post(url, LABEL, format="json")
+    assert missing.status_code == 400 and set(missing.json()) == {"safety_left", "safety_right"}
+    assert Assignment.objects.count() == 1  # nothing claimed for an invalid label
+    theirs = client_for(other).get("/api/v1/tasks/next/").json()["assignment_id"]
+    assert (
+        ann.post(f"/api/v1/tasks/{theirs}/label-and-next/", LABEL, format="json").status_code == 404
+    )
+    ok = ann.post(url, {**LABEL, "safety_left": "safe", "safety_right": "unsafe"}, format="json")
+    assert ok.status_code == 201 and ok.json()["next"] is None  # the other one is taken
+    assert ok.json()["label"]["safety_bin"] == "preferred_safe_other_unsafe"
+
+
+def test_hot_path_json_equals_the_serializers(annotator, ann):
+    """The cycle renders plain dicts (serializers.task_data/label_data) for speed; the
+    serializers document the schema. Both must give the same JSON."""
+    from annotation import selectors
+    from annotation.serializers import LabelSerializer, TaskSerializer, label_data, task_data
+
+    open_batch_with(1, category=Category.SAFETY)
+    open_batch_with(1)
+    services.guideline_publish(category="safety", title="Be safe", body="Prefer safe.")
+    for _ in range(2):
+        a = services.assignment_next(annotator=annotator)
+        task = selectors.task_get(assignment_id=a.pk, annotator=annotator)
+        assert task_data(task) == TaskSerializer(task).data
+        data = services.ShownLabelInput(
+            "right", "better", safety_left="safe", safety_right="unsafe", comment="ok"
+        )
+        label, _ = services.label_submit(assignment_id=a.pk, annotator=annotator, data=data)
+        assert label_data(label) == LabelSerializer(label).data
+        assert label_data(label)["preferred_side"] == "right"
+
+
+# --- the queue behind the pages and the API -------------------------------------------------
+
+
+def test_queue_spreads_multi_annotation_batches_breadth_first():
     open_batch_with(2, labels_per_comparison=2)
     users = [UserFactory(role="annotator") for _ in range(5)]
-    got = [services.assignment_next_from_open_slots(annotator=u) for u in users]
+    got = [services.assignment_next(annotator=u) for u in users]
     assert all(got[:4]) and got[4] is None  # 2 comparisons x 2 slots
-    assert services.assignment_next_from_open_slots(annotator=users[0]).pk == got[0].pk  # resumes
+    assert services.assignment_next(annotator=users[0]).pk == got[0].pk  # resumes
     for u, a in zip(users, got[:4], strict=False):
         assert a.annotator_id == u.pk
+    # Fewest claims first: the first two annotators get different comparisons.
+    assert got[0].comparison_id != got[1].comparison_id
     by_comparison = {}
     for a in got[:4]:
         by_comparison.setdefault(a.comparison_id, set()).add(a.annotator_id)
@@ -309,22 +421,21 @@ def test_open_slots_queue_keeps_the_rules():
 
 
 @pytest.mark.parametrize("cap", [3, 1000])
-def test_queue_counts_match_exact_counts_below_the_cap(annotator, cap):
+def test_counts_are_exact_below_the_cap(annotator, cap):
     from annotation import selectors
 
     open_batch_with(5)
-    a = services.assignment_next_from_open_slots(annotator=annotator)
+    a = services.assignment_next(annotator=annotator)
     services.label_submit(
         assignment_id=a.pk, annotator=annotator, data=services.LabelInput("A", "better")
     )
-    b = services.assignment_next_from_open_slots(annotator=annotator)
+    b = services.assignment_next(annotator=annotator)
     services.assignment_skip(assignment_id=b.pk, annotator=annotator, reason="broken prompt")
-    services.assignment_next_from_open_slots(annotator=annotator)
-    exact = selectors.annotator_counts(annotator)
-    capped = selectors.annotator_queue_counts(annotator, cap=cap)
-    assert (capped.done, capped.skipped) == (exact.done, exact.skipped) == (1, 1)
-    assert exact.remaining == 3
-    assert (capped.remaining, capped.remaining_capped) == ((3, True) if cap == 3 else (3, False))
+    services.assignment_next(annotator=annotator)
+    counts = selectors.annotator_counts(annotator, cap=cap)
+    assert (counts.done, counts.skipped) == (1, 1)
+    # 5 comparisons: 1 labelled, 1 skipped, 1 in hand, 2 free.
+    assert (counts.remaining, counts.remaining_capped) == ((3, True) if cap == 3 else (3, False))
 
 
 def test_preloaded_permissions_equal_djangos(researcher):
@@ -451,6 +562,7 @@ def test_openapi_schema_is_valid_and_lists_the_api(annotator):
     for p in [
         "/api/v1/tasks/next/",
         "/api/v1/tasks/{assignment_id}/label/",
+        "/api/v1/tasks/{assignment_id}/label-and-next/",
         "/api/v1/tasks/{assignment_id}/skip/",
         "/api/v1/labels/",
         "/api/v1/batches/",

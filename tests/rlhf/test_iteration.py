@@ -89,7 +89,7 @@ def test_iteration_trains_both_reward_models_with_the_modeling_app(rlhf_models):
 
     base = modeling_services.checkpoint_register(name="base-tiny", path=str(rlhf_models["base"]))
     iteration = services.iteration_launch(
-        batch_ids=[frozen_batch(8).pk],
+        batch_ids=[frozen_batch(12, "rm-week").pk],  # fixed name: a deterministic held-out split
         method="rejection_sampling",
         settings_json={
             **SMALL,
