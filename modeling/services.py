@@ -13,6 +13,7 @@ import errno
 import logging
 import shutil
 import time
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
@@ -456,7 +457,10 @@ def model_version_delete_files(*, model: ModelVersion) -> None:
 # --- scoring (the API's jobs; the worker holds the models) ------------------------------
 
 MAX_SCORE_ITEMS = 64
-_scorers: dict[tuple[int, str], object] = {}  # per worker process: (model id, path) → scorer
+# Per worker process: (model id, path) → loaded scorer, newest last. Two fit the usual
+# traffic (the helpfulness and the safety RM of the week) without holding every RM ever asked for.
+SCORERS_KEPT = 2
+_scorers: OrderedDict[tuple[int, str], object] = OrderedDict()
 
 
 @transaction.atomic
@@ -488,8 +492,12 @@ def _scorer(model: ModelVersion):
     from modeling.inference import RewardScorer
 
     key = (model.pk, model.path)
-    if key not in _scorers:
+    if key in _scorers:
+        _scorers.move_to_end(key)
+    else:
         _scorers[key] = RewardScorer.load(model.path)
+        while len(_scorers) > SCORERS_KEPT:
+            _scorers.popitem(last=False)
     return _scorers[key]
 
 
