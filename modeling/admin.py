@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 
 from annotation.models import Batch
 from modeling import services
-from modeling.models import ModelVersion, TrainingRun
+from modeling.models import ModelVersion, ScoreJob, TrainingRun
 
 
 @admin.register(ModelVersion)
@@ -73,4 +73,19 @@ class TrainingRunAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["batches"]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ScoreJob)
+class ScoreJobAdmin(admin.ModelAdmin):
+    """Read-only: jobs come from the API and are filled in by a worker."""
+
+    list_display = ["id", "model", "status", "single", "created_by", "created_at", "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in ScoreJob._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -1,18 +1,22 @@
 """REST API of the modeling app.
 
-POST /api/v1/models/<id>/score/  {"dialogue": [{"role": "user", "content": ...}, ...],
-                                  "response": "..."}                      → {"model", "score"}
-  or  {"items": [{"dialogue": [...], "response": "..."}, ...]}          → {"model", "scores"}
 GET  /api/v1/models/                                                     → the registry
+POST /api/v1/models/<id>/score/  {"dialogue": [{"role": "user", "content": ...}, ...],
+                                  "response": "..."}
+  or  {"items": [{"dialogue": [...], "response": "..."}, ...]}
+                                      → 202 {"id", "url", "status": "queued"}, Location: url
+GET  /api/v1/models/score-jobs/<id>/  → {"id", "url", "model", "status", "score" | "scores",
+                                         "error", "created_at", "finished_at"}
 
-Scoring loads the reward model in this process on first use (cached per model); this is
-the one request path that imports torch, and only when called.
+Scoring is a job: the request stores the items and queues ``modeling.tasks.score_job_execute``;
+a Celery worker loads the reward model and writes the scores. No request path here imports
+torch (tests/modeling/test_score_api.py checks it).
 """
 
 from __future__ import annotations
 
-import threading
-
+from django.core.exceptions import ValidationError
+from django.urls import reverse
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import BasePermission
@@ -20,12 +24,9 @@ from rest_framework.response import Response
 
 from annotation.domain import Role
 from annotation.permissions import EXPORT, LAUNCH_TRAINING
-from modeling import selectors
-from modeling.models import ModelVersion
-
-MAX_ITEMS = 64
-_scorers: dict[tuple[int, str], object] = {}
-_lock = threading.Lock()
+from modeling import selectors, services
+from modeling.models import ModelVersion, ScoreJob
+from modeling.services import MAX_SCORE_ITEMS as MAX_ITEMS
 
 
 class CanScore(BasePermission):
@@ -82,14 +83,24 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         ]
 
 
-def _scorer(model: ModelVersion):
-    from modeling.inference import RewardScorer
+class ScoreJobSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    model = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
-    key = (model.pk, model.path)
-    with _lock:
-        if key not in _scorers:
-            _scorers[key] = RewardScorer.load(model.path)
-        return _scorers[key]
+    class Meta:
+        model = ScoreJob
+        fields = ["id", "url", "model", "status", "error", "created_at", "finished_at"]
+
+    def get_url(self, job: ScoreJob) -> str:
+        return self.context["request"].build_absolute_uri(
+            reverse("api-score-job", kwargs={"job_id": job.pk})
+        )
+
+    def to_representation(self, job: ScoreJob) -> dict:
+        data = super().to_representation(job)
+        if job.status == ScoreJob.Status.SUCCEEDED:
+            data.update({"score": job.scores[0]} if job.single else {"scores": job.scores})
+        return data
 
 
 @api_view(["GET"])
@@ -104,18 +115,31 @@ def model_score(request, model_id: int):
     model = selectors.model_version_get(model_id=model_id)
     if model is None:
         return Response({"detail": "No such model."}, status=status.HTTP_404_NOT_FOUND)
-    if not (model.is_reward and model.is_ready):
-        return Response(
-            {"detail": f"{model.name} is not a ready reward model."},
-            status=status.HTTP_400_BAD_REQUEST,
-        )
     ser = ScoreRequestSerializer(data=request.data)
     ser.is_valid(raise_exception=True)
-    items = ser.validated_data.get("items") or [ser.validated_data]
-    scores = _scorer(model).score([i["dialogue"] for i in items], [i["response"] for i in items])
-    if "items" in ser.validated_data:
-        return Response({"model": model.name, "scores": scores})
-    return Response({"model": model.name, "score": scores[0]})
+    single = "items" not in ser.validated_data
+    items = [ser.validated_data] if single else ser.validated_data["items"]
+    try:
+        job = services.score_job_create(
+            model=model,
+            items=[{"dialogue": i["dialogue"], "response": i["response"]} for i in items],
+            single=single,
+            created_by=request.user,
+        )
+    except ValidationError as exc:
+        return Response({"detail": "; ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)
+    job.refresh_from_db()  # eager Celery (tests, demos) may have finished it already
+    data = ScoreJobSerializer(job, context={"request": request}).data
+    return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
+
+
+@api_view(["GET"])
+@permission_classes([CanScore])
+def score_job_detail(request, job_id: int):
+    job = selectors.score_job_get(job_id=job_id, user=request.user)
+    if job is None:
+        return Response({"detail": "No such score job."}, status=status.HTTP_404_NOT_FOUND)
+    return Response(ScoreJobSerializer(job, context={"request": request}).data)
 
 
 from django.urls import path  # noqa: E402 - the app's API routes, included by config/api_urls.py
@@ -123,4 +147,5 @@ from django.urls import path  # noqa: E402 - the app's API routes, included by c
 urlpatterns = [
     path("models/", model_list, name="api-models"),
     path("models/<int:model_id>/score/", model_score, name="api-model-score"),
+    path("models/score-jobs/<int:job_id>/", score_job_detail, name="api-score-job"),
 ]

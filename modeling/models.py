@@ -149,3 +149,45 @@ class TrainingRun(models.Model):
     @property
     def percent(self) -> int:
         return int(100 * self.step / self.total_steps) if self.total_steps else 0
+
+
+class ScoreJob(models.Model):
+    """One request to score (dialogue, response) items with a reward model, run by a worker.
+
+    The API creates it and returns at once; ``modeling.tasks.score_job_execute`` loads the
+    reward model in the worker (the web process never imports torch) and fills ``scores``.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    model = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="score_jobs")
+    items = models.JSONField(
+        help_text='[{"dialogue": [{"role", "content"}, ...], "response": ...}]'
+    )
+    single = models.BooleanField(
+        default=False, help_text="Asked for one item (reply with score, not scores)."
+    )
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    scores = models.JSONField(null=True, blank=True, help_text="One float per item, in order.")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Score job {self.pk} ({self.status}) with {self.model_id}"
+
+    @property
+    def is_done(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

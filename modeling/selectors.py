@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from annotation.models import Batch
 from modeling.evaluation import BUCKET_LABELS, BUCKETS
-from modeling.models import REWARD_KINDS, ModelVersion, TrainingRun
+from modeling.models import REWARD_KINDS, ModelVersion, ScoreJob, TrainingRun
 
 
 def model_version_list() -> QuerySet[ModelVersion]:
@@ -78,3 +78,11 @@ def reward_model_table() -> dict:
             }
         )
     return {"columns": [BUCKET_LABELS[b] for b in BUCKETS], "test_sets": test_sets, "rows": rows}
+
+
+def score_job_get(*, job_id: int, user) -> ScoreJob | None:
+    """A score job, if ``user`` may see it: their own, or any for a superuser."""
+    jobs = ScoreJob.objects.select_related("model").filter(pk=job_id)
+    if not user.is_superuser:
+        jobs = jobs.filter(created_by=user)
+    return jobs.first()

@@ -13,6 +13,7 @@ import errno
 import logging
 import shutil
 import time
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from annotation.models import Batch, Label
-from modeling.models import REWARD_KINDS, ModelKind, ModelVersion, TrainingRun
+from modeling.models import REWARD_KINDS, ModelKind, ModelVersion, ScoreJob, TrainingRun
 from modeling.training.config import BaseModelConfig, DataRecipe, RewardTrainingConfig
 
 logger = logging.getLogger(__name__)
@@ -453,11 +454,88 @@ def model_version_delete_files(*, model: ModelVersion) -> None:
         shutil.rmtree(model.path, ignore_errors=True)
 
 
+# --- scoring (the API's jobs; the worker holds the models) ------------------------------
+
+MAX_SCORE_ITEMS = 64
+# Per worker process: (model id, path) → loaded scorer, newest last. Two fit the usual
+# traffic (the helpfulness and the safety RM of the week) without holding every RM ever asked for.
+SCORERS_KEPT = 2
+_scorers: OrderedDict[tuple[int, str], object] = OrderedDict()
+
+
+@transaction.atomic
+def score_job_create(
+    *, model: ModelVersion, items: list[dict], single: bool = False, created_by=None
+) -> ScoreJob:
+    """Queue scoring of ``items`` ({"dialogue": [turns], "response": str}) with ``model``.
+
+    Precondition: the items are validated (the API's serializer does it). Only registry
+    facts are checked here; whether the folder really holds a reward model is found out
+    by the worker, which fails the job with the reason."""
+    if not model.is_reward:
+        raise ValidationError(
+            {"model": f"{model.name} is a {model.get_kind_display()} model, not a reward model."}
+        )
+    if not model.is_ready:
+        raise ValidationError({"model": f"{model.name} is {model.status}, not ready."})
+    if not items or len(items) > MAX_SCORE_ITEMS:
+        raise ValidationError({"items": f"Send between 1 and {MAX_SCORE_ITEMS} items."})
+    job = ScoreJob.objects.create(model=model, items=items, single=single, created_by=created_by)
+
+    from modeling.tasks import score_job_execute
+
+    transaction.on_commit(lambda: score_job_execute.delay(job.pk))
+    return job
+
+
+def _scorer(model: ModelVersion):
+    from modeling.inference import RewardScorer
+
+    key = (model.pk, model.path)
+    if key in _scorers:
+        _scorers.move_to_end(key)
+    else:
+        _scorers[key] = RewardScorer.load(model.path)
+        while len(_scorers) > SCORERS_KEPT:
+            _scorers.popitem(last=False)
+    return _scorers[key]
+
+
+def score_job_execute(*, job_id: int) -> None:
+    """Score a queued job in this (worker) process. A finished job is left alone; any
+    failure ends the job with a readable error."""
+    with transaction.atomic():
+        job = ScoreJob.objects.select_for_update().select_related("model").get(pk=job_id)
+        if job.is_done:
+            return
+        job.status = ScoreJob.Status.RUNNING
+        job.save(update_fields=["status"])
+    try:
+        model = job.model
+        if not (model.is_reward and model.is_ready):
+            raise ValidationError(f"{model.name} is no longer a ready reward model.")
+        scorer = _scorer(model)
+        scores = scorer.score(  # type: ignore[attr-defined]
+            [i["dialogue"] for i in job.items], [i["response"] for i in job.items]
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure ends the job with its reason
+        logger.exception("score job %s failed", job_id)
+        ScoreJob.objects.filter(pk=job_id).update(
+            status=ScoreJob.Status.FAILED, error=_error_message(exc), finished_at=timezone.now()
+        )
+        return
+    ScoreJob.objects.filter(pk=job_id).update(
+        status=ScoreJob.Status.SUCCEEDED, scores=scores, finished_at=timezone.now()
+    )
+
+
 __all__ = [
     "REWARD_KINDS",
     "base_model_launch",
     "checkpoint_register",
     "model_version_delete_files",
     "reward_model_launch",
+    "score_job_create",
+    "score_job_execute",
     "training_run_execute",
 ]

@@ -12,3 +12,8 @@ from modeling import services
 @shared_task(name="modeling.tasks.training_run_execute")
 def training_run_execute(run_id: int) -> None:
     services.training_run_execute(run_id=run_id)
+
+
+@shared_task(name="modeling.tasks.score_job_execute")
+def score_job_execute(job_id: int) -> None:
+    services.score_job_execute(job_id=job_id)

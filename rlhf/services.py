@@ -166,6 +166,7 @@ def stage_log(stage_id: int, message: str, progress: float | None = None) -> Non
     if progress is not None:
         fields["progress"] = max(0.0, min(1.0, progress))
     IterationStage.objects.filter(pk=stage_id).update(**fields)
+    logger.info("%s: %s", stage.get_name_display(), message)
 
 
 def stage_run(*, stage_id: int) -> None:

@@ -2,8 +2,19 @@
 # Install Pairwise and run it with the embedded defaults: SQLite, the filesystem Celery
 # broker with a worker started alongside, demo users and a demo batch.
 #   bash scripts/demo.sh            then open http://127.0.0.1:8000/
-# PAIRWISE_PORT changes the port; PAIRWISE_BEAT=1 also starts celery beat (periodic jobs).
+#   bash scripts/demo.sh --loop     first run one whole RLHF iteration on its own (minutes)
+# PAIRWISE_PORT changes the port; PAIRWISE_BEAT=1 also starts celery beat (periodic jobs);
+# PAIRWISE_DEMO_LOOP=1 is the same as --loop. Each --loop run adds one iteration (RLHF-V{N}):
+# a simulated annotator labels the open batch, then reward models, rejection sampling, PPO,
+# evaluation and the next batch (see docs/rlhf.md, "See the whole loop").
 set -euo pipefail
+LOOP=${PAIRWISE_DEMO_LOOP:-0}
+for arg in "$@"; do
+  case "$arg" in
+    --loop) LOOP=1 ;;
+    *) echo "usage: bash scripts/demo.sh [--loop]" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 . .venv/bin/activate
@@ -13,6 +24,9 @@ mkdir -p "$LOG_DIR"
 
 python manage.py migrate --noinput
 python manage.py pairwise_demo
+if [ "$LOOP" = 1 ]; then
+  python manage.py pairwise_demo_loop
+fi
 
 pids=()
 stop() {

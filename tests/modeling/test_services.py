@@ -200,32 +200,6 @@ def test_pages_and_permissions(client, admin_user, annotator, base):
     assert b"found no safety pairs" in page.content and b"Failed" in page.content
 
 
-def test_score_api(client, admin_user, annotator, base):
-    batch = frozen_batch(6)
-    run = services.reward_model_launch(
-        kind="helpfulness", base_model=base, batch_ids=[batch.pk], config=TINY
-    )
-    url = f"/api/v1/models/{run.result_id}/score/"
-    body = {
-        "dialogue": [{"role": "user", "content": "How do I boil an egg?"}],
-        "response": "Boil it ten minutes.",
-    }
-    client.force_login(annotator)
-    assert client.post(url, body, content_type="application/json").status_code == 403
-    client.force_login(admin_user)
-    ok = client.post(url, body, content_type="application/json")
-    assert ok.status_code == 200 and isinstance(ok.json()["score"], float)
-    many = client.post(url, {"items": [body, body]}, content_type="application/json").json()
-    assert many["scores"][0] == pytest.approx(ok.json()["score"], abs=1e-5)
-    assert client.post(url, {"dialogue": []}, content_type="application/json").status_code == 400
-    assert (
-        client.post(
-            f"/api/v1/models/{base.pk}/score/", body, content_type="application/json"
-        ).status_code
-        == 400
-    )
-
-
 def test_commands_train_and_score(base, tmp_path):
     batch = frozen_batch(6)
     out = io.StringIO()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from django.db import connection
 from tqdm import tqdm
 
 from modeling import services
@@ -16,6 +17,13 @@ def run_with_progress(run_id: int, stdout) -> TrainingRun:
 
     def watch():
         bar = tqdm(total=0, unit="step", dynamic_ncols=True)
+        try:
+            _follow(bar)
+        finally:
+            bar.close()
+            connection.close()  # this thread's own; left open, it outlives the command
+
+    def _follow(bar):
         while not done.wait(1.0):
             run = (
                 TrainingRun.objects.filter(pk=run_id)
@@ -32,7 +40,6 @@ def run_with_progress(run_id: int, stdout) -> TrainingRun:
                     post["acc"] = f"{run.accuracy:.3f}"
                 bar.set_postfix(post)
                 bar.refresh()
-        bar.close()
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
