@@ -1,4 +1,5 @@
 """Django admin for preference data. Actions call services; nothing here writes models itself."""
+
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
@@ -13,7 +14,9 @@ def _transition_action(to: str, verb: str):
                 services.batch_transition(batch=batch, to=to, by=request.user)
                 modeladmin.message_user(request, f"{batch.name}: {verb}.")
             except ValidationError as exc:
-                modeladmin.message_user(request, f"{batch.name}: {'; '.join(exc.messages)}", messages.ERROR)
+                modeladmin.message_user(
+                    request, f"{batch.name}: {'; '.join(exc.messages)}", messages.ERROR
+                )
 
     action.short_description = f"{verb.capitalize()} selected batches"
     action.__name__ = f"batch_{to}"
@@ -22,7 +25,14 @@ def _transition_action(to: str, verb: str):
 
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
-    list_display = ["name", "iteration", "status", "labels_per_comparison", "created_at", "freeze_hash"]
+    list_display = [
+        "name",
+        "iteration",
+        "status",
+        "labels_per_comparison",
+        "created_at",
+        "freeze_hash",
+    ]
     list_filter = ["status", "iteration"]
     search_fields = ["name"]
     actions = [
@@ -79,7 +89,16 @@ class ComparisonAdmin(ReadOnlyAdmin):
 
 @admin.register(Label)
 class LabelAdmin(ReadOnlyAdmin):
-    list_display = ["id", "comparison", "annotator", "source_annotator", "preferred", "strength", "safety_bin", "created_at"]
+    list_display = [
+        "id",
+        "comparison",
+        "annotator",
+        "source_annotator",
+        "preferred",
+        "strength",
+        "safety_bin",
+        "created_at",
+    ]
     list_filter = ["strength", "safety_bin", "comparison__category"]
 
 

@@ -1,4 +1,5 @@
 """Template context: which roles the current user has, for navigation."""
+
 from annotation.permissions import user_roles
 
 

@@ -3,6 +3,7 @@
 Shared by the web app, the importers and exporters, and the ML code, so that a strength
 or a safety bin means the same thing everywhere. Names follow Llama 2 (§3.2.1).
 """
+
 from __future__ import annotations
 
 import enum
@@ -71,7 +72,9 @@ class Role(enum.StrEnum):
     ASSISTANT = "assistant"
 
 
-def safety_bin(preferred: Choice | str, tag_a: SafetyTag | str, tag_b: SafetyTag | str) -> SafetyBin:
+def safety_bin(
+    preferred: Choice | str, tag_a: SafetyTag | str, tag_b: SafetyTag | str
+) -> SafetyBin:
     """The safety bin of a label from the preferred side and each response's safe/unsafe tag."""
     preferred = Choice(preferred)
     tags = {Choice.A: SafetyTag(tag_a), Choice.B: SafetyTag(tag_b)}

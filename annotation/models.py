@@ -3,6 +3,7 @@ labels, batches, guidelines, and the annotator queue's assignments.
 
 Writes go through ``annotation.services``; reads through ``annotation.selectors``.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -13,7 +14,9 @@ from annotation.domain import Category, Choice, SafetyBin, SafetyTag, Strength
 
 
 def _choices(enum_cls, labels=None):
-    return [(m.value, (labels or {}).get(m, m.value.replace("_", " ").capitalize())) for m in enum_cls]
+    return [
+        (m.value, (labels or {}).get(m, m.value.replace("_", " ").capitalize())) for m in enum_cls
+    ]
 
 
 from annotation.domain import STRENGTH_LABELS  # noqa: E402
@@ -43,7 +46,9 @@ class Batch(models.Model):
     iteration = models.PositiveIntegerField(
         default=0, help_text="The weekly iteration this batch belongs to (RLHF-V{N} sampled it)."
     )
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.DRAFT, db_index=True
+    )
     labels_per_comparison = models.PositiveSmallIntegerField(
         default=1, help_text="How many annotators label each comparison."
     )
@@ -76,7 +81,9 @@ class Guideline(models.Model):
 
     category = models.CharField(max_length=20, choices=CATEGORY_CHOICES)
     title = models.CharField(max_length=200)
-    body = models.TextField(help_text="Plain text; blank lines separate paragraphs, '- ' starts a bullet.")
+    body = models.TextField(
+        help_text="Plain text; blank lines separate paragraphs, '- ' starts a bullet."
+    )
     version = models.PositiveIntegerField(default=1)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -84,7 +91,9 @@ class Guideline(models.Model):
     class Meta:
         ordering = ["category", "-version"]
         constraints = [
-            models.UniqueConstraint(fields=["category", "version"], name="guideline_category_version_unique")
+            models.UniqueConstraint(
+                fields=["category", "version"], name="guideline_category_version_unique"
+            )
         ]
 
     def __str__(self) -> str:
@@ -101,7 +110,11 @@ class Prompt(models.Model):
 
     turns = models.JSONField()
     content_hash = models.CharField(max_length=64, unique=True)
-    source = models.CharField(max_length=100, blank=True, help_text="Where it came from: an import, an annotator, a prompt set.")
+    source = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Where it came from: an import, an annotator, a prompt set.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -117,8 +130,12 @@ class Response(models.Model):
 
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
     text = models.TextField()
-    model_version = models.CharField(max_length=200, blank=True, help_text="e.g. RLHF-V2, SFT, human, anthropic-hh")
-    sampling = models.JSONField(default=dict, blank=True, help_text="temperature, top_p, max_new_tokens, seed…")
+    model_version = models.CharField(
+        max_length=200, blank=True, help_text="e.g. RLHF-V2, SFT, human, anthropic-hh"
+    )
+    sampling = models.JSONField(
+        default=dict, blank=True, help_text="temperature, top_p, max_new_tokens, seed…"
+    )
     generated_at = models.DateTimeField(null=True, blank=True)
     generation_seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -136,11 +153,16 @@ class Comparison(models.Model):
     response_b = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
     category = models.CharField(max_length=20, choices=CATEGORY_CHOICES, db_index=True)
     source = models.CharField(max_length=100, blank=True, help_text="Import name or generator.")
-    external_id = models.CharField(max_length=200, blank=True, help_text="The row's id or line in its source.")
-    content_hash = models.CharField(
-        max_length=64, help_text="SHA-256 of (prompt, response A, response B, category): finds duplicates."
+    external_id = models.CharField(
+        max_length=200, blank=True, help_text="The row's id or line in its source."
     )
-    metadata = models.JSONField(default=dict, blank=True, help_text="Source-specific fields kept verbatim.")
+    content_hash = models.CharField(
+        max_length=64,
+        help_text="SHA-256 of (prompt, response A, response B, category): finds duplicates.",
+    )
+    metadata = models.JSONField(
+        default=dict, blank=True, help_text="Source-specific fields kept verbatim."
+    )
     # Live claims on this comparison: labelled plus currently assigned. Kept under the
     # row lock so concurrent annotators never over-assign (see services.assignment_next).
     claims = models.PositiveSmallIntegerField(default=0)
@@ -149,7 +171,9 @@ class Comparison(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["batch", "content_hash"], name="comparison_unique_in_batch"),
+            models.UniqueConstraint(
+                fields=["batch", "content_hash"], name="comparison_unique_in_batch"
+            ),
         ]
         # The queue walks this index in order and stops at the first free slot
         # (services.assignment_next).
@@ -171,7 +195,9 @@ class Assignment(models.Model):
         SKIPPED = "skipped", "Skipped"
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ASSIGNED)
     # Randomised per annotator: which stored response (A or B) is shown on the left.
     left = models.CharField(max_length=1, choices=CHOICE_CHOICES)
@@ -181,7 +207,9 @@ class Assignment(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["comparison", "annotator"], name="assignment_once_per_annotator"),
+            models.UniqueConstraint(
+                fields=["comparison", "annotator"], name="assignment_once_per_annotator"
+            ),
         ]
         indexes = [
             models.Index(fields=["annotator", "status"], name="assignment_annotator_status"),
@@ -202,7 +230,11 @@ class Label(models.Model):
 
     comparison = models.ForeignKey(Comparison, on_delete=models.PROTECT, related_name="labels")
     annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="labels"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="labels",
     )
     source_annotator = models.CharField(max_length=200, blank=True)
     preferred = models.CharField(max_length=1, choices=CHOICE_CHOICES)
@@ -210,7 +242,9 @@ class Label(models.Model):
     strength = models.CharField(max_length=32, choices=STRENGTH_CHOICES, blank=True)
     safety_a = models.CharField(max_length=10, choices=SAFETY_TAG_CHOICES, blank=True)
     safety_b = models.CharField(max_length=10, choices=SAFETY_TAG_CHOICES, blank=True)
-    safety_bin = models.CharField(max_length=40, choices=SAFETY_BIN_CHOICES, blank=True, db_index=True)
+    safety_bin = models.CharField(
+        max_length=40, choices=SAFETY_BIN_CHOICES, blank=True, db_index=True
+    )
     comment = models.TextField(blank=True)
     left = models.CharField(max_length=1, choices=CHOICE_CHOICES, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -257,9 +291,15 @@ class Snapshot(models.Model):
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
 
-    name = models.CharField(max_length=200, blank=True, help_text="A researcher's note; not part of the hash.")
-    filters = models.JSONField(default=dict, help_text="The canonical filters the snapshot was made with.")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    name = models.CharField(
+        max_length=200, blank=True, help_text="A researcher's note; not part of the hash."
+    )
+    filters = models.JSONField(
+        default=dict, help_text="The canonical filters the snapshot was made with."
+    )
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
     content_hash = models.CharField(max_length=64, blank=True, db_index=True)
     manifest = models.JSONField(default=dict, blank=True)
     label_count = models.PositiveIntegerField(default=0)

@@ -5,6 +5,7 @@
 - admin: manage batches and launch training (``annotation.manage_batches``,
   ``modeling.launch_training``); superusers have everything.
 """
+
 from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
@@ -38,7 +39,9 @@ def perm_class(perm: str) -> type[BasePermission]:
         message = f"You need the '{perm}' permission."
 
         def has_permission(self, request, view):
-            return bool(request.user and request.user.is_authenticated and request.user.has_perm(perm))
+            return bool(
+                request.user and request.user.is_authenticated and request.user.has_perm(perm)
+            )
 
     _HasPerm.__name__ = f"Has_{perm.replace('.', '_')}"
     return _HasPerm

@@ -1,4 +1,5 @@
 """Reads of preference data. Each returns querysets or plain values; no writes."""
+
 from __future__ import annotations
 
 import json
@@ -76,7 +77,9 @@ def guideline_active(category: str) -> Guideline | None:
     cached = cache.get(key)
     if cached is not None:
         return cached[0]
-    guideline = Guideline.objects.filter(category=category, is_active=True).order_by("-version").first()
+    guideline = (
+        Guideline.objects.filter(category=category, is_active=True).order_by("-version").first()
+    )
     cache.set(key, (guideline,), GUIDELINE_CACHE_SECONDS)  # a tuple, so "none yet" is cached too
     return guideline
 
@@ -89,7 +92,10 @@ def assignment_get(*, assignment_id: int, annotator) -> Assignment | None:
     """An annotator's own assignment; other annotators' assignments do not exist for them."""
     return (
         Assignment.objects.select_related(
-            "comparison__prompt", "comparison__response_a", "comparison__response_b", "comparison__batch"
+            "comparison__prompt",
+            "comparison__response_a",
+            "comparison__response_b",
+            "comparison__batch",
         )
         .filter(pk=assignment_id, annotator=annotator)
         .first()
@@ -181,8 +187,19 @@ def task_get(*, assignment_id: int, annotator) -> Task | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    (pk, left, assigned_at, comparison_id, batch_id, batch_name, category, turns, text_a, text_b,
-     *counts) = row
+    (
+        pk,
+        left,
+        assigned_at,
+        comparison_id,
+        batch_id,
+        batch_name,
+        category,
+        turns,
+        text_a,
+        text_b,
+        *counts,
+    ) = row
     texts = {"A": text_a, "B": text_b}
     shown_left, shown_right = ("A", "B") if left == "A" else ("B", "A")
     return Task(
@@ -242,8 +259,12 @@ def batch_list_with_progress() -> QuerySet[Batch]:
     return Batch.objects.annotate(
         n_comparisons=Coalesce(n_comparisons, 0),
         n_labels=Coalesce(count_of(Label.objects.all()), 0),
-        n_in_progress=Coalesce(count_of(Assignment.objects.filter(status=Assignment.Status.ASSIGNED)), 0),
-        n_skipped=Coalesce(count_of(Assignment.objects.filter(status=Assignment.Status.SKIPPED)), 0),
+        n_in_progress=Coalesce(
+            count_of(Assignment.objects.filter(status=Assignment.Status.ASSIGNED)), 0
+        ),
+        n_skipped=Coalesce(
+            count_of(Assignment.objects.filter(status=Assignment.Status.SKIPPED)), 0
+        ),
     ).order_by("-created_at")
 
 
@@ -313,9 +334,13 @@ def _counts_sql(annotator, *, cap: int) -> tuple[str, dict]:
     return sql, params
 
 
-def _counts_from_row(done: int, skipped: int, in_hand: int, free: int, *, cap: int) -> AnnotatorCounts:
+def _counts_from_row(
+    done: int, skipped: int, in_hand: int, free: int, *, cap: int
+) -> AnnotatorCounts:
     remaining = free + in_hand
-    return AnnotatorCounts(done=done, remaining=min(remaining, cap), remaining_capped=remaining >= cap, skipped=skipped)
+    return AnnotatorCounts(
+        done=done, remaining=min(remaining, cap), remaining_capped=remaining >= cap, skipped=skipped
+    )
 
 
 def user_permission_names(user) -> set[str]:
@@ -365,12 +390,20 @@ def preference_pairs_frozen(*, batch_ids: list[int]):
         Label.objects.filter(comparison__batch_id__in=batch_ids)
         .order_by("id")
         .values_list(
-            "preferred", "strength", "safety_bin", "comparison__category", "comparison__source",
-            "comparison__prompt__turns", "comparison__response_a__text", "comparison__response_b__text",
+            "preferred",
+            "strength",
+            "safety_bin",
+            "comparison__category",
+            "comparison__source",
+            "comparison__prompt__turns",
+            "comparison__response_a__text",
+            "comparison__response_b__text",
         )
     )
     pairs = []
-    for preferred, strength, bin_, category, source, turns, text_a, text_b in rows.iterator(chunk_size=2000):
+    for preferred, strength, bin_, category, source, turns, text_a, text_b in rows.iterator(
+        chunk_size=2000
+    ):
         chosen, rejected = (text_a, text_b) if preferred == "A" else (text_b, text_a)
         pairs.append(
             PreferencePair(

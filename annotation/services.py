@@ -3,6 +3,7 @@
 Views, API endpoints, admin actions, commands and tasks call these; none of them writes
 models directly.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 # --- roles -----------------------------------------------------------------------------
 
+
 def roles_ensure() -> None:
     """Create the annotator / researcher / admin groups with their permissions (idempotent)."""
     for role, perms in ROLE_PERMISSIONS.items():
@@ -37,7 +39,9 @@ def roles_ensure() -> None:
         wanted = []
         for perm in perms:
             app_label, codename = perm.split(".")
-            found = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            found = Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
             if found is not None:
                 wanted.append(found)
         group.permissions.add(*wanted)
@@ -45,7 +49,9 @@ def roles_ensure() -> None:
 
 def user_set_role(*, user, role: str) -> None:
     if role not in ROLE_PERMISSIONS:
-        raise ValidationError({"role": f"Unknown role {role!r}; choose one of {sorted(ROLE_PERMISSIONS)}."})
+        raise ValidationError(
+            {"role": f"Unknown role {role!r}; choose one of {sorted(ROLE_PERMISSIONS)}."}
+        )
     roles_ensure()
     user.groups.add(Group.objects.get(name=role))
     if role == "admin":
@@ -64,7 +70,12 @@ ALLOWED_TRANSITIONS = {
 
 
 def batch_create(
-    *, name: str, description: str = "", iteration: int = 0, labels_per_comparison: int = 1, created_by=None
+    *,
+    name: str,
+    description: str = "",
+    iteration: int = 0,
+    labels_per_comparison: int = 1,
+    created_by=None,
 ) -> Batch:
     name = name.strip()
     if not name:
@@ -99,8 +110,18 @@ def batch_content_hash(batch: Batch) -> str:
         Label.objects.filter(comparison__batch=batch)
         .order_by("id")
         .values_list(
-            "id", "comparison_id", "annotator_id", "source_annotator", "preferred", "strength",
-            "safety_a", "safety_b", "safety_bin", "comment", "left", "time_spent_ms",
+            "id",
+            "comparison_id",
+            "annotator_id",
+            "source_annotator",
+            "preferred",
+            "strength",
+            "safety_a",
+            "safety_b",
+            "safety_bin",
+            "comment",
+            "left",
+            "time_spent_ms",
         )
     )
     for row in labels.iterator(chunk_size=2000):
@@ -119,7 +140,9 @@ def batch_transition(*, batch: Batch, to: str, by=None) -> Batch:
     current = Batch.Status(batch.status)
     if to not in ALLOWED_TRANSITIONS[current]:
         raise ValidationError(
-            {"status": f"Batch {batch.name!r} is {current.label.lower()}; it cannot become {to.label.lower()}."}
+            {
+                "status": f"Batch {batch.name!r} is {current.label.lower()}; it cannot become {to.label.lower()}."
+            }
         )
     now = timezone.now()
     if to is Batch.Status.OPEN:
@@ -129,13 +152,17 @@ def batch_transition(*, batch: Batch, to: str, by=None) -> Batch:
     elif to is Batch.Status.CLOSED:
         batch.closed_at = now
         # Work handed out but not done goes nowhere: release it.
-        stale = Assignment.objects.filter(comparison__batch=batch, status=Assignment.Status.ASSIGNED)
+        stale = Assignment.objects.filter(
+            comparison__batch=batch, status=Assignment.Status.ASSIGNED
+        )
         for comparison_id in stale.values_list("comparison_id", flat=True):
             Comparison.objects.filter(pk=comparison_id).update(claims=F("claims") - 1)
         stale.delete()
     elif to is Batch.Status.FROZEN:
         if not Label.objects.filter(comparison__batch=batch).exists():
-            raise ValidationError({"status": f"Batch {batch.name!r} has no labels; there is nothing to freeze."})
+            raise ValidationError(
+                {"status": f"Batch {batch.name!r} has no labels; there is nothing to freeze."}
+            )
         batch.frozen_at = now
         batch.freeze_hash = batch_content_hash(batch)
     batch.status = to
@@ -146,18 +173,29 @@ def batch_transition(*, batch: Batch, to: str, by=None) -> Batch:
 
 # --- prompts, responses, comparisons ----------------------------------------------------
 
-def prompt_get_or_create(*, turns: tuple[Turn, ...] | list[Turn], source: str = "", created_by=None) -> Prompt:
+
+def prompt_get_or_create(
+    *, turns: tuple[Turn, ...] | list[Turn], source: str = "", created_by=None
+) -> Prompt:
     content_hash = importers.turns_hash(turns)
     prompt, _ = Prompt.objects.get_or_create(
         content_hash=content_hash,
-        defaults={"turns": [t.as_dict() for t in turns], "source": source, "created_by": created_by},
+        defaults={
+            "turns": [t.as_dict() for t in turns],
+            "source": source,
+            "created_by": created_by,
+        },
     )
     return prompt
 
 
 def _require_editable(batch: Batch) -> None:
     if batch.status not in (Batch.Status.DRAFT, Batch.Status.OPEN):
-        raise ValidationError({"batch": f"Batch {batch.name!r} is {batch.status}: comparisons can no longer be added."})
+        raise ValidationError(
+            {
+                "batch": f"Batch {batch.name!r} is {batch.status}: comparisons can no longer be added."
+            }
+        )
 
 
 @transaction.atomic
@@ -201,7 +239,9 @@ def comparison_create(
                 metadata=metadata or {},
             )
     except IntegrityError:
-        raise ValidationError({"comparison": f"Batch {batch.name!r} already has this comparison."}) from None
+        raise ValidationError(
+            {"comparison": f"Batch {batch.name!r} already has this comparison."}
+        ) from None
 
 
 @dataclass
@@ -216,7 +256,9 @@ class ImportReport:
     skipped_invalid: list[importers.ImportProblem] = field(default_factory=list)
 
     def summary(self) -> str:
-        parts = [f"{self.created} comparison(s) imported from {self.filename} ({self.lines_read} lines)"]
+        parts = [
+            f"{self.created} comparison(s) imported from {self.filename} ({self.lines_read} lines)"
+        ]
         if self.labels_created:
             parts.append(f"{self.labels_created} label(s)")
         if self.duplicates_existing:
@@ -247,13 +289,20 @@ def comparisons_import(
     _require_editable(batch)
     try:
         parsed = importers.parse_file(
-            stream, fmt=fmt, filename=filename, category=category, with_labels=with_labels, source=source
+            stream,
+            fmt=fmt,
+            filename=filename,
+            category=category,
+            with_labels=with_labels,
+            source=source,
         )
     except ValueError as exc:
         raise ValidationError({"format": str(exc)}) from None
     if parsed.problems and (not skip_invalid or not parsed.rows):
         raise importers.ImportFileError(filename, parsed.problems)
-    report = ImportReport(filename=filename, lines_read=parsed.lines_read, skipped_invalid=parsed.problems)
+    report = ImportReport(
+        filename=filename, lines_read=parsed.lines_read, skipped_invalid=parsed.problems
+    )
     source = source or ("anthropic-hh" if fmt == "hh" else filename)
     with transaction.atomic():
         batch = Batch.objects.select_for_update().get(pk=batch.pk)
@@ -294,6 +343,7 @@ def comparisons_import(
 
 # --- guidelines ------------------------------------------------------------------------
 
+
 @transaction.atomic
 def guideline_publish(*, category: Category | str, title: str, body: str) -> Guideline:
     """Publish a new version of a category's guidelines; older versions stay for the record."""
@@ -310,6 +360,7 @@ def guideline_publish(*, category: Category | str, title: str, body: str) -> Gui
 
 
 # --- the annotator queue -----------------------------------------------------------------
+
 
 def _rng_for(annotator_id: int, comparison_id: int) -> random.Random:
     # Deterministic per (annotator, comparison): a reload shows the same order.
@@ -330,7 +381,11 @@ def _comparison_claim_sql() -> str:
         "batch": Batch._meta.db_table,
         "assignment": Assignment._meta.db_table,
     }
-    lock = " FOR UPDATE OF c SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    lock = (
+        " FOR UPDATE OF c SKIP LOCKED"
+        if connection.features.has_select_for_update_skip_locked
+        else ""
+    )
     return (
         "UPDATE {comparison} SET claims = claims + 1 WHERE id = ("
         "SELECT c.id FROM {comparison} c JOIN {batch} b ON b.id = c.batch_id"
@@ -417,7 +472,9 @@ def _assignment_for_update(assignment_id: int, annotator) -> Assignment:
             .get(pk=assignment_id)
         )
     except Assignment.DoesNotExist:
-        raise AssignmentGone({"assignment": "This task no longer exists (it may have expired)."}) from None
+        raise AssignmentGone(
+            {"assignment": "This task no longer exists (it may have expired)."}
+        ) from None
     if assignment.annotator_id != annotator.pk:
         raise AssignmentNotYours("This task belongs to another annotator.")
     return assignment
@@ -528,7 +585,9 @@ def _validate_label(comparison: Comparison, data: LabelInput) -> dict:
     }
 
 
-def _label_write(assignment_id: int, annotator, data: LabelInput | ShownLabelInput) -> tuple[Label, bool]:
+def _label_write(
+    assignment_id: int, annotator, data: LabelInput | ShownLabelInput
+) -> tuple[Label, bool]:
     """Lock the assignment, insert the label, mark the assignment labelled. Call inside a
     transaction; an IntegrityError means the idempotency key was used before."""
     assignment = _assignment_for_update(assignment_id, annotator)
@@ -538,11 +597,17 @@ def _label_write(assignment_id: int, annotator, data: LabelInput | ShownLabelInp
         raise ValidationError({"assignment": "You skipped this task; it cannot be labelled now."})
     comparison = assignment.comparison
     if comparison.batch.status != Batch.Status.OPEN:
-        raise ValidationError({"batch": f"Batch {comparison.batch.name!r} is {comparison.batch.status}: labels are closed."})
+        raise ValidationError(
+            {
+                "batch": f"Batch {comparison.batch.name!r} is {comparison.batch.status}: labels are closed."
+            }
+        )
     try:
         fields = _validate_label(comparison, data.in_stored_terms(left=assignment.left))
     except ValidationError as exc:
-        raise ValidationError(data.errors_in_own_terms(exc.message_dict, left=assignment.left)) from None
+        raise ValidationError(
+            data.errors_in_own_terms(exc.message_dict, left=assignment.left)
+        ) from None
     now = timezone.now()
     time_spent = data.time_spent_ms
     if time_spent is None:
@@ -575,7 +640,9 @@ def _label_for_repeated_key(assignment_id: int, annotator, key: str) -> Label:
     return earlier
 
 
-def label_submit(*, assignment_id: int, annotator, data: LabelInput | ShownLabelInput) -> tuple[Label, bool]:
+def label_submit(
+    *, assignment_id: int, annotator, data: LabelInput | ShownLabelInput
+) -> tuple[Label, bool]:
     """Record the annotator's label for their assignment. Returns (label, created).
 
     Idempotent: submitting again for the same assignment (double click, client retry)
@@ -621,7 +688,9 @@ def assignment_skip(*, assignment_id: int, annotator, reason: str) -> Assignment
     """Skip a task with a reason; it goes back to the pool for others, never to this annotator."""
     reason = reason.strip()
     if not reason:
-        raise ValidationError({"reason": "Say why you are skipping (e.g. 'not my language', 'broken prompt')."})
+        raise ValidationError(
+            {"reason": "Say why you are skipping (e.g. 'not my language', 'broken prompt')."}
+        )
     assignment = _assignment_for_update(assignment_id, annotator)
     if assignment.status == Assignment.Status.SKIPPED:
         return assignment
@@ -655,8 +724,11 @@ def assignments_release_expired(*, ttl_seconds: int | None = None) -> int:
 
 # --- live annotation (used by rlhf.live) ------------------------------------------------
 
+
 @transaction.atomic
-def assignment_create_for(*, comparison: Comparison, annotator, left: Choice | str = Choice.A) -> Assignment:
+def assignment_create_for(
+    *, comparison: Comparison, annotator, left: Choice | str = Choice.A
+) -> Assignment:
     """Hand one specific comparison to one annotator (live annotation: they wrote its prompt).
 
     Counts as a claim, so the queue does not give it to anyone else."""

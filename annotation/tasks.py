@@ -1,4 +1,5 @@
 """Celery tasks of the annotation app: each takes ids, calls one service."""
+
 from celery import shared_task
 
 from annotation import services
@@ -16,6 +17,7 @@ def batch_freeze(self, batch_id: int, user_id: int | None = None) -> str:
 
     batch = services.batch_transition(batch=Batch.objects.get(pk=batch_id), to=Batch.Status.FROZEN)
     return batch.freeze_hash
+
 
 # The export's tasks live in their own module; import it so workers register them.
 from annotation.export.tasks import snapshot_build_task  # noqa: E402, F401

@@ -4,6 +4,7 @@ Embedded default: kombu's filesystem transport under var/celery, so a laptop nee
 broker server. Production: CELERY_BROKER_URL=redis://... and GPU workers consume the
 ``gpu`` queue (``celery -A config worker -Q gpu``).
 """
+
 import os
 
 from celery import Celery

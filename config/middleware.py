@@ -1,4 +1,5 @@
 """Site-wide middleware."""
+
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 
@@ -11,6 +12,8 @@ class LoginRequiredExceptApiMiddleware(LoginRequiredMiddleware):
     """
 
     def process_view(self, request, view_func, view_args, view_kwargs):
-        if request.path_info.startswith("/api/") or request.path_info.startswith(settings.STATIC_URL):
+        if request.path_info.startswith("/api/") or request.path_info.startswith(
+            settings.STATIC_URL
+        ):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)

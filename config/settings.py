@@ -4,6 +4,7 @@ Embedded defaults (no env at all): SQLite at var/pairwise.sqlite3, Celery over t
 filesystem broker at var/celery, models under var/models, DEBUG on. Production sets
 DJANGO_DEBUG=false, DJANGO_SECRET_KEY, DATABASE_URL=postgres://..., CELERY_BROKER_URL=redis://...
 """
+
 from pathlib import Path
 
 import environ
@@ -27,7 +28,9 @@ DATA_DIR = Path(env("PAIRWISE_DATA_DIR", default=str(BASE_DIR / "var")))
 MODELS_DIR = Path(env("PAIRWISE_MODELS_DIR", default=str(DATA_DIR / "models")))
 SNAPSHOTS_DIR = Path(env("PAIRWISE_SNAPSHOTS_DIR", default=str(DATA_DIR / "snapshots")))
 # Real preference data beside the project (../shared/data); absent on some machines.
-SHARED_DATA_DIR = Path(env("PAIRWISE_SHARED_DATA", default=str(BASE_DIR.parent / "shared" / "data")))
+SHARED_DATA_DIR = Path(
+    env("PAIRWISE_SHARED_DATA", default=str(BASE_DIR.parent / "shared" / "data"))
+)
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 INSTALLED_APPS = [
@@ -94,7 +97,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not :memory:, so a real worker process in the tests sees the test database.
-    DATABASES["default"]["TEST"] = {"NAME": env("SQLITE_TEST_NAME", default=str(DATA_DIR / "test.sqlite3"))}
+    DATABASES["default"]["TEST"] = {
+        "NAME": env("SQLITE_TEST_NAME", default=str(DATA_DIR / "test.sqlite3"))
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,4 +1,5 @@
 """URL map: pages per app, the REST API under /api/v1/, its OpenAPI schema, Django admin."""
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path

@@ -14,6 +14,7 @@ The markers are special tokens of every tokenizer Pairwise makes (``SPECIAL_TOKE
 a tokenizer loaded from elsewhere (e.g. Llama 2) gets them added before fine-tuning.
 Plain Python: no Django, no torch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping

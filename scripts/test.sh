@@ -10,6 +10,7 @@ bash scripts/services.sh
 . .venv/bin/activate
 export PAIRWISE_SHARED_DATA=${PAIRWISE_SHARED_DATA:-$(cd .. && pwd)/shared/data}
 ruff check .
+ruff format --check .
 PG_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pairwise}
 REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
 echo "== PostgreSQL ($PG_URL) + Redis ($REDIS_URL)"

@@ -1,4 +1,5 @@
 """Shared fixtures: eager Celery by default, a real worker on request, users per role."""
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,9 @@ def pytest_collection_modifyitems(config, items):
     # Tests that read ../shared/data run wherever it exists (always in CI); elsewhere they
     # say plainly why they did not run.
     if not Path(settings.SHARED_DATA_DIR).exists():
-        skip = pytest.mark.skip(reason=f"shared data not found at {settings.SHARED_DATA_DIR} (PAIRWISE_SHARED_DATA)")
+        skip = pytest.mark.skip(
+            reason=f"shared data not found at {settings.SHARED_DATA_DIR} (PAIRWISE_SHARED_DATA)"
+        )
         for item in items:
             if "shared_data" in item.keywords:
                 item.add_marker(skip)
@@ -125,9 +128,27 @@ def celery_worker(transactional_db, tmp_path):
     reset_celery_caches()
     log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-Q", queue,
-         "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "INFO"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-P",
+            "solo",
+            "-Q",
+            queue,
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "INFO",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60

@@ -1,4 +1,5 @@
 """factory_boy factories for the models tests need most."""
+
 import factory
 from django.contrib.auth import get_user_model
 
@@ -46,8 +47,14 @@ def make_comparison(batch, *, category=Category.HELPFULNESS, turns=None, a=None,
     return services.comparison_create(
         batch=batch,
         turns=turns,
-        response_a=ResponseIn(a or f"Boil it for ten minutes, then cool it in cold water. ({n})", "RLHF-V1", {"temperature": 0.7}),
-        response_b=ResponseIn(b or f"Eggs are laid by hens. ({n})", "RLHF-V0", {"temperature": 1.0}),
+        response_a=ResponseIn(
+            a or f"Boil it for ten minutes, then cool it in cold water. ({n})",
+            "RLHF-V1",
+            {"temperature": 0.7},
+        ),
+        response_b=ResponseIn(
+            b or f"Eggs are laid by hens. ({n})", "RLHF-V0", {"temperature": 1.0}
+        ),
         category=category,
         source="test",
     )

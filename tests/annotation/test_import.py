@@ -1,4 +1,5 @@
 """Import of HH and native JSONL: all or nothing, errors name line and field."""
+
 import gzip
 import io
 import json
@@ -23,8 +24,16 @@ def native_row(i=0, **over):
         "id": f"r{i}",
         "category": "helpfulness",
         "prompt": [{"role": "user", "content": f"Question {i}?"}],
-        "response_a": {"text": "Answer one", "model_version": "RLHF-V1", "sampling": {"temperature": 0.7}},
-        "response_b": {"text": "Answer two", "model_version": "RLHF-V1", "sampling": {"temperature": 1.0}},
+        "response_a": {
+            "text": "Answer one",
+            "model_version": "RLHF-V1",
+            "sampling": {"temperature": 0.7},
+        },
+        "response_b": {
+            "text": "Answer two",
+            "model_version": "RLHF-V1",
+            "sampling": {"temperature": 1.0},
+        },
     }
     row.update(over)
     return row
@@ -35,12 +44,20 @@ def jsonl(*rows) -> io.BytesIO:
 
 
 def do_import(stream, fmt="native", **kw):
-    return services.comparisons_import(batch=kw.pop("batch", None) or BatchFactory(), stream=stream, fmt=fmt, filename="f.jsonl", **kw)
+    return services.comparisons_import(
+        batch=kw.pop("batch", None) or BatchFactory(),
+        stream=stream,
+        fmt=fmt,
+        filename="f.jsonl",
+        **kw,
+    )
 
 
 def test_hh_row_round_trips_and_makes_a_label():
     batch = BatchFactory()
-    report = services.comparisons_import(batch=batch, stream=jsonl(HH_ROW), fmt="hh", category="helpfulness")
+    report = services.comparisons_import(
+        batch=batch, stream=jsonl(HH_ROW), fmt="hh", category="helpfulness"
+    )
     assert (report.created, report.labels_created) == (1, 1)
     c = Comparison.objects.get()
     turns = [type("T", (), t) for t in c.prompt.turns]
@@ -49,7 +66,10 @@ def test_hh_row_round_trips_and_makes_a_label():
     turns = [Turn(Role(t["role"]), t["content"]) for t in c.prompt.turns]
     assert format_hh_dialogue(turns, c.response_a.text) == HH_ROW["chosen"]
     assert format_hh_dialogue(turns, c.response_b.text) == HH_ROW["rejected"]
-    assert Label.objects.get().preferred == "A" and Label.objects.get().source_annotator == "anthropic-hh"
+    assert (
+        Label.objects.get().preferred == "A"
+        and Label.objects.get().source_annotator == "anthropic-hh"
+    )
     assert len(c.prompt.turns) == 3 and c.prompt.turns[-1]["role"] == "user"
 
 
@@ -65,11 +85,26 @@ def test_native_import_keeps_provenance():
     "content, expected",
     [
         (b'{"prompt": \n', "line 1: malformed JSON"),
-        (json.dumps(native_row(response_a={"model_version": "x"})).encode() + b"\n", "line 1, field 'response_a.text': is missing"),
-        (json.dumps(native_row(response_b={"text": 5})).encode() + b"\n", "line 1, field 'response_b.text': must be a string, got int"),
-        (json.dumps(native_row(response_b={"text": "   "})).encode() + b"\n", "line 1, field 'response_b.text': is empty"),
-        (json.dumps(native_row(category="fun")).encode() + b"\n", "line 1, field 'category': must be one of"),
-        (json.dumps(native_row(prompt=[{"role": "bot", "content": "x"}])).encode() + b"\n", "line 1, field 'prompt[0].role'"),
+        (
+            json.dumps(native_row(response_a={"model_version": "x"})).encode() + b"\n",
+            "line 1, field 'response_a.text': is missing",
+        ),
+        (
+            json.dumps(native_row(response_b={"text": 5})).encode() + b"\n",
+            "line 1, field 'response_b.text': must be a string, got int",
+        ),
+        (
+            json.dumps(native_row(response_b={"text": "   "})).encode() + b"\n",
+            "line 1, field 'response_b.text': is empty",
+        ),
+        (
+            json.dumps(native_row(category="fun")).encode() + b"\n",
+            "line 1, field 'category': must be one of",
+        ),
+        (
+            json.dumps(native_row(prompt=[{"role": "bot", "content": "x"}])).encode() + b"\n",
+            "line 1, field 'prompt[0].role'",
+        ),
         (b"[1, 2]\n", "line 1: must be a JSON object, got list"),
         (b"\xff\xfe{}\n", "line 1: not valid UTF-8"),
         (b"", "the file is empty"),
@@ -107,7 +142,9 @@ def test_reimport_does_not_duplicate():
 
 
 def test_explicit_partial_import_reports_skipped_rows():
-    report = do_import(jsonl(native_row(1), native_row(2, response_a={"text": ""})), skip_invalid=True)
+    report = do_import(
+        jsonl(native_row(1), native_row(2, response_a={"text": ""})), skip_invalid=True
+    )
     assert report.created == 1
     assert [p.line for p in report.skipped_invalid] == [2]
     assert "1 invalid row(s) skipped" in report.summary()

@@ -1,4 +1,5 @@
 """The annotator queue: claims, labels, skips, idempotency, batch lifecycle."""
+
 import threading
 
 import pytest
@@ -64,7 +65,9 @@ def test_label_records_display_order_and_time(annotator):
 
 def test_left_order_is_randomised_across_annotators():
     batch = open_batch_with(1, labels_per_comparison=40)
-    lefts = {services.assignment_next(annotator=UserFactory(role="annotator")).left for _ in range(40)}
+    lefts = {
+        services.assignment_next(annotator=UserFactory(role="annotator")).left for _ in range(40)
+    }
     assert lefts == {"A", "B"}
     assert batch.comparisons.get().claims == 40
 

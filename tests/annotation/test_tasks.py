@@ -1,4 +1,5 @@
 """Annotation tasks through a real Celery worker process (Redis in CI)."""
+
 import pytest
 
 from annotation import services, tasks
@@ -11,8 +12,12 @@ from tests.factories import open_batch_with
 def test_freeze_runs_in_a_real_worker(celery_worker, annotator):
     batch = open_batch_with(2)
     a = services.assignment_next(annotator=annotator)
-    services.label_submit(assignment_id=a.pk, annotator=annotator, data=services.LabelInput("B", "better"))
+    services.label_submit(
+        assignment_id=a.pk, annotator=annotator, data=services.LabelInput("B", "better")
+    )
     services.batch_transition(batch=batch, to=Batch.Status.CLOSED)
     tasks.batch_freeze.delay(batch.pk)
-    frozen = wait_for(lambda: Batch.objects.filter(pk=batch.pk, status="frozen").first(), timeout=60)
+    frozen = wait_for(
+        lambda: Batch.objects.filter(pk=batch.pk, status="frozen").first(), timeout=60
+    )
     assert frozen.freeze_hash == services.batch_content_hash(frozen)
