@@ -4,7 +4,7 @@ Every writer takes ``LabelRow`` objects in a fixed order (comparison id, then la
 and writes bytes that depend on nothing else: no timestamps but the data's own, keys in
 a fixed order, floats written by ``repr`` — so the same rows give byte-identical files.
 
-Formats (see docs/export.md for an example row of each):
+Formats (see the README, "Export and import of preference data", for an example row of each):
 
 - ``labels.jsonl``: full fidelity, one row per raw label with both responses' provenance;
 - ``labels.parquet``: the same table in Parquet;
