@@ -79,16 +79,21 @@ def _has_eval(iteration) -> bool:
 @require_GET
 @permission(LAUNCH_TRAINING)
 def pipeline(request):
-    iteration = selectors.iteration_latest()
+    return _render_pipeline(request, selectors.iteration_latest())
+
+
+def _render_pipeline(request, iteration, form=None, status: int = 200):
+    """The pipeline page: one iteration in full, the launch form, every iteration."""
     return render(
         request,
         "rlhf/pipeline.html",
         {
             **_iteration_context(iteration),
-            "form": IterationLaunchForm(),
+            "form": form or IterationLaunchForm(),
             "iterations": selectors.iteration_list(),
             "current_policy": selectors.policy_current(),
         },
+        status=status,
     )
 
 
@@ -98,16 +103,7 @@ def iteration_detail(request, iteration_id: int):
     iteration = selectors.iteration_get(iteration_id)
     if iteration is None:
         raise Http404
-    return render(
-        request,
-        "rlhf/pipeline.html",
-        {
-            **_iteration_context(iteration),
-            "form": IterationLaunchForm(),
-            "iterations": selectors.iteration_list(),
-            "current_policy": selectors.policy_current(),
-        },
-    )
+    return _render_pipeline(request, iteration)
 
 
 @require_GET
@@ -124,17 +120,7 @@ def iteration_stages(request, iteration_id: int):
 def iteration_launch(request):
     form = IterationLaunchForm(request.POST)
     if not form.is_valid():
-        return render(
-            request,
-            "rlhf/pipeline.html",
-            {
-                **_iteration_context(selectors.iteration_latest()),
-                "form": form,
-                "iterations": selectors.iteration_list(),
-                "current_policy": selectors.policy_current(),
-            },
-            status=400,
-        )
+        return _render_pipeline(request, selectors.iteration_latest(), form, status=400)
     try:
         iteration = services.iteration_launch(
             batch_ids=[b.pk for b in form.cleaned_data["batches"]],
