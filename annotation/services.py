@@ -6,6 +6,7 @@ models directly.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -395,31 +396,79 @@ def _comparison_claim_sql() -> str:
     ).format(**tables)
 
 
+_ASSIGNMENT_COLUMNS = (
+    "id",
+    "comparison_id",
+    "annotator_id",
+    "status",
+    "left",
+    "assigned_at",
+    "finished_at",
+    "skip_reason",
+)
+
+
+def _assignment_columns(alias: str) -> str:
+    return ", ".join(f"{alias}.{connection.ops.quote_name(c)}" for c in _ASSIGNMENT_COLUMNS)
+
+
+def _assignment_from_row(row) -> Assignment:
+    """An Assignment from the first ``_ASSIGNMENT_COLUMNS`` of a plain-SQL row, with the
+    database's value converters applied as the ORM would (SQLite returns naive datetimes)."""
+    values = list(row[: len(_ASSIGNMENT_COLUMNS)])
+    for index, col, converters in _assignment_converters(connection.vendor):
+        for converter in converters:
+            values[index] = converter(values[index], col, connection)
+    return Assignment.from_db(connection.alias, _ASSIGNMENT_COLUMNS, values)
+
+
+@functools.cache
+def _assignment_converters(vendor: str) -> list[tuple[int, object, list]]:
+    """(column index, column, converters) for each column the backend converts."""
+    found = []
+    for index, name in enumerate(_ASSIGNMENT_COLUMNS):
+        col = Assignment._meta.get_field(name.removesuffix("_id") or name).get_col("a")
+        converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if converters:
+            found.append((index, col, converters))
+    return found
+
+
 def _assignment_current(annotator) -> Assignment | None:
     """The annotator's oldest unanswered task in an open batch.
 
-    ``raw()`` because it runs on every label: the ORM spent ~0.7 ms of CPU compiling this
-    query, ``raw()`` ~0.15 ms, and the rows are the same model instances.
+    Plain SQL (a prepared statement on PostgreSQL) because it runs on every label: the
+    ORM spent ~0.7 ms of CPU compiling this query; the row becomes the same model
+    instance through ``Model.from_db``.
     """
     tables = {
         "assignment": Assignment._meta.db_table,
         "comparison": Comparison._meta.db_table,
         "batch": Batch._meta.db_table,
+        "columns": _assignment_columns("a"),
     }
     sql = (
-        "SELECT a.* FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
+        "SELECT {columns} FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
         " JOIN {batch} b ON b.id = c.batch_id"
         " WHERE a.annotator_id = %s AND a.status = %s AND b.status = %s"
         " ORDER BY a.assigned_at LIMIT 1"
     ).format(**tables)
     params = [annotator.pk, Assignment.Status.ASSIGNED.value, Batch.Status.OPEN.value]
-    return next(iter(Assignment.objects.raw(sql, params)), None)
+    with connection.cursor() as cursor:
+        selectors.prepared_execute(cursor, "pairwise_current", sql, params)
+        row = cursor.fetchone()
+    return None if row is None else _assignment_from_row(row)
 
 
 def _assignment_claim(annotator) -> Assignment | None:
     """Claim a free slot and record the assignment. Call inside a transaction."""
     with connection.cursor() as cursor:
-        cursor.execute(_comparison_claim_sql(), [Batch.Status.OPEN.value, annotator.pk])
+        selectors.prepared_execute(
+            cursor,
+            "pairwise_claim",
+            _comparison_claim_sql(),
+            [Batch.Status.OPEN.value, annotator.pk],
+        )
         row = cursor.fetchone()
     if row is None:
         return None
@@ -464,19 +513,36 @@ class IdempotencyKeyReused(Exception):
 
 
 def _assignment_for_update(assignment_id: int, annotator) -> Assignment:
-    """The assignment with its comparison and batch, row-locked. Call inside a transaction."""
-    try:
-        assignment = (
-            Assignment.objects.select_for_update(of=("self",))
-            .select_related("comparison__batch")
-            .get(pk=assignment_id)
-        )
-    except Assignment.DoesNotExist:
-        raise AssignmentGone(
-            {"assignment": "This task no longer exists (it may have expired)."}
-        ) from None
+    """The assignment, row-locked, with its comparison (``category``, ``batch_id``) and
+    batch (``status``, ``name``) as unsaved in-memory instances. Call inside a transaction.
+
+    One plain-SQL statement (prepared on PostgreSQL): the ORM spent ~0.9 ms of CPU
+    compiling ``select_for_update().select_related("comparison__batch")``. Only the
+    assignment row is locked (``FOR UPDATE OF a``), as before.
+    """
+    tables = {
+        "assignment": Assignment._meta.db_table,
+        "comparison": Comparison._meta.db_table,
+        "batch": Batch._meta.db_table,
+        "columns": _assignment_columns("a"),
+    }
+    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
+    sql = (
+        "SELECT {columns}, c.category, c.batch_id, b.status, b.name"
+        " FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
+        " JOIN {batch} b ON b.id = c.batch_id WHERE a.id = %s" + lock
+    ).format(**tables)
+    with connection.cursor() as cursor:
+        selectors.prepared_execute(cursor, "pairwise_lock", sql, [assignment_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise AssignmentGone({"assignment": "This task no longer exists (it may have expired)."})
+    assignment = _assignment_from_row(row)
     if assignment.annotator_id != annotator.pk:
         raise AssignmentNotYours("This task belongs to another annotator.")
+    category, batch_id, batch_status, batch_name = row[len(_ASSIGNMENT_COLUMNS) :]
+    batch = Batch(id=batch_id, status=batch_status, name=batch_name)
+    assignment.comparison = Comparison(id=assignment.comparison_id, category=category, batch=batch)
     return assignment
 
 
@@ -623,7 +689,13 @@ def _label_write(
     )
     assignment.status = Assignment.Status.LABELLED
     assignment.finished_at = now
-    assignment.save(update_fields=["status", "finished_at"])
+    with connection.cursor() as cursor:  # plain SQL: the ORM update compiled for ~0.4 ms
+        selectors.prepared_execute(
+            cursor,
+            "pairwise_labelled",
+            f"UPDATE {Assignment._meta.db_table} SET status = %s, finished_at = %s WHERE id = %s",
+            [assignment.status.value, connection.ops.adapt_datetimefield_value(now), assignment.pk],
+        )
     return label, True
 
 
