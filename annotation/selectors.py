@@ -425,7 +425,7 @@ def user_permission_names(user) -> set[str]:
         " JOIN {user_groups} ug ON ug.group_id = gp.group_id WHERE ug.user_id = %s)"
     ).format(**tables)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [user.pk, user.pk])
+        prepared_execute(cursor, "pairwise_permissions", sql, [user.pk, user.pk])
         return {f"{app_label}.{codename}" for app_label, codename in cursor.fetchall()}
 
 

@@ -460,6 +460,28 @@ def _assignment_current(annotator) -> Assignment | None:
     return None if row is None else _assignment_from_row(row)
 
 
+def _insert(obj, name: str) -> None:
+    """Insert a new model instance with one plain-SQL statement (prepared on PostgreSQL),
+    setting its primary key: what ``Model.objects.create`` does for these two models,
+    without the ~0.4 ms of CPU the ORM spends compiling each insert. ``auto_now_add``
+    fields must be set by the caller."""
+    opts = obj._meta
+    fields = [f for f in opts.concrete_fields if f is not opts.pk]
+    values = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(
+        opts.db_table, columns, ", ".join(["%s"] * len(fields))
+    )
+    returning = connection.features.can_return_columns_from_insert
+    if returning:
+        sql += " RETURNING " + connection.ops.quote_name(opts.pk.column)
+    with connection.cursor() as cursor:
+        selectors.prepared_execute(cursor, name, sql, values)
+        obj.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
 def _assignment_claim(annotator) -> Assignment | None:
     """Claim a free slot and record the assignment. Call inside a transaction."""
     with connection.cursor() as cursor:
@@ -474,7 +496,11 @@ def _assignment_claim(annotator) -> Assignment | None:
         return None
     comparison_id = row[0]
     left = _rng_for(annotator.pk, comparison_id).choice([Choice.A, Choice.B])
-    return Assignment.objects.create(comparison_id=comparison_id, annotator=annotator, left=left)
+    assignment = Assignment(
+        comparison_id=comparison_id, annotator=annotator, left=left, assigned_at=timezone.now()
+    )
+    _insert(assignment, "pairwise_assignment_insert")
+    return assignment
 
 
 def assignment_next(*, annotator) -> Assignment | None:
@@ -678,15 +704,17 @@ def _label_write(
     time_spent = data.time_spent_ms
     if time_spent is None:
         time_spent = int((now - assignment.assigned_at).total_seconds() * 1000)
-    label = Label.objects.create(
+    label = Label(
         comparison=comparison,
         annotator=annotator,
         comment=data.comment.strip(),
         left=assignment.left,
         time_spent_ms=time_spent,
         idempotency_key=data.idempotency_key[:100],
+        created_at=now,
         **fields,
     )
+    _insert(label, "pairwise_label_insert")
     assignment.status = Assignment.Status.LABELLED
     assignment.finished_at = now
     with connection.cursor() as cursor:  # plain SQL: the ORM update compiled for ~0.4 ms
