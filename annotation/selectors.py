@@ -67,6 +67,62 @@ def _numbered(sql: str) -> tuple[str, tuple]:
     return _PLACEHOLDER.sub(number, sql), tuple(order)
 
 
+def instance_from_row(model, attnames: tuple[str, ...], values) -> object:
+    """A model instance from plain-SQL values (columns ``attnames``, in order), with the
+    database's value converters applied as the ORM would (SQLite returns naive datetimes)."""
+    values = list(values)
+    for index, col, converters in _converters(model, attnames, connection.vendor):
+        for converter in converters:
+            values[index] = converter(values[index], col, connection)
+    return model.from_db(connection.alias, attnames, values)
+
+
+@functools.cache
+def _converters(model, attnames: tuple[str, ...], vendor: str) -> list[tuple[int, object, list]]:
+    """(index, column, converters) for each of ``attnames`` that the backend converts."""
+    by_attname = {f.attname: f for f in model._meta.concrete_fields}
+    found = []
+    for index, attname in enumerate(attnames):
+        col = by_attname[attname].get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if converters:
+            found.append((index, col, converters))
+    return found
+
+
+def token_user(key: str):
+    """(user, token) for an API token key, or None: one prepared statement instead of the
+    ORM's ``select_related`` read (~0.5 ms of CPU to compile, on every API request)."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    User = get_user_model()
+    token_cols = tuple(f.attname for f in Token._meta.concrete_fields)
+    user_cols = tuple(f.attname for f in User._meta.concrete_fields)
+    q = connection.ops.quote_name
+    sql = "SELECT {}, {} FROM {} t JOIN {} u ON u.{} = t.{} WHERE t.{} = %s".format(
+        ", ".join(
+            f"t.{q(Token._meta.get_field(c.removesuffix('_id') if c.endswith('_id') else c).column)}"
+            for c in token_cols
+        ),
+        ", ".join(f"u.{q(User._meta.get_field(c).column)}" for c in user_cols),
+        q(Token._meta.db_table),
+        q(User._meta.db_table),
+        q(User._meta.pk.column),
+        q(Token._meta.get_field("user").column),
+        q(Token._meta.pk.column),
+    )
+    with connection.cursor() as cursor:
+        prepared_execute(cursor, "pairwise_token", sql, [key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token = instance_from_row(Token, token_cols, row[: len(token_cols)])
+    user = instance_from_row(User, user_cols, row[len(token_cols) :])
+    token.user = user
+    return user, token
+
+
 def batch_list() -> QuerySet[Batch]:
     return Batch.objects.annotate(
         n_comparisons=Count("comparisons", distinct=True),

@@ -6,7 +6,6 @@ models directly.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -413,25 +412,9 @@ def _assignment_columns(alias: str) -> str:
 
 
 def _assignment_from_row(row) -> Assignment:
-    """An Assignment from the first ``_ASSIGNMENT_COLUMNS`` of a plain-SQL row, with the
-    database's value converters applied as the ORM would (SQLite returns naive datetimes)."""
-    values = list(row[: len(_ASSIGNMENT_COLUMNS)])
-    for index, col, converters in _assignment_converters(connection.vendor):
-        for converter in converters:
-            values[index] = converter(values[index], col, connection)
-    return Assignment.from_db(connection.alias, _ASSIGNMENT_COLUMNS, values)
-
-
-@functools.cache
-def _assignment_converters(vendor: str) -> list[tuple[int, object, list]]:
-    """(column index, column, converters) for each column the backend converts."""
-    found = []
-    for index, name in enumerate(_ASSIGNMENT_COLUMNS):
-        col = Assignment._meta.get_field(name.removesuffix("_id") or name).get_col("a")
-        converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-        if converters:
-            found.append((index, col, converters))
-    return found
+    return selectors.instance_from_row(
+        Assignment, _ASSIGNMENT_COLUMNS, row[: len(_ASSIGNMENT_COLUMNS)]
+    )
 
 
 def _assignment_current(annotator) -> Assignment | None:

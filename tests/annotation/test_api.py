@@ -69,6 +69,21 @@ def test_anonymous_gets_401(method, url):
     assert getattr(APIClient(), method)(url).status_code == 401
 
 
+def test_token_auth_rejects_unknown_keys_and_inactive_users(annotator, ann):
+    """The hot path's token read (``api.FastTokenAuthentication``) keeps DRF's rules."""
+    open_batch_with(2)
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
+    assert bad.get("/api/v1/tasks/next/").status_code == 401
+    got = ann.get("/api/v1/tasks/next/")
+    assert got.status_code == 200
+    url = f"/api/v1/tasks/{got.json()['assignment_id']}/label-and-next/"
+    annotator.is_active = False
+    annotator.save(update_fields=["is_active"])
+    assert ann.post(url, LABEL, format="json").status_code == 401
+    assert Label.objects.count() == 0
+
+
 def test_session_auth_works_too(annotator):
     client = APIClient()
     client.force_login(annotator)
