@@ -12,7 +12,16 @@ from django.db import connection
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from annotation.models import Assignment, Batch, Comparison, Guideline, Label, Prompt, Response
+from annotation.models import (
+    AnnotatorBatchCount,
+    Assignment,
+    Batch,
+    Comparison,
+    Guideline,
+    Label,
+    Prompt,
+    Response,
+)
 
 # --- prepared statements for the hot path -------------------------------------------------------
 
@@ -401,9 +410,10 @@ def annotator_counts(annotator, *, cap: int = REMAINING_COUNT_CAP) -> AnnotatorC
     PostgreSQL, on every task fetch); nobody needs "12,345 left" exactly, so counting stops
     at ``cap`` and the screen shows "100+". Below the cap it is exact.
 
-    "Done" counts the annotator's labelled assignments, which are their labels: labels
-    by a Pairwise user are only made by ``services.label_submit``, together with the
-    assignment's status (imported labels have no user).
+    "Done" and "skipped" come from the annotator's ``AnnotatorBatchCount`` rows of open
+    batches (O(open batches), not O(history)): ``services`` adds to them in the
+    transaction that labels or skips an assignment, the only writes of those statuses
+    (imported labels have no user).
 
     Plain SQL because this runs on every task fetch: the ORM spends ~4 ms of CPU compiling
     the subqueries, and it cannot express COUNT over a LIMITed subquery without a join
@@ -424,22 +434,23 @@ def _counts_sql(annotator, *, cap: int) -> tuple[str, dict]:
         "batch": Batch._meta.db_table,
         "assignment": Assignment._meta.db_table,
     }
+    tables["count"] = AnnotatorBatchCount._meta.db_table
     sql = (
-        "SELECT COUNT(CASE WHEN x.status = %(labelled)s THEN 1 END) AS done,"
-        " COUNT(CASE WHEN x.status = %(skipped)s THEN 1 END) AS skipped,"
-        " COUNT(CASE WHEN x.status = %(assigned)s THEN 1 END) AS in_hand,"
+        "SELECT COALESCE((SELECT SUM(n.done) FROM {count} n JOIN {batch} b ON b.id = n.batch_id"
+        "   WHERE n.annotator_id = %(me)s AND b.status = %(open)s), 0) AS done,"
+        " COALESCE((SELECT SUM(n.skipped) FROM {count} n JOIN {batch} b ON b.id = n.batch_id"
+        "   WHERE n.annotator_id = %(me)s AND b.status = %(open)s), 0) AS skipped,"
+        " (SELECT COUNT(*) FROM {assignment} x JOIN {comparison} c ON c.id = x.comparison_id"
+        "   JOIN {batch} b ON b.id = c.batch_id WHERE x.annotator_id = %(me)s"
+        "   AND x.status = %(assigned)s AND b.status = %(open)s) AS in_hand,"
         " (SELECT COUNT(*) FROM (SELECT c.id FROM {comparison} c JOIN {batch} b ON b.id = c.batch_id"
         "   WHERE b.status = %(open)s AND c.claims < b.labels_per_comparison AND NOT EXISTS"
         "   (SELECT 1 FROM {assignment} a WHERE a.comparison_id = c.id AND a.annotator_id = %(me)s)"
         "   ORDER BY c.batch_id, c.claims, c.id LIMIT %(cap)s) free) AS free"
-        " FROM {assignment} x JOIN {comparison} c ON c.id = x.comparison_id"
-        " JOIN {batch} b ON b.id = c.batch_id WHERE x.annotator_id = %(me)s AND b.status = %(open)s"
     ).format(**tables)
     params = {
         "me": annotator.pk,
         "open": Batch.Status.OPEN.value,
-        "labelled": Assignment.Status.LABELLED.value,
-        "skipped": Assignment.Status.SKIPPED.value,
         "assigned": Assignment.Status.ASSIGNED.value,
         "cap": cap,
     }

@@ -23,7 +23,16 @@ from django.utils import timezone
 
 from annotation import importers, selectors
 from annotation.domain import Category, Choice, SafetyTag, Strength, Turn, safety_bin
-from annotation.models import Assignment, Batch, Comparison, Guideline, Label, Prompt, Response
+from annotation.models import (
+    AnnotatorBatchCount,
+    Assignment,
+    Batch,
+    Comparison,
+    Guideline,
+    Label,
+    Prompt,
+    Response,
+)
 from annotation.permissions import ROLE_PERMISSIONS
 
 logger = logging.getLogger(__name__)
@@ -465,6 +474,21 @@ def _insert(obj, name: str) -> None:
     obj._state.db = connection.alias
 
 
+def _count_finished(annotator_id: int, batch_id: int, *, done: int = 0, skipped: int = 0) -> None:
+    """Add to the annotator's done / skipped counter of a batch (``AnnotatorBatchCount``):
+    one upsert, in the transaction that labels or skips the assignment."""
+    table = AnnotatorBatchCount._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (annotator_id, batch_id, done, skipped) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (annotator_id, batch_id) DO UPDATE"
+        f" SET done = {table}.done + excluded.done, skipped = {table}.skipped + excluded.skipped"
+    )
+    with connection.cursor() as cursor:
+        selectors.prepared_execute(
+            cursor, "pairwise_count_finished", sql, [annotator_id, batch_id, done, skipped]
+        )
+
+
 def _assignment_claim(annotator) -> Assignment | None:
     """Claim a free slot and record the assignment. Call inside a transaction."""
     with connection.cursor() as cursor:
@@ -707,6 +731,7 @@ def _label_write(
             f"UPDATE {Assignment._meta.db_table} SET status = %s, finished_at = %s WHERE id = %s",
             [assignment.status.value, connection.ops.adapt_datetimefield_value(now), assignment.pk],
         )
+    _count_finished(annotator.pk, comparison.batch_id, done=1)
     return label, True
 
 
@@ -784,6 +809,7 @@ def assignment_skip(*, assignment_id: int, annotator, reason: str) -> Assignment
     assignment.finished_at = timezone.now()
     assignment.save(update_fields=["status", "skip_reason", "finished_at"])
     Comparison.objects.filter(pk=assignment.comparison_id).update(claims=F("claims") - 1)
+    _count_finished(annotator.pk, assignment.comparison.batch_id, skipped=1)
     return assignment
 
 

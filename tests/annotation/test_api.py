@@ -318,7 +318,8 @@ def test_cycle_query_counts_are_pinned(annotator, ann):
         #        insert the assignment, COMMIT, the task with dialogue, responses and counts
         #        (one query); the guideline comes from the cache after the first task.
         # resume: current task, the task.
-        # label: BEGIN, lock the assignment, insert, update, COMMIT.
+        # label: BEGIN, lock the assignment, insert, update, add to the annotator's done
+        #        counter (one upsert), COMMIT.
         # label_next: label's, then current task, claim, insert in the same transaction
         #             (one COMMIT), the task.
         guideline = 1 if n == 0 else 0
@@ -326,8 +327,8 @@ def test_cycle_query_counts_are_pinned(annotator, ann):
         assert counts == {
             "claim": 8 + guideline,
             "resume": 4,
-            "label": 7,
-            "label_next": 11,
+            "label": 8,
+            "label_next": 12,
         }, sql
 
 
