@@ -474,18 +474,25 @@ def _insert(obj, name: str) -> None:
     obj._state.db = connection.alias
 
 
-def _count_finished(annotator_id: int, batch_id: int, *, done: int = 0, skipped: int = 0) -> None:
+def _count_finished_sql() -> str:
     """Add to the annotator's done / skipped counter of a batch (``AnnotatorBatchCount``):
-    one upsert, in the transaction that labels or skips the assignment."""
+    one upsert, in the transaction that labels or skips the assignment. Parameters:
+    annotator id, batch id, done, skipped."""
     table = AnnotatorBatchCount._meta.db_table
-    sql = (
+    return (
         f"INSERT INTO {table} (annotator_id, batch_id, done, skipped) VALUES (%s, %s, %s, %s)"
         " ON CONFLICT (annotator_id, batch_id) DO UPDATE"
         f" SET done = {table}.done + excluded.done, skipped = {table}.skipped + excluded.skipped"
     )
+
+
+def _count_finished(annotator_id: int, batch_id: int, *, done: int = 0, skipped: int = 0) -> None:
     with connection.cursor() as cursor:
         selectors.prepared_execute(
-            cursor, "pairwise_count_finished", sql, [annotator_id, batch_id, done, skipped]
+            cursor,
+            "pairwise_count_finished",
+            _count_finished_sql(),
+            [annotator_id, batch_id, done, skipped],
         )
 
 
@@ -724,14 +731,26 @@ def _label_write(
     _insert(label, "pairwise_label_insert")
     assignment.status = Assignment.Status.LABELLED
     assignment.finished_at = now
-    with connection.cursor() as cursor:  # plain SQL: the ORM update compiled for ~0.4 ms
-        selectors.prepared_execute(
-            cursor,
-            "pairwise_labelled",
-            f"UPDATE {Assignment._meta.db_table} SET status = %s, finished_at = %s WHERE id = %s",
-            [assignment.status.value, connection.ops.adapt_datetimefield_value(now), assignment.pk],
-        )
-    _count_finished(annotator.pk, comparison.batch_id, done=1)
+    # Plain SQL (the ORM update compiled for ~0.4 ms). On PostgreSQL the status update and
+    # the done counter are one statement (a data-modifying CTE); SQLite has none: two.
+    update = f"UPDATE {Assignment._meta.db_table} SET status = %s, finished_at = %s WHERE id = %s"
+    update_params = [
+        assignment.status.value,
+        connection.ops.adapt_datetimefield_value(now),
+        assignment.pk,
+    ]
+    count_params = [annotator.pk, comparison.batch_id, 1, 0]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            selectors.prepared_execute(
+                cursor,
+                "pairwise_labelled_counted",
+                f"WITH labelled AS ({update}) {_count_finished_sql()}",
+                update_params + count_params,
+            )
+        else:
+            cursor.execute(update, update_params)
+            cursor.execute(_count_finished_sql(), count_params)
     return label, True
 
 
