@@ -311,7 +311,8 @@ def test_cycle_query_counts_are_pinned(annotator, ann):
         held = got.json()["next"]["assignment_id"]
         ann.post(f"/api/v1/tasks/{held}/label/", LABEL, format="json")  # next round claims
         sql = {"claim": claim, "resume": resume, "label": label, "label_next": label_next}
-        # Every request: token, permissions (one query, see api.PreloadedPermissionsMixin).
+        # Every request: token with the caller's permissions (one query, see
+        # selectors.token_user and api.PreloadedPermissionsMixin).
         # Transactions show as SAVEPOINT/RELEASE here (the test runs inside one); in
         # production they are BEGIN/COMMIT (psycopg2 sends BEGIN with the first statement).
         # claim: current task, BEGIN, claim a free comparison (one UPDATE ... RETURNING),
@@ -326,10 +327,10 @@ def test_cycle_query_counts_are_pinned(annotator, ann):
         postgres = 1 if connection.vendor == "postgresql" else 0
         counts = {name: len(q) for name, q in sql.items()}
         assert counts == {
-            "claim": 8 + guideline,
-            "resume": 4,
-            "label": 8 - postgres,
-            "label_next": 12 - postgres,
+            "claim": 7 + guideline,
+            "resume": 3,
+            "label": 7 - postgres,
+            "label_next": 11 - postgres,
         }, sql
 
 
