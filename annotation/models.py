@@ -220,6 +220,33 @@ class Assignment(models.Model):
         return f"{self.annotator} → {self.comparison_id} ({self.status})"
 
 
+class AnnotatorBatchCount(models.Model):
+    """How many tasks of a batch an annotator labelled and skipped: the task screen's
+    "done" counter, read in O(open batches) instead of O(the annotator's history).
+
+    Written only by ``services`` in the transaction that labels or skips the assignment
+    (an upsert), so it always equals the annotator's labelled / skipped assignments of
+    the batch (a test checks it).
+    """
+
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="+")
+    done = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["annotator", "batch"], name="annotator_batch_count_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_id} in batch {self.batch_id}: {self.done} done"
+
+
 class Label(models.Model):
     """One annotator's judgement of one comparison. Raw labels are never aggregated away.
 

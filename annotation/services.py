@@ -23,7 +23,16 @@ from django.utils import timezone
 
 from annotation import importers, selectors
 from annotation.domain import Category, Choice, SafetyTag, Strength, Turn, safety_bin
-from annotation.models import Assignment, Batch, Comparison, Guideline, Label, Prompt, Response
+from annotation.models import (
+    AnnotatorBatchCount,
+    Assignment,
+    Batch,
+    Comparison,
+    Guideline,
+    Label,
+    Prompt,
+    Response,
+)
 from annotation.permissions import ROLE_PERMISSIONS
 
 logger = logging.getLogger(__name__)
@@ -395,37 +404,117 @@ def _comparison_claim_sql() -> str:
     ).format(**tables)
 
 
+_ASSIGNMENT_COLUMNS = (
+    "id",
+    "comparison_id",
+    "annotator_id",
+    "status",
+    "left",
+    "assigned_at",
+    "finished_at",
+    "skip_reason",
+)
+
+
+def _assignment_columns(alias: str) -> str:
+    return ", ".join(f"{alias}.{connection.ops.quote_name(c)}" for c in _ASSIGNMENT_COLUMNS)
+
+
+def _assignment_from_row(row) -> Assignment:
+    return selectors.instance_from_row(
+        Assignment, _ASSIGNMENT_COLUMNS, row[: len(_ASSIGNMENT_COLUMNS)]
+    )
+
+
 def _assignment_current(annotator) -> Assignment | None:
     """The annotator's oldest unanswered task in an open batch.
 
-    ``raw()`` because it runs on every label: the ORM spent ~0.7 ms of CPU compiling this
-    query, ``raw()`` ~0.15 ms, and the rows are the same model instances.
+    Plain SQL (a prepared statement on PostgreSQL) because it runs on every label: the
+    ORM spent ~0.7 ms of CPU compiling this query; the row becomes the same model
+    instance through ``Model.from_db``.
     """
     tables = {
         "assignment": Assignment._meta.db_table,
         "comparison": Comparison._meta.db_table,
         "batch": Batch._meta.db_table,
+        "columns": _assignment_columns("a"),
     }
     sql = (
-        "SELECT a.* FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
+        "SELECT {columns} FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
         " JOIN {batch} b ON b.id = c.batch_id"
         " WHERE a.annotator_id = %s AND a.status = %s AND b.status = %s"
         " ORDER BY a.assigned_at LIMIT 1"
     ).format(**tables)
     params = [annotator.pk, Assignment.Status.ASSIGNED.value, Batch.Status.OPEN.value]
-    return next(iter(Assignment.objects.raw(sql, params)), None)
+    with connection.cursor() as cursor:
+        selectors.prepared_execute(cursor, "pairwise_current", sql, params)
+        row = cursor.fetchone()
+    return None if row is None else _assignment_from_row(row)
+
+
+def _insert(obj, name: str) -> None:
+    """Insert a new model instance with one plain-SQL statement (prepared on PostgreSQL),
+    setting its primary key: what ``Model.objects.create`` does for these two models,
+    without the ~0.4 ms of CPU the ORM spends compiling each insert. ``auto_now_add``
+    fields must be set by the caller."""
+    opts = obj._meta
+    fields = [f for f in opts.concrete_fields if f is not opts.pk]
+    values = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(
+        opts.db_table, columns, ", ".join(["%s"] * len(fields))
+    )
+    returning = connection.features.can_return_columns_from_insert
+    if returning:
+        sql += " RETURNING " + connection.ops.quote_name(opts.pk.column)
+    with connection.cursor() as cursor:
+        selectors.prepared_execute(cursor, name, sql, values)
+        obj.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
+def _count_finished_sql() -> str:
+    """Add to the annotator's done / skipped counter of a batch (``AnnotatorBatchCount``):
+    one upsert, in the transaction that labels or skips the assignment. Parameters:
+    annotator id, batch id, done, skipped."""
+    table = AnnotatorBatchCount._meta.db_table
+    return (
+        f"INSERT INTO {table} (annotator_id, batch_id, done, skipped) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (annotator_id, batch_id) DO UPDATE"
+        f" SET done = {table}.done + excluded.done, skipped = {table}.skipped + excluded.skipped"
+    )
+
+
+def _count_finished(annotator_id: int, batch_id: int, *, done: int = 0, skipped: int = 0) -> None:
+    with connection.cursor() as cursor:
+        selectors.prepared_execute(
+            cursor,
+            "pairwise_count_finished",
+            _count_finished_sql(),
+            [annotator_id, batch_id, done, skipped],
+        )
 
 
 def _assignment_claim(annotator) -> Assignment | None:
     """Claim a free slot and record the assignment. Call inside a transaction."""
     with connection.cursor() as cursor:
-        cursor.execute(_comparison_claim_sql(), [Batch.Status.OPEN.value, annotator.pk])
+        selectors.prepared_execute(
+            cursor,
+            "pairwise_claim",
+            _comparison_claim_sql(),
+            [Batch.Status.OPEN.value, annotator.pk],
+        )
         row = cursor.fetchone()
     if row is None:
         return None
     comparison_id = row[0]
     left = _rng_for(annotator.pk, comparison_id).choice([Choice.A, Choice.B])
-    return Assignment.objects.create(comparison_id=comparison_id, annotator=annotator, left=left)
+    assignment = Assignment(
+        comparison_id=comparison_id, annotator=annotator, left=left, assigned_at=timezone.now()
+    )
+    _insert(assignment, "pairwise_assignment_insert")
+    return assignment
 
 
 def assignment_next(*, annotator) -> Assignment | None:
@@ -464,19 +553,36 @@ class IdempotencyKeyReused(Exception):
 
 
 def _assignment_for_update(assignment_id: int, annotator) -> Assignment:
-    """The assignment with its comparison and batch, row-locked. Call inside a transaction."""
-    try:
-        assignment = (
-            Assignment.objects.select_for_update(of=("self",))
-            .select_related("comparison__batch")
-            .get(pk=assignment_id)
-        )
-    except Assignment.DoesNotExist:
-        raise AssignmentGone(
-            {"assignment": "This task no longer exists (it may have expired)."}
-        ) from None
+    """The assignment, row-locked, with its comparison (``category``, ``batch_id``) and
+    batch (``status``, ``name``) as unsaved in-memory instances. Call inside a transaction.
+
+    One plain-SQL statement (prepared on PostgreSQL): the ORM spent ~0.9 ms of CPU
+    compiling ``select_for_update().select_related("comparison__batch")``. Only the
+    assignment row is locked (``FOR UPDATE OF a``), as before.
+    """
+    tables = {
+        "assignment": Assignment._meta.db_table,
+        "comparison": Comparison._meta.db_table,
+        "batch": Batch._meta.db_table,
+        "columns": _assignment_columns("a"),
+    }
+    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
+    sql = (
+        "SELECT {columns}, c.category, c.batch_id, b.status, b.name"
+        " FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
+        " JOIN {batch} b ON b.id = c.batch_id WHERE a.id = %s" + lock
+    ).format(**tables)
+    with connection.cursor() as cursor:
+        selectors.prepared_execute(cursor, "pairwise_lock", sql, [assignment_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise AssignmentGone({"assignment": "This task no longer exists (it may have expired)."})
+    assignment = _assignment_from_row(row)
     if assignment.annotator_id != annotator.pk:
         raise AssignmentNotYours("This task belongs to another annotator.")
+    category, batch_id, batch_status, batch_name = row[len(_ASSIGNMENT_COLUMNS) :]
+    batch = Batch(id=batch_id, status=batch_status, name=batch_name)
+    assignment.comparison = Comparison(id=assignment.comparison_id, category=category, batch=batch)
     return assignment
 
 
@@ -612,18 +718,39 @@ def _label_write(
     time_spent = data.time_spent_ms
     if time_spent is None:
         time_spent = int((now - assignment.assigned_at).total_seconds() * 1000)
-    label = Label.objects.create(
+    label = Label(
         comparison=comparison,
         annotator=annotator,
         comment=data.comment.strip(),
         left=assignment.left,
         time_spent_ms=time_spent,
         idempotency_key=data.idempotency_key[:100],
+        created_at=now,
         **fields,
     )
+    _insert(label, "pairwise_label_insert")
     assignment.status = Assignment.Status.LABELLED
     assignment.finished_at = now
-    assignment.save(update_fields=["status", "finished_at"])
+    # Plain SQL (the ORM update compiled for ~0.4 ms). On PostgreSQL the status update and
+    # the done counter are one statement (a data-modifying CTE); SQLite has none: two.
+    update = f"UPDATE {Assignment._meta.db_table} SET status = %s, finished_at = %s WHERE id = %s"
+    update_params = [
+        assignment.status.value,
+        connection.ops.adapt_datetimefield_value(now),
+        assignment.pk,
+    ]
+    count_params = [annotator.pk, comparison.batch_id, 1, 0]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            selectors.prepared_execute(
+                cursor,
+                "pairwise_labelled_counted",
+                f"WITH labelled AS ({update}) {_count_finished_sql()}",
+                update_params + count_params,
+            )
+        else:
+            cursor.execute(update, update_params)
+            cursor.execute(_count_finished_sql(), count_params)
     return label, True
 
 
@@ -701,6 +828,7 @@ def assignment_skip(*, assignment_id: int, annotator, reason: str) -> Assignment
     assignment.finished_at = timezone.now()
     assignment.save(update_fields=["status", "skip_reason", "finished_at"])
     Comparison.objects.filter(pk=assignment.comparison_id).update(claims=F("claims") - 1)
+    _count_finished(annotator.pk, assignment.comparison.batch_id, skipped=1)
     return assignment
 
 

@@ -149,10 +149,11 @@ def seed(*, annotators: int, comparisons: int, safety_share: float) -> dict:
 
 def check_integrity() -> dict:
     """After the runs: no comparison labelled twice, no label without its assignment, and
-    every comparison's claims equal to its live assignments (nothing lost, nothing leaked)."""
-    from django.db.models import Count, F, Q
+    every comparison's claims equal to its live assignments (nothing lost, nothing leaked),
+    and the annotators' done counters summing to the labelled assignments."""
+    from django.db.models import Count, F, Q, Sum
 
-    from annotation.models import Assignment, Comparison, Label
+    from annotation.models import AnnotatorBatchCount, Assignment, Comparison, Label
 
     labels = Label.objects.exclude(annotator=None)
     live = Q(assignments__status__in=[Assignment.Status.ASSIGNED, Assignment.Status.LABELLED])
@@ -170,6 +171,8 @@ def check_integrity() -> dict:
         )
         .exclude(claims=F("live"))
         .count(),
+        # The task screen's "done" counter (AnnotatorBatchCount) vs the assignments.
+        "done_counter_total": AnnotatorBatchCount.objects.aggregate(n=Sum("done"))["n"] or 0,
     }
 
 

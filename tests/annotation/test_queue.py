@@ -187,3 +187,48 @@ def test_concurrent_annotators_never_share_a_single_annotation_task():
     assert sorted(all_ids) == sorted(Comparison.objects.values_list("id", flat=True))
     assert Label.objects.count() == 20
     assert Assignment.objects.filter(status="labelled").count() == 20
+
+
+def _counter_matches_assignments() -> None:
+    from django.db.models import Count
+
+    from annotation.models import AnnotatorBatchCount
+
+    expected: dict = {}
+    rows = (
+        Assignment.objects.exclude(status=Assignment.Status.ASSIGNED)
+        .values_list("annotator_id", "comparison__batch_id", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for annotator_id, batch_id, status, n in rows:
+        row = expected.setdefault((annotator_id, batch_id), [0, 0])
+        row[0 if status == Assignment.Status.LABELLED else 1] += n
+    got = {
+        (c.annotator_id, c.batch_id): [c.done, c.skipped] for c in AnnotatorBatchCount.objects.all()
+    }
+    assert got == expected
+
+
+def test_done_counter_follows_labels_skips_and_open_batches(annotator):
+    """``AnnotatorBatchCount`` equals the labelled / skipped assignments, whatever the
+    path (label, retry, label-and-next, skip), and only open batches count as done."""
+    first = open_batch_with(4)
+    a = services.assignment_next(annotator=annotator)
+    label(a, annotator)
+    label(a, annotator)  # a retry adds nothing
+    b = services.assignment_next(annotator=annotator)
+    data = services.LabelInput(preferred="B", strength=Strength.SLIGHTLY_BETTER)
+    _, _, c = services.label_submit_and_next(assignment_id=b.pk, annotator=annotator, data=data)
+    services.assignment_skip(assignment_id=c.pk, annotator=annotator, reason="broken prompt")
+    services.assignment_skip(assignment_id=c.pk, annotator=annotator, reason="again")  # no-op
+    other = UserFactory(role="annotator")
+    label(services.assignment_next(annotator=other), other)
+    _counter_matches_assignments()
+    counts = selectors.annotator_counts(annotator)
+    assert (counts.done, counts.skipped) == (2, 1)
+    services.batch_transition(batch=first, to=Batch.Status.CLOSED)
+    counts = selectors.annotator_counts(annotator)
+    assert (counts.done, counts.skipped) == (0, 0)
+    services.batch_transition(batch=first, to=Batch.Status.OPEN)
+    assert selectors.annotator_counts(annotator).done == 2
