@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from modeling.checkpoints import partial_dir, publish
 from modeling.training.config import BaseModelConfig
 
 logger = logging.getLogger(__name__)
@@ -136,8 +137,7 @@ def base_model_create(
         torch.set_num_threads(cpu_threads(config.num_threads))
     torch.manual_seed(config.seed)
     output_dir = Path(output_dir)
-    partial = output_dir.with_name(output_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = partial_dir(output_dir)
     started = time.monotonic()
     try:
         tokenizer = tokenizer_train(texts, partial, vocab_size=config.vocab_size)
@@ -223,9 +223,7 @@ def base_model_create(
                 indent=2,
             )
         )
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(partial, output_dir)
+        publish(partial, output_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from modeling.checkpoints import partial_dir, publish
 from modeling.training.config import RewardTrainingConfig
 from modeling.training.data import EncodedPair, PairCollator, batch_order, encode_pairs
 from modeling.training.losses import ranking_loss_with_margin
@@ -133,16 +134,13 @@ def score_encoded(
 
 
 def _save_atomic(model, tokenizer, output_dir: Path, meta: dict) -> None:
-    partial = output_dir.with_name(output_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial = partial_dir(output_dir)
+    partial.mkdir()
     try:
         model.save_pretrained(partial, safe_serialization=True)
         tokenizer.save_pretrained(partial)
         (partial / PAIRWISE_META).write_text(json.dumps(meta, indent=2))
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(partial, output_dir)
+        publish(partial, output_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from rlhf.checkpoints import partial_dir, publish
+from modeling.checkpoints import partial_dir, publish
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.experience import NonFiniteError, experience_stats, make_experience
 from rlhf.ppo.kl import kl_controller

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlhf.checkpoints import partial_dir, publish
+from modeling.checkpoints import partial_dir, publish
 from rlhf.generation.base import SamplingParams
 from rlhf.generation.local import LocalGenerator
 from rlhf.prompts import PromptExample, RewardFn
