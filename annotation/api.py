@@ -52,6 +52,7 @@ from annotation.serializers import (
     SkipInputSerializer,
     TaskSerializer,
     label_data,
+    label_input_from_data,
     task_data,
 )
 
@@ -165,9 +166,11 @@ KEY_REUSED = {"detail": "This Idempotency-Key was already used for another task.
 
 
 def _label_input(request):
-    serializer = LabelInputSerializer(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.to_label_input(idempotency_key=request.headers.get("Idempotency-Key", ""))
+    """The request's judgement as the service's input: ``LabelInputSerializer``'s rules
+    (it stays the documented request body), validated without building the serializer."""
+    return label_input_from_data(
+        request.data, idempotency_key=request.headers.get("Idempotency-Key", "")
+    )
 
 
 class TaskLabelApi(ServiceApiView):

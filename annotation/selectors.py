@@ -26,6 +26,28 @@ from annotation.models import (
 # --- prepared statements for the hot path -------------------------------------------------------
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s")
+REPREPARE_FIRST = 16
+REPREPARE_MAX = 4096
+
+
+def cached_sql(build):
+    """Cache what a statement builder returns, per database vendor and arguments.
+
+    The hot-path statements are built from model metadata (table and column names,
+    quoting, backend features): the same text every time, but ~0.1 ms of Python to build
+    on every request. The vendor is part of the key because the text differs by backend.
+    """
+    built: dict = {}
+
+    @functools.wraps(build)
+    def get(*args):
+        key = (connection.vendor, args)
+        text = built.get(key)
+        if text is None:
+            text = built[key] = build(*args)
+        return text
+
+    return get
 
 
 def prepared_execute(cursor, name: str, sql: str, params) -> None:
@@ -38,22 +60,39 @@ def prepared_execute(cursor, name: str, sql: str, params) -> None:
     with counts, more than running them. After five executions PostgreSQL may switch to
     a generic plan, planned once per connection. Elsewhere (SQLite) ``sql`` runs as is.
 
+    A cached plan reflects the table sizes of the moment it was made. A plan made while a
+    table was nearly empty (a new database, a fresh batch) probes it by sequential scan,
+    and keeps doing so as the table grows: measured, the task statement went from 0.6 ms
+    to 20 ms within 4,000 labels. So each statement is prepared again after 16, 32, 64,
+    … executions on a connection (doubling, then every ``REPREPARE_MAX`` executions):
+    plans follow the data's growth, at the cost of a few extra plannings per thousand
+    executions.
+
     The ``PREPARE`` goes through the driver's own cursor, so it does not show in Django's
     query log: the pinned query counts stay the same on both databases.
     """
-    if connection.vendor != "postgresql":
+    db = cursor.db  # the connection itself, not the thread-local proxy (cheaper to reach)
+    if db.vendor != "postgresql":
         cursor.execute(sql, params)
         return
-    raw = connection.connection
-    prepared = getattr(connection, "_pairwise_prepared", None)
+    raw = db.connection
+    prepared = getattr(db, "_pairwise_prepared", None)
     if prepared is None or prepared[0] is not raw:  # a new connection: nothing prepared yet
-        prepared = (raw, set())
-        connection._pairwise_prepared = prepared
+        prepared = (raw, {})
+        db._pairwise_prepared = prepared
     text, order = _numbered(sql)
-    if name not in prepared[1]:
+    state = prepared[1].get(name)  # [executions so far, executions at which to re-prepare]
+    if state is None or state[0] >= state[1]:
         with raw.cursor() as setup:
+            if state is not None:
+                setup.execute(f"DEALLOCATE {name}")
             setup.execute(f"PREPARE {name} AS {text}")
-        prepared[1].add(name)
+        runs = 0 if state is None else state[0]
+        state = prepared[1][name] = [
+            runs,
+            min(max(2 * runs, REPREPARE_FIRST), runs + REPREPARE_MAX),
+        ]
+    state[0] += 1
     values = [params[key] for key in order]
     cursor.execute(f"EXECUTE {name}({', '.join(['%s'] * len(values))})", values)
 
@@ -107,11 +146,33 @@ def token_user(key: str):
     from rest_framework.authtoken.models import Token
 
     User = get_user_model()
+    sql, token_cols, user_cols = _token_user_sql()
+    with connection.cursor() as cursor:
+        prepared_execute(cursor, "pairwise_token", sql, [key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token = instance_from_row(Token, token_cols, row[: len(token_cols)])
+    user = instance_from_row(User, user_cols, row[len(token_cols) : -1])
+    if not user.is_superuser:
+        # ModelBackend's per-request permission cache (see api.PreloadedPermissionsMixin):
+        # read in the same statement, so a token request costs one query, not two.
+        user._perm_cache = set(row[-1].split(",")) if row[-1] else set()
+    token.user = user
+    return user, token
+
+
+@cached_sql
+def _token_user_sql() -> tuple[str, tuple, tuple]:
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    User = get_user_model()
     token_cols = tuple(f.attname for f in Token._meta.concrete_fields)
     user_cols = tuple(f.attname for f in User._meta.concrete_fields)
     q = connection.ops.quote_name
     aggregate = "string_agg" if connection.vendor == "postgresql" else "group_concat"
-    perms = _permissions_sql(user_ref=f"u.{q(User._meta.pk.column)}")
+    perms = _permissions_sql(f"u.{q(User._meta.pk.column)}")
     perms_sql = f"(SELECT {aggregate}(x.app_label || '.' || x.codename, ',') FROM ({perms}) x)"
     sql = "SELECT {}, {}, {} FROM {} t JOIN {} u ON u.{} = t.{} WHERE t.{} = %s".format(
         ", ".join(
@@ -126,19 +187,7 @@ def token_user(key: str):
         q(Token._meta.get_field("user").column),
         q(Token._meta.pk.column),
     )
-    with connection.cursor() as cursor:
-        prepared_execute(cursor, "pairwise_token", sql, [key])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    token = instance_from_row(Token, token_cols, row[: len(token_cols)])
-    user = instance_from_row(User, user_cols, row[len(token_cols) : -1])
-    if not user.is_superuser:
-        # ModelBackend's per-request permission cache (see api.PreloadedPermissionsMixin):
-        # read in the same statement, so a token request costs one query, not two.
-        user._perm_cache = set(row[-1].split(",")) if row[-1] else set()
-    token.user = user
-    return user, token
+    return sql, token_cols, user_cols
 
 
 def batch_list() -> QuerySet[Batch]:
@@ -290,6 +339,18 @@ def task_get(*, assignment_id: int, annotator) -> Task | None:
     Plain SQL because every label renders a task: the ORM spent ~1.2 ms of CPU compiling
     the five joins, ten times what PostgreSQL spends running them.
     """
+    params = _counts_params(annotator)
+    params["assignment"] = assignment_id
+    with connection.cursor() as cursor:
+        prepared_execute(cursor, "pairwise_task", _task_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return _task_from_row(row)
+
+
+@cached_sql
+def _task_sql() -> str:
     tables = {
         "assignment": Assignment._meta.db_table,
         "comparison": Comparison._meta.db_table,
@@ -306,17 +367,10 @@ def task_get(*, assignment_id: int, annotator) -> Task | None:
         " JOIN {response} ra ON ra.id = c.response_a_id JOIN {response} rb ON rb.id = c.response_b_id"
         " WHERE a.id = %(assignment)s AND a.annotator_id = %(me)s"
     ).format(**tables)
-    counts_sql, params = _counts_sql(annotator, cap=REMAINING_COUNT_CAP)
-    with connection.cursor() as cursor:
-        prepared_execute(
-            cursor,
-            "pairwise_task",
-            f"SELECT t.*, k.* FROM ({task_sql}) t CROSS JOIN ({counts_sql}) k",
-            {**params, "assignment": assignment_id},
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
+    return f"SELECT t.*, k.* FROM ({task_sql}) t CROSS JOIN ({_counts_sql(REMAINING_COUNT_CAP)}) k"
+
+
+def _task_from_row(row) -> Task:
     (
         pk,
         left,
@@ -430,14 +484,76 @@ def annotator_counts(annotator, *, cap: int = REMAINING_COUNT_CAP) -> AnnotatorC
     skipped and in hand (PostgreSQL spent more time planning four subqueries than
     running them).
     """
-    sql, params = _counts_sql(annotator, cap=cap)
     with connection.cursor() as cursor:
-        prepared_execute(cursor, "pairwise_counts", sql, params)
+        prepared_execute(
+            cursor, f"pairwise_counts_{cap:d}", _counts_sql(cap), _counts_params(annotator)
+        )
         return _counts_from_row(*cursor.fetchone(), cap=cap)
 
 
-def _counts_sql(annotator, *, cap: int) -> tuple[str, dict]:
-    """``annotator_counts``' statement (columns done, skipped, in_hand, free) and its parameters."""
+def free_slots_sql(*, annotator_param: str, limit: int, lock: str = "") -> str:
+    """``SELECT id`` of the first ``limit`` comparisons an annotator may claim, in queue
+    order: open batch, a slot left, never assigned to this annotator (``annotator_param``
+    is the placeholder of their id). ``lock`` (``FOR UPDATE … SKIP LOCKED``) locks what it
+    returns. Shared by the claim (``services``) and the remaining count.
+
+    The statement must walk ``comparison_open_slots`` (batch, claims, id) in order and stop
+    at the limit, whatever the table sizes, or the claim costs O(batch). On PostgreSQL:
+
+    - one index range per open batch (``LATERAL``, batches in id order): a join with the
+      batch table let the planner scan all of an open batch's rows and sort them (its
+      rows are ordered by claims and id only within one batch, which a join cannot
+      tell), and closed batches' leftover rows are never walked;
+    - "never assigned" is a scalar subquery with ``LIMIT 1``, not ``NOT EXISTS``: the
+      latter becomes an anti-join that first reads the annotator's whole history
+      (O(history) per claim), the former stays a per-row probe of
+      ``assignment_once_per_annotator`` (comparison_id, annotator_id). It is written
+      ``NOT COALESCE(…, FALSE)`` rather than ``(…) IS NULL``, which the planner rates at
+      0.5 % selectivity, expecting few rows and choosing to read them all and sort.
+
+    ``tests/annotation/test_queue_plans.py`` checks the plans. SQLite has no ``LATERAL``;
+    it runs the same conditions as one ordered join (its transactions are serialised).
+    """
+    tables = {
+        "comparison": Comparison._meta.db_table,
+        "batch": Batch._meta.db_table,
+        "assignment": Assignment._meta.db_table,
+        "open": Batch.Status.OPEN.value,
+        "me": annotator_param,
+        "limit": int(limit),
+        "lock": lock,
+    }
+    never_had = (
+        "NOT COALESCE((SELECT TRUE FROM {assignment} a WHERE a.comparison_id = c.id"
+        " AND a.annotator_id = {me} LIMIT 1), FALSE)"
+    ).format(**tables)
+    if connection.vendor == "postgresql":
+        return (
+            "SELECT x.id FROM {batch} b CROSS JOIN LATERAL ("
+            "SELECT c.id FROM {comparison} c WHERE c.batch_id = b.id"
+            " AND c.claims < b.labels_per_comparison AND {never_had}"
+            " ORDER BY c.claims, c.id LIMIT {limit}{lock}) x"
+            " WHERE b.status = '{open}' ORDER BY b.id LIMIT {limit}"
+        ).format(**tables, never_had=never_had)
+    return (
+        "SELECT c.id FROM {comparison} c JOIN {batch} b ON b.id = c.batch_id"
+        " WHERE b.status = '{open}' AND c.claims < b.labels_per_comparison AND {never_had}"
+        " ORDER BY c.batch_id, c.claims, c.id LIMIT {limit}{lock}"
+    ).format(**tables, never_had=never_had)
+
+
+def _counts_params(annotator) -> dict:
+    return {
+        "me": annotator.pk,
+        "open": Batch.Status.OPEN.value,
+        "assigned": Assignment.Status.ASSIGNED.value,
+    }
+
+
+@cached_sql
+def _counts_sql(cap: int) -> str:
+    """``annotator_counts``' statement (columns done, skipped, in_hand, free); its
+    parameters are ``_counts_params``."""
     tables = {
         "comparison": Comparison._meta.db_table,
         "batch": Batch._meta.db_table,
@@ -452,18 +568,11 @@ def _counts_sql(annotator, *, cap: int) -> tuple[str, dict]:
         " (SELECT COUNT(*) FROM {assignment} x JOIN {comparison} c ON c.id = x.comparison_id"
         "   JOIN {batch} b ON b.id = c.batch_id WHERE x.annotator_id = %(me)s"
         "   AND x.status = %(assigned)s AND b.status = %(open)s) AS in_hand,"
-        " (SELECT COUNT(*) FROM (SELECT c.id FROM {comparison} c JOIN {batch} b ON b.id = c.batch_id"
-        "   WHERE b.status = %(open)s AND c.claims < b.labels_per_comparison AND NOT EXISTS"
-        "   (SELECT 1 FROM {assignment} a WHERE a.comparison_id = c.id AND a.annotator_id = %(me)s)"
-        "   ORDER BY c.batch_id, c.claims, c.id LIMIT %(cap)s) free) AS free"
-    ).format(**tables)
-    params = {
-        "me": annotator.pk,
-        "open": Batch.Status.OPEN.value,
-        "assigned": Assignment.Status.ASSIGNED.value,
-        "cap": cap,
-    }
-    return sql, params
+        " (SELECT COUNT(*) FROM ({free}) free) AS free"
+    ).format(**tables, free=free_slots_sql(annotator_param="%(me)s", limit=cap))
+    # The cap is part of the statement's text, not a parameter: with ``LIMIT $n`` the
+    # generic plan guesses 10 % of the table and PostgreSQL re-plans on every execution.
+    return sql
 
 
 def _counts_from_row(
@@ -475,7 +584,8 @@ def _counts_from_row(
     )
 
 
-def _permissions_sql(*, user_ref: str) -> str:
+@cached_sql
+def _permissions_sql(user_ref: str) -> str:
     """``app_label, codename`` of the permissions of the user whose id is ``user_ref`` (a
     placeholder, or a column of an outer query), directly or by group."""
     from django.contrib.auth import get_user_model
@@ -506,7 +616,7 @@ def user_permission_names(user) -> set[str]:
     One query, in plain SQL because every API request runs it: the ORM spends more CPU
     compiling this query than PostgreSQL spends answering it (ModelBackend makes two).
     """
-    sql = _permissions_sql(user_ref="%s")
+    sql = _permissions_sql("%s")
     with connection.cursor() as cursor:
         prepared_execute(cursor, "pairwise_permissions", sql, [user.pk, user.pk])
         return {f"{app_label}.{codename}" for app_label, codename in cursor.fetchall()}

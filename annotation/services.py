@@ -376,6 +376,7 @@ def _rng_for(annotator_id: int, comparison_id: int) -> random.Random:
     return random.Random(f"{annotator_id}:{comparison_id}")
 
 
+@selectors.cached_sql
 def _comparison_claim_sql() -> str:
     """One statement that claims a free slot: ``claims + 1`` on the first comparison of an
     open batch with a slot left that this annotator never had; returns its id.
@@ -385,23 +386,16 @@ def _comparison_claim_sql() -> str:
     3.35; its transactions are IMMEDIATE, so claims are serialised); PostgreSQL adds the
     row lock.
     """
-    tables = {
-        "comparison": Comparison._meta.db_table,
-        "batch": Batch._meta.db_table,
-        "assignment": Assignment._meta.db_table,
-    }
     lock = (
         " FOR UPDATE OF c SKIP LOCKED"
         if connection.features.has_select_for_update_skip_locked
         else ""
     )
     return (
-        "UPDATE {comparison} SET claims = claims + 1 WHERE id = ("
-        "SELECT c.id FROM {comparison} c JOIN {batch} b ON b.id = c.batch_id"
-        " WHERE b.status = %s AND c.claims < b.labels_per_comparison"
-        " AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.comparison_id = c.id AND a.annotator_id = %s)"
-        " ORDER BY c.batch_id, c.claims, c.id LIMIT 1" + lock + ") RETURNING id"
-    ).format(**tables)
+        f"UPDATE {Comparison._meta.db_table} SET claims = claims + 1 WHERE id = ("
+        f"{selectors.free_slots_sql(annotator_param='%s', limit=1, lock=lock)}"
+        ") RETURNING id"
+    )
 
 
 _ASSIGNMENT_COLUMNS = (
@@ -433,23 +427,27 @@ def _assignment_current(annotator) -> Assignment | None:
     ORM spent ~0.7 ms of CPU compiling this query; the row becomes the same model
     instance through ``Model.from_db``.
     """
+    params = [annotator.pk, Assignment.Status.ASSIGNED.value, Batch.Status.OPEN.value]
+    with connection.cursor() as cursor:
+        selectors.prepared_execute(cursor, "pairwise_current", _assignment_current_sql(), params)
+        row = cursor.fetchone()
+    return None if row is None else _assignment_from_row(row)
+
+
+@selectors.cached_sql
+def _assignment_current_sql() -> str:
     tables = {
         "assignment": Assignment._meta.db_table,
         "comparison": Comparison._meta.db_table,
         "batch": Batch._meta.db_table,
         "columns": _assignment_columns("a"),
     }
-    sql = (
+    return (
         "SELECT {columns} FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
         " JOIN {batch} b ON b.id = c.batch_id"
         " WHERE a.annotator_id = %s AND a.status = %s AND b.status = %s"
         " ORDER BY a.assigned_at LIMIT 1"
     ).format(**tables)
-    params = [annotator.pk, Assignment.Status.ASSIGNED.value, Batch.Status.OPEN.value]
-    with connection.cursor() as cursor:
-        selectors.prepared_execute(cursor, "pairwise_current", sql, params)
-        row = cursor.fetchone()
-    return None if row is None else _assignment_from_row(row)
 
 
 def _insert(obj, name: str) -> None:
@@ -460,13 +458,7 @@ def _insert(obj, name: str) -> None:
     opts = obj._meta
     fields = [f for f in opts.concrete_fields if f is not opts.pk]
     values = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        opts.db_table, columns, ", ".join(["%s"] * len(fields))
-    )
-    returning = connection.features.can_return_columns_from_insert
-    if returning:
-        sql += " RETURNING " + connection.ops.quote_name(opts.pk.column)
+    sql, returning = _insert_sql(type(obj))
     with connection.cursor() as cursor:
         selectors.prepared_execute(cursor, name, sql, values)
         obj.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
@@ -474,6 +466,22 @@ def _insert(obj, name: str) -> None:
     obj._state.db = connection.alias
 
 
+@selectors.cached_sql
+def _insert_sql(model) -> tuple[str, bool]:
+    """``_insert``'s statement for ``model``, and whether it returns the new primary key."""
+    opts = model._meta
+    fields = [f for f in opts.concrete_fields if f is not opts.pk]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(
+        opts.db_table, columns, ", ".join(["%s"] * len(fields))
+    )
+    returning = connection.features.can_return_columns_from_insert
+    if returning:
+        sql += " RETURNING " + connection.ops.quote_name(opts.pk.column)
+    return sql, returning
+
+
+@selectors.cached_sql
 def _count_finished_sql() -> str:
     """Add to the annotator's done / skipped counter of a batch (``AnnotatorBatchCount``):
     one upsert, in the transaction that labels or skips the assignment. Parameters:
@@ -503,7 +511,7 @@ def _assignment_claim(annotator) -> Assignment | None:
             cursor,
             "pairwise_claim",
             _comparison_claim_sql(),
-            [Batch.Status.OPEN.value, annotator.pk],
+            [annotator.pk],
         )
         row = cursor.fetchone()
     if row is None:
@@ -560,20 +568,10 @@ def _assignment_for_update(assignment_id: int, annotator) -> Assignment:
     compiling ``select_for_update().select_related("comparison__batch")``. Only the
     assignment row is locked (``FOR UPDATE OF a``), as before.
     """
-    tables = {
-        "assignment": Assignment._meta.db_table,
-        "comparison": Comparison._meta.db_table,
-        "batch": Batch._meta.db_table,
-        "columns": _assignment_columns("a"),
-    }
-    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
-    sql = (
-        "SELECT {columns}, c.category, c.batch_id, b.status, b.name"
-        " FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
-        " JOIN {batch} b ON b.id = c.batch_id WHERE a.id = %s" + lock
-    ).format(**tables)
     with connection.cursor() as cursor:
-        selectors.prepared_execute(cursor, "pairwise_lock", sql, [assignment_id])
+        selectors.prepared_execute(
+            cursor, "pairwise_lock", _assignment_for_update_sql(), [assignment_id]
+        )
         row = cursor.fetchone()
     if row is None:
         raise AssignmentGone({"assignment": "This task no longer exists (it may have expired)."})
@@ -584,6 +582,22 @@ def _assignment_for_update(assignment_id: int, annotator) -> Assignment:
     batch = Batch(id=batch_id, status=batch_status, name=batch_name)
     assignment.comparison = Comparison(id=assignment.comparison_id, category=category, batch=batch)
     return assignment
+
+
+@selectors.cached_sql
+def _assignment_for_update_sql() -> str:
+    tables = {
+        "assignment": Assignment._meta.db_table,
+        "comparison": Comparison._meta.db_table,
+        "batch": Batch._meta.db_table,
+        "columns": _assignment_columns("a"),
+    }
+    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
+    return (
+        "SELECT {columns}, c.category, c.batch_id, b.status, b.name"
+        " FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
+        " JOIN {batch} b ON b.id = c.batch_id WHERE a.id = %s" + lock
+    ).format(**tables)
 
 
 DISPLAY_SIDES = ("left", "right")
@@ -733,7 +747,7 @@ def _label_write(
     assignment.finished_at = now
     # Plain SQL (the ORM update compiled for ~0.4 ms). On PostgreSQL the status update and
     # the done counter are one statement (a data-modifying CTE); SQLite has none: two.
-    update = f"UPDATE {Assignment._meta.db_table} SET status = %s, finished_at = %s WHERE id = %s"
+    update = _labelled_sql()
     update_params = [
         assignment.status.value,
         connection.ops.adapt_datetimefield_value(now),
@@ -752,6 +766,10 @@ def _label_write(
             cursor.execute(update, update_params)
             cursor.execute(_count_finished_sql(), count_params)
     return label, True
+
+
+def _labelled_sql() -> str:
+    return f"UPDATE {Assignment._meta.db_table} SET status = %s, finished_at = %s WHERE id = %s"
 
 
 def _label_for_repeated_key(assignment_id: int, annotator, key: str) -> Label:

@@ -1,0 +1,165 @@
+"""PostgreSQL plans of the queue's hot statements, and their re-preparation.
+
+The claim and the remaining count walk the ``comparison_open_slots`` index in queue order
+and stop at their limit, probing the annotator's history one row at a time. Two plans
+once made them slow, and these tests keep them out:
+
+- ``NOT EXISTS`` became an anti-join that read the annotator's whole history first
+  (O(history) per label);
+- the planner rated ``(subquery) IS NULL`` at 0.5 % selectivity, expected few rows,
+  and sorted the whole open batch instead of walking the index (38 ms at 35k rows).
+"""
+
+import hashlib
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from annotation import selectors, services
+from annotation.models import Assignment, Batch, Comparison
+from tests.factories import UserFactory, open_batch_with
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+OPEN_COMPARISONS = 4000
+HISTORY = 300
+
+
+@pytest.fixture
+def busy_queue():
+    """An open batch of 4,000 comparisons; the annotator has labelled the first 300."""
+    batch = open_batch_with(1)
+    template = Comparison.objects.get(batch=batch)
+    now = timezone.now()
+    Comparison.objects.bulk_create(
+        Comparison(
+            batch=batch,
+            prompt_id=template.prompt_id,
+            response_a_id=template.response_a_id,
+            response_b_id=template.response_b_id,
+            category=template.category,
+            content_hash=hashlib.sha256(str(n).encode()).hexdigest(),
+            created_at=now,
+        )
+        for n in range(OPEN_COMPARISONS - 1)
+    )
+    annotator = UserFactory(role="annotator")
+    done = list(Comparison.objects.filter(batch=batch).order_by("id")[:HISTORY])
+    Assignment.objects.bulk_create(
+        Assignment(
+            comparison=c,
+            annotator=annotator,
+            left="A",
+            status=Assignment.Status.LABELLED,
+            assigned_at=now,
+            finished_at=now,
+        )
+        for c in done
+    )
+    Comparison.objects.filter(pk__in=[c.pk for c in done]).update(claims=1)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotation_comparison, annotation_assignment")
+    return annotator
+
+
+def _generic_plan(sql: str, params: list) -> dict:
+    """EXPLAIN ANALYZE of ``sql``'s generic plan (the one a prepared statement keeps)."""
+    text, order = selectors._numbered(sql)
+    values = [params[key] for key in order]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE plan_probe AS {text}")
+        try:
+            placeholders = ", ".join(["%s"] * len(values))
+            cursor.execute(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE plan_probe({placeholders})", values
+            )
+            plan = cursor.fetchone()[0]
+        finally:
+            cursor.execute("DEALLOCATE plan_probe")
+    return plan[0]["Plan"] if isinstance(plan, list) else plan["Plan"]
+
+
+def _nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _walk_of_open_slots(plan: dict) -> dict:
+    scans = [n for n in _nodes(plan) if n.get("Index Name") == "comparison_open_slots"]
+    assert len(scans) == 1, "the free slots are found by walking comparison_open_slots"
+    return scans[0]
+
+
+def _assert_walks_and_probes(plan: dict, *, limit: int) -> None:
+    nodes = list(_nodes(plan))
+    assert not [n for n in nodes if "Anti" in n.get("Join Type", "")], "no anti-join"
+    walk = _walk_of_open_slots(plan)
+    assert walk["Node Type"] in ("Index Scan", "Index Only Scan")
+    sorted_relations = [
+        n for n in nodes if n["Node Type"] == "Sort" and "c.claims" in str(n.get("Sort Key"))
+    ]
+    assert not sorted_relations, "the open batch is walked in index order, not sorted"
+    # It stops at the limit: it read the free rows it needed, not the batch.
+    assert walk["Actual Rows"] * walk["Actual Loops"] <= limit
+    # "Never assigned to me" is a probe per row walked (a subplan of the walk), by index.
+    probes = [n for n in _nodes(walk) if n.get("Relation Name") == Assignment._meta.db_table]
+    assert probes and all(n["Node Type"] != "Seq Scan" for n in probes)
+
+
+def test_remaining_count_walks_the_index_and_stops_at_the_cap(busy_queue):
+    annotator = busy_queue
+    plan = _generic_plan(
+        selectors._counts_sql(selectors.REMAINING_COUNT_CAP), selectors._counts_params(annotator)
+    )
+    _assert_walks_and_probes(plan, limit=selectors.REMAINING_COUNT_CAP)
+    counts = selectors.annotator_counts(annotator)
+    assert counts.remaining == selectors.REMAINING_COUNT_CAP and counts.remaining_capped
+
+
+def test_claim_walks_the_index_and_takes_the_first_free_row(busy_queue):
+    annotator = busy_queue
+    with connection.cursor() as cursor:
+        cursor.execute("SAVEPOINT plan")
+        plan = _generic_plan(services._comparison_claim_sql(), [annotator.pk])
+        cursor.execute("ROLLBACK TO SAVEPOINT plan")
+    _assert_walks_and_probes(plan, limit=1)
+    first_free = (
+        Comparison.objects.filter(batch__status=Batch.Status.OPEN, claims=0)
+        .exclude(assignments__annotator=annotator)
+        .order_by("id")
+        .first()
+    )
+    assert services.assignment_next(annotator=annotator).comparison_id == first_free.pk
+
+
+def test_statements_are_prepared_again_as_they_run():
+    """A plan made while the tables were small is replaced after 16, 32, 64… runs."""
+    annotator = UserFactory(role="annotator")
+    open_batch_with(1)
+    with connection.cursor() as cursor:  # as on a new connection: nothing prepared yet
+        cursor.execute("DEALLOCATE ALL")
+    connection._pairwise_prepared = None
+
+    def prepared_at():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT prepare_time FROM pg_prepared_statements WHERE name = 'pairwise_counts_100'"
+            )
+            return cursor.fetchone()[0]
+
+    selectors.annotator_counts(annotator)
+    first = prepared_at()
+    for _ in range(selectors.REPREPARE_FIRST - 1):
+        selectors.annotator_counts(annotator)
+    assert prepared_at() == first  # 16 runs on the first plan
+    selectors.annotator_counts(annotator)
+    second = prepared_at()
+    assert second > first
+    for _ in range(selectors.REPREPARE_FIRST - 1):
+        selectors.annotator_counts(annotator)
+    assert prepared_at() == second  # next after 32 runs in all, then 64, …
+    selectors.annotator_counts(annotator)
+    assert prepared_at() > second
