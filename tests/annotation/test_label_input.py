@@ -10,7 +10,12 @@ from annotation.serializers import LabelInputSerializer, label_input_from_data
 CASES = [
     {"preferred_side": "left", "strength": "better"},
     {"preferred_side": "right", "strength": "slightly_better", "comment": "  fine  "},
-    {"preferred": "A", "strength": "significantly_better", "safety_a": "safe", "safety_b": "unsafe"},
+    {
+        "preferred": "A",
+        "strength": "significantly_better",
+        "safety_a": "safe",
+        "safety_b": "unsafe",
+    },
     {"preferred": "B", "strength": "negligibly_better_or_unsure", "time_spent_ms": 1234},
     {"preferred_side": "left", "strength": "better", "time_spent_ms": "99"},
     {"preferred_side": "left", "strength": "better", "time_spent_ms": 12.0},
