@@ -144,10 +144,9 @@ class TaskNextApi(ServiceApiView):
         tags=["annotate"],
     )
     def get(self, request):
-        assignment = services.assignment_next(annotator=request.user)
-        if assignment is None:
+        task = services.task_next(annotator=request.user)
+        if task is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        task = selectors.task_get(assignment_id=assignment.pk, annotator=request.user)
         return Response(task_data(task))
 
 
@@ -225,16 +224,11 @@ class TaskLabelAndNextApi(ServiceApiView):
     def post(self, request, assignment_id: int):
         data = _label_input(request)
         try:
-            label, created, nxt = services.label_submit_and_next(
+            label, created, task = services.label_submit_and_next(
                 assignment_id=assignment_id, annotator=request.user, data=data
             )
         except services.IdempotencyKeyReused:
             return Response(KEY_REUSED, status=status.HTTP_409_CONFLICT)
-        task = (
-            None
-            if nxt is None
-            else selectors.task_get(assignment_id=nxt.pk, annotator=request.user)
-        )
         body = {"label": label_data(label), "next": None if task is None else task_data(task)}
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

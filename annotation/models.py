@@ -147,11 +147,15 @@ class Response(models.Model):
 class Comparison(models.Model):
     """Two responses to one prompt, to be judged under one category, inside a batch."""
 
-    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="comparisons")
+    # No index of its own: comparison_open_slots and comparison_unique_in_batch both lead
+    # with batch_id, and every claim writes an entry into each index of this table.
+    batch = models.ForeignKey(
+        Batch, on_delete=models.PROTECT, related_name="comparisons", db_index=False
+    )
     prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="comparisons")
     response_a = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
     response_b = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="+")
-    category = models.CharField(max_length=20, choices=CATEGORY_CHOICES, db_index=True)
+    category = models.CharField(max_length=20, choices=CATEGORY_CHOICES)  # 2 values: no index
     source = models.CharField(max_length=100, blank=True, help_text="Import name or generator.")
     external_id = models.CharField(
         max_length=200, blank=True, help_text="The row's id or line in its source."
@@ -194,9 +198,17 @@ class Assignment(models.Model):
         LABELLED = "labelled", "Labelled"
         SKIPPED = "skipped", "Skipped"
 
-    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    # Neither foreign key has an index of its own: assignment_once_per_annotator
+    # (comparison, annotator) and assignment_annotator_status (annotator, status) lead
+    # with them. Each label inserts and updates one assignment: fewer indexes to write.
+    comparison = models.ForeignKey(
+        Comparison, on_delete=models.CASCADE, related_name="assignments", db_index=False
+    )
     annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="assignments",
+        db_index=False,
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ASSIGNED)
     # Randomised per annotator: which stored response (A or B) is shown on the left.
@@ -229,8 +241,8 @@ class AnnotatorBatchCount(models.Model):
     the batch (a test checks it).
     """
 
-    annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    annotator = models.ForeignKey(  # indexed by annotator_batch_count_once
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
     )
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="+")
     done = models.PositiveIntegerField(default=0)
@@ -269,9 +281,7 @@ class Label(models.Model):
     strength = models.CharField(max_length=32, choices=STRENGTH_CHOICES, blank=True)
     safety_a = models.CharField(max_length=10, choices=SAFETY_TAG_CHOICES, blank=True)
     safety_b = models.CharField(max_length=10, choices=SAFETY_TAG_CHOICES, blank=True)
-    safety_bin = models.CharField(
-        max_length=40, choices=SAFETY_BIN_CHOICES, blank=True, db_index=True
-    )
+    safety_bin = models.CharField(max_length=40, choices=SAFETY_BIN_CHOICES, blank=True)
     comment = models.TextField(blank=True)
     left = models.CharField(max_length=1, choices=CHOICE_CHOICES, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)

@@ -339,20 +339,30 @@ def task_get(*, assignment_id: int, annotator) -> Task | None:
     Plain SQL because every label renders a task: the ORM spent ~1.2 ms of CPU compiling
     the five joins, ten times what PostgreSQL spends running them.
     """
-    params = _counts_params(annotator)
+    params = counts_params(annotator)
     params["assignment"] = assignment_id
     with connection.cursor() as cursor:
         prepared_execute(cursor, "pairwise_task", _task_sql(), params)
         row = cursor.fetchone()
     if row is None:
         return None
-    return _task_from_row(row)
+    return task_from_row(row)
 
 
 @cached_sql
 def _task_sql() -> str:
+    return task_select_sql(
+        source=Assignment._meta.db_table,
+        where=" WHERE a.id = %(assignment)s AND a.annotator_id = %(me)s",
+    )
+
+
+def task_select_sql(*, source: str, where: str) -> str:
+    """The task with counts, read from the assignment relation ``source`` (a table or a
+    CTE with columns id, comparison_id, left, assigned_at; alias ``a``) filtered by
+    ``where``; columns as ``task_from_row`` reads them, parameters ``counts_params``."""
     tables = {
-        "assignment": Assignment._meta.db_table,
+        "assignment": source,
         "comparison": Comparison._meta.db_table,
         "batch": Batch._meta.db_table,
         "prompt": Prompt._meta.db_table,
@@ -365,12 +375,11 @@ def _task_sql() -> str:
         " FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
         " JOIN {batch} b ON b.id = c.batch_id JOIN {prompt} p ON p.id = c.prompt_id"
         " JOIN {response} ra ON ra.id = c.response_a_id JOIN {response} rb ON rb.id = c.response_b_id"
-        " WHERE a.id = %(assignment)s AND a.annotator_id = %(me)s"
-    ).format(**tables)
+    ).format(**tables) + where
     return f"SELECT t.*, k.* FROM ({task_sql}) t CROSS JOIN ({_counts_sql(REMAINING_COUNT_CAP)}) k"
 
 
-def _task_from_row(row) -> Task:
+def task_from_row(row) -> Task:
     (
         pk,
         left,
@@ -486,7 +495,7 @@ def annotator_counts(annotator, *, cap: int = REMAINING_COUNT_CAP) -> AnnotatorC
     """
     with connection.cursor() as cursor:
         prepared_execute(
-            cursor, f"pairwise_counts_{cap:d}", _counts_sql(cap), _counts_params(annotator)
+            cursor, f"pairwise_counts_{cap:d}", _counts_sql(cap), counts_params(annotator)
         )
         return _counts_from_row(*cursor.fetchone(), cap=cap)
 
@@ -542,7 +551,8 @@ def free_slots_sql(*, annotator_param: str, limit: int, lock: str = "") -> str:
     ).format(**tables, never_had=never_had)
 
 
-def _counts_params(annotator) -> dict:
+def counts_params(annotator) -> dict:
+    """Parameters of ``_counts_sql`` (and of ``task_select_sql``) for ``annotator``."""
     return {
         "me": annotator.pk,
         "open": Batch.Status.OPEN.value,
@@ -553,7 +563,7 @@ def _counts_params(annotator) -> dict:
 @cached_sql
 def _counts_sql(cap: int) -> str:
     """``annotator_counts``' statement (columns done, skipped, in_hand, free); its
-    parameters are ``_counts_params``."""
+    parameters are ``counts_params``."""
     tables = {
         "comparison": Comparison._meta.db_table,
         "batch": Batch._meta.db_table,

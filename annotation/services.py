@@ -371,9 +371,10 @@ def guideline_publish(*, category: Category | str, title: str, body: str) -> Gui
 # --- the annotator queue -----------------------------------------------------------------
 
 
-def _rng_for(annotator_id: int, comparison_id: int) -> random.Random:
-    # Deterministic per (annotator, comparison): a reload shows the same order.
-    return random.Random(f"{annotator_id}:{comparison_id}")
+def _random_left() -> Choice:
+    """Which stored response is shown on the left, drawn per assignment and recorded on
+    it (a reload shows the recorded order; labels store it too)."""
+    return random.choice((Choice.A, Choice.B))
 
 
 @selectors.cached_sql
@@ -516,10 +517,8 @@ def _assignment_claim(annotator) -> Assignment | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    comparison_id = row[0]
-    left = _rng_for(annotator.pk, comparison_id).choice([Choice.A, Choice.B])
     assignment = Assignment(
-        comparison_id=comparison_id, annotator=annotator, left=left, assigned_at=timezone.now()
+        comparison_id=row[0], annotator=annotator, left=_random_left(), assigned_at=timezone.now()
     )
     _insert(assignment, "pairwise_assignment_insert")
     return assignment
@@ -546,6 +545,68 @@ def assignment_next(*, annotator) -> Assignment | None:
         return current
     with transaction.atomic():
         return _assignment_claim(annotator)
+
+
+def task_next(*, annotator) -> selectors.Task | None:
+    """``assignment_next`` as a task with its dialogue, responses and the annotator's
+    counts (``selectors.task_get``): what the API answers with. None when nothing is left.
+
+    On PostgreSQL it is one statement (data-modifying CTEs): the current task if the
+    annotator holds one, else claim a free slot and insert the assignment, then read the
+    task and counts, in one round trip instead of four; a single statement is atomic.
+    The counts come from the statement's snapshot, taken before its own claim: the
+    claimed comparison still counts as free rather than in hand, so "remaining" (free +
+    in hand) is the same. Elsewhere (SQLite): ``assignment_next`` then ``task_get``.
+    """
+    if connection.vendor != "postgresql":
+        assignment = _assignment_current(annotator)
+        if assignment is None:
+            with transaction.atomic(savepoint=False):  # joins the caller's transaction
+                assignment = _assignment_claim(annotator)
+        if assignment is None:
+            return None
+        return selectors.task_get(assignment_id=assignment.pk, annotator=annotator)
+    params = selectors.counts_params(annotator)
+    params["left"] = _random_left().value
+    params["now"] = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        selectors.prepared_execute(cursor, "pairwise_task_next", _task_next_sql(), params)
+        row = cursor.fetchone()
+    return None if row is None else selectors.task_from_row(row)
+
+
+@selectors.cached_sql
+def _task_next_sql() -> str:
+    """``task_next``'s statement on PostgreSQL: ``_assignment_current``, else
+    ``_comparison_claim_sql`` and the assignment insert, then ``selectors.task_get``'s
+    read of whichever it is. The claim's ``WHERE NOT EXISTS (current task)`` is a one-time
+    filter: when the annotator holds a task, the free-slot walk never runs (nothing is
+    locked)."""
+    q = connection.ops.quote_name
+    tables = {
+        "assignment": Assignment._meta.db_table,
+        "comparison": Comparison._meta.db_table,
+        "batch": Batch._meta.db_table,
+        "left": q("left"),
+        "free": selectors.free_slots_sql(
+            annotator_param="%(me)s", limit=1, lock=" FOR UPDATE OF c SKIP LOCKED"
+        ),
+    }
+    ctes = (
+        "WITH current_task AS ("
+        "SELECT a.id, a.comparison_id, a.{left}, a.assigned_at FROM {assignment} a"
+        " JOIN {comparison} c ON c.id = a.comparison_id JOIN {batch} b ON b.id = c.batch_id"
+        " WHERE a.annotator_id = %(me)s AND a.status = %(assigned)s AND b.status = %(open)s"
+        " ORDER BY a.assigned_at LIMIT 1),"
+        " claimed AS (UPDATE {comparison} SET claims = claims + 1"
+        " WHERE NOT EXISTS (SELECT 1 FROM current_task) AND id = ({free}) RETURNING id),"
+        " created AS (INSERT INTO {assignment}"
+        " (comparison_id, annotator_id, status, {left}, assigned_at, finished_at, skip_reason)"
+        " SELECT id, %(me)s, %(assigned)s, %(left)s, %(now)s, NULL, '' FROM claimed"
+        " RETURNING id, comparison_id, {left}, assigned_at),"
+        " next_task AS (SELECT * FROM current_task UNION ALL SELECT * FROM created) "
+    ).format(**tables)
+    return ctes + selectors.task_select_sql(source="next_task", where="")
 
 
 class AssignmentGone(ValidationError):
@@ -810,8 +871,8 @@ def label_submit(
 
 def label_submit_and_next(
     *, assignment_id: int, annotator, data: LabelInput | ShownLabelInput
-) -> tuple[Label, bool, Assignment | None]:
-    """``label_submit`` then ``assignment_next`` in one transaction: one commit per label.
+) -> tuple[Label, bool, selectors.Task | None]:
+    """``label_submit`` then ``task_next`` in one transaction: one commit per label.
 
     Returns (label, created, the next task or None). Same rules as the two calls; the
     next task is only claimed once the label is valid and stored (or was stored before).
@@ -819,13 +880,12 @@ def label_submit_and_next(
     try:
         with transaction.atomic():
             label, created = _label_write(assignment_id, annotator, data)
-            nxt = _assignment_current(annotator) or _assignment_claim(annotator)
-            return label, created, nxt
+            return label, created, task_next(annotator=annotator)
     except IntegrityError:
         if not data.idempotency_key:
             raise
     label = _label_for_repeated_key(assignment_id, annotator, data.idempotency_key)
-    return label, False, assignment_next(annotator=annotator)
+    return label, False, task_next(annotator=annotator)
 
 
 @transaction.atomic

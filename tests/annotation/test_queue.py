@@ -220,8 +220,10 @@ def test_done_counter_follows_labels_skips_and_open_batches(annotator):
     b = services.assignment_next(annotator=annotator)
     data = services.LabelInput(preferred="B", strength=Strength.SLIGHTLY_BETTER)
     _, _, c = services.label_submit_and_next(assignment_id=b.pk, annotator=annotator, data=data)
-    services.assignment_skip(assignment_id=c.pk, annotator=annotator, reason="broken prompt")
-    services.assignment_skip(assignment_id=c.pk, annotator=annotator, reason="again")  # no-op
+    services.assignment_skip(
+        assignment_id=c.assignment_id, annotator=annotator, reason="broken prompt"
+    )
+    services.assignment_skip(assignment_id=c.assignment_id, annotator=annotator, reason="again")
     other = UserFactory(role="annotator")
     label(services.assignment_next(annotator=other), other)
     _counter_matches_assignments()

@@ -87,32 +87,30 @@ def _nodes(plan: dict):
         yield from _nodes(child)
 
 
-def _walk_of_open_slots(plan: dict) -> dict:
-    scans = [n for n in _nodes(plan) if n.get("Index Name") == "comparison_open_slots"]
-    assert len(scans) == 1, "the free slots are found by walking comparison_open_slots"
-    return scans[0]
+def _walks_of_open_slots(plan: dict) -> list[dict]:
+    walks = [n for n in _nodes(plan) if n.get("Index Name") == "comparison_open_slots"]
+    assert walks, "the free slots are found by walking comparison_open_slots"
+    return walks
 
 
 def _assert_walks_and_probes(plan: dict, *, limit: int) -> None:
     nodes = list(_nodes(plan))
     assert not [n for n in nodes if "Anti" in n.get("Join Type", "")], "no anti-join"
-    walk = _walk_of_open_slots(plan)
-    assert walk["Node Type"] in ("Index Scan", "Index Only Scan")
-    sorted_relations = [
-        n for n in nodes if n["Node Type"] == "Sort" and "c.claims" in str(n.get("Sort Key"))
-    ]
-    assert not sorted_relations, "the open batch is walked in index order, not sorted"
-    # It stops at the limit: it read the free rows it needed, not the batch.
-    assert walk["Actual Rows"] * walk["Actual Loops"] <= limit
-    # "Never assigned to me" is a probe per row walked (a subplan of the walk), by index.
-    probes = [n for n in _nodes(walk) if n.get("Relation Name") == Assignment._meta.db_table]
-    assert probes and all(n["Node Type"] != "Seq Scan" for n in probes)
+    sorts = [n for n in nodes if n["Node Type"] == "Sort" and "c.claims" in str(n.get("Sort Key"))]
+    assert not sorts, "the open batch is walked in index order, not sorted"
+    for walk in _walks_of_open_slots(plan):
+        assert walk["Node Type"] in ("Index Scan", "Index Only Scan")
+        # It stops at the limit: it read the free rows it needed, not the batch.
+        assert walk["Actual Rows"] * walk["Actual Loops"] <= limit
+        # "Never assigned to me" is a probe per row walked (a subplan of the walk), by index.
+        probes = [n for n in _nodes(walk) if n.get("Relation Name") == Assignment._meta.db_table]
+        assert probes and all(n["Node Type"] != "Seq Scan" for n in probes)
 
 
 def test_remaining_count_walks_the_index_and_stops_at_the_cap(busy_queue):
     annotator = busy_queue
     plan = _generic_plan(
-        selectors._counts_sql(selectors.REMAINING_COUNT_CAP), selectors._counts_params(annotator)
+        selectors._counts_sql(selectors.REMAINING_COUNT_CAP), selectors.counts_params(annotator)
     )
     _assert_walks_and_probes(plan, limit=selectors.REMAINING_COUNT_CAP)
     counts = selectors.annotator_counts(annotator)
@@ -163,3 +161,26 @@ def test_statements_are_prepared_again_as_they_run():
     assert prepared_at() == second  # next after 32 runs in all, then 64, …
     selectors.annotator_counts(annotator)
     assert prepared_at() > second
+
+
+def test_next_task_statement_claims_only_when_nothing_is_in_hand(busy_queue):
+    """``services.task_next`` on PostgreSQL: current task, else claim, in one statement."""
+    annotator = busy_queue
+    params = {**selectors.counts_params(annotator), "left": "A", "now": timezone.now()}
+    with connection.cursor() as cursor:
+        cursor.execute("SAVEPOINT plan")
+        claiming = _generic_plan(services._task_next_sql(), params)
+        cursor.execute("ROLLBACK TO SAVEPOINT plan")
+    _assert_walks_and_probes(claiming, limit=selectors.REMAINING_COUNT_CAP)
+    task = services.task_next(annotator=annotator)
+    assert task.counts.remaining == selectors.REMAINING_COUNT_CAP
+    claims = Comparison.objects.filter(claims__gt=0).count()
+    with connection.cursor() as cursor:
+        cursor.execute("SAVEPOINT plan")
+        holding = _generic_plan(services._task_next_sql(), params)
+        cursor.execute("ROLLBACK TO SAVEPOINT plan")
+    claim_walk = [n for n in _walks_of_open_slots(holding) if n["Actual Loops"] == 0]
+    assert claim_walk, "with a task in hand, the claim's walk never runs (nothing is locked)"
+    again = services.task_next(annotator=annotator)
+    assert again.assignment_id == task.assignment_id
+    assert Comparison.objects.filter(claims__gt=0).count() == claims
