@@ -1,1 +1,1 @@
-"""Load benchmarks. Not imported by the app; run them as scripts (see README-annotator.md)."""
+"""Load benchmarks. Not imported by the app; run them as scripts (see bench/README.md)."""
