@@ -105,6 +105,12 @@ class RewardTrainingConfig(_Config):
     group_by_length: bool = field(
         default=True, metadata={"help": "Batch pairs of similar length together to cut padding."}
     )
+    pack_pairs: bool = field(
+        default=True,
+        metadata={
+            "help": "One row per pair: the shared prompt once, then both responses (block mask)."
+        },
+    )
     eval_batch_size: int = field(
         default=32, metadata={"help": "Pairs per forward pass when evaluating."}
     )

@@ -92,11 +92,62 @@ def _set_threads(n: int) -> None:
 
 
 def rewards_of(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass over chosen+rejected rows → (chosen rewards, rejected rewards)."""
+    """One forward pass over a batch of pairs → (chosen rewards, rejected rewards).
+
+    A packed batch (``PairCollator(packed=True)``) runs the transformer once over each
+    prompt + chosen + rejected row with its block mask and position ids, and applies the
+    scalar head at each response's last token; an unpacked one runs the sequence
+    classifier over chosen rows then rejected rows.
+    """
+    if "chosen_index" in batch:
+        hidden = model.base_model(
+            input_ids=batch["input_ids"],
+            attention_mask=_mask_for(model, batch["attention_mask"]),
+            position_ids=batch["position_ids"],
+        ).last_hidden_state
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        last = torch.stack(
+            [hidden[rows, batch["chosen_index"]], hidden[rows, batch["rejected_index"]]]
+        )
+        rewards = model.score(last).squeeze(-1).float()
+        return rewards[0], rewards[1]
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     rewards = logits.squeeze(-1).float()
     half = rewards.shape[0] // 2
     return rewards[:half], rewards[half:]
+
+
+def _mask_for(model, allowed: torch.Tensor) -> torch.Tensor:
+    """The packed block mask as the attention implementation takes a custom 4D mask:
+    booleans for SDPA, an additive float mask (0 / -inf) for the eager kernels."""
+    if model.config._attn_implementation == "sdpa":
+        return allowed
+    blocked = torch.finfo(model.dtype).min
+    return torch.zeros(allowed.shape, dtype=model.dtype, device=allowed.device).masked_fill(
+        ~allowed, blocked
+    )
+
+
+def supports_packing(model) -> bool:
+    """Packed pairs need the backbone and scalar head apart (``base_model``, ``score``: the
+    Llama family, Mistral, Qwen...) and an attention kernel that takes a custom 4D mask."""
+    return (
+        hasattr(model, "score")
+        and getattr(model, "base_model", model) is not model
+        and model.config._attn_implementation in ("sdpa", "eager")
+    )
+
+
+class PairScorer(torch.nn.Module):
+    """The reward model behind one ``forward(batch) → (chosen, rejected)``: what the
+    trainer prepares with ``accelerate``, so a multi-GPU wrapper sees every forward."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return rewards_of(self.model, batch)
 
 
 def load_reward_model(checkpoint: str | Path, tokenizer, *, dtype=None):
@@ -202,7 +253,9 @@ def reward_model_train(
 
     _, tokenizer = load_checkpoint(checkpoint, load_model=False)
     model = load_reward_model(checkpoint, tokenizer)
-    collate = PairCollator(tokenizer.pad_token_id)
+    collate = PairCollator(
+        tokenizer.pad_token_id, packed=config.pack_pairs and supports_packing(model)
+    )
     encoded = encode_pairs(
         tokenizer, train_pairs, max_length=config.max_length, margin=config.margin
     )
@@ -248,7 +301,7 @@ def reward_model_train(
             total_steps,
             ckpt_path,
         )
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = accelerator.prepare(PairScorer(model), optimizer)
     rank, world = accelerator.process_index, accelerator.num_processes
 
     model.train()
@@ -262,7 +315,7 @@ def reward_model_train(
             k: v.to(accelerator.device) for k, v in collate([encoded[i] for i in share]).items()
         }
         with accelerator.autocast():
-            rc, rr = rewards_of(model, batch)
+            rc, rr = model(batch)
             loss = ranking_loss_with_margin(rc, rr, batch["margins"])
         accelerator.backward(loss / config.grad_accum_steps)
         stats["loss_sum"] += float(loss.detach()) * len(share)
@@ -284,7 +337,7 @@ def reward_model_train(
             and accelerator.is_main_process
         ):
             _save_checkpoint(
-                ckpt_path, accelerator.unwrap_model(model), optimizer, scheduler, step, stats
+                ckpt_path, accelerator.unwrap_model(model).model, optimizer, scheduler, step, stats
             )
         elapsed = time.monotonic() - started
         rate = (step - start_step) / elapsed if elapsed else 0.0
@@ -301,7 +354,7 @@ def reward_model_train(
             )
     train_seconds = time.monotonic() - started
 
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(model).model
     eval_rewards: list[tuple[float, float]] = []
     if eval_pairs:
         if progress and accelerator.is_main_process:

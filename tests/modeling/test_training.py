@@ -12,6 +12,7 @@ from annotation.domain import Strength
 from modeling.training.config import MARGINS, MarginTable, RewardTrainingConfig, margin_for
 from modeling.training.data import EncodedPair, PairCollator, encode_pairs, encode_texts
 from modeling.training.losses import ranking_loss_with_margin
+from modeling.chat import render_dialogue
 from modeling.training.trainer import cosine_schedule, reward_model_train
 from tests.modeling.conftest import make_pairs
 
@@ -70,6 +71,72 @@ def test_collator_stacks_chosen_then_rejected_with_dynamic_padding():
     assert batch["input_ids"].tolist() == [[5, 6, 7], [9, 0, 0], [5, 8, 0], [9, 9, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 0]]
     assert batch["margins"].tolist() == [1.0, 0.0]
+
+
+def test_pairs_share_their_prompt_and_keep_both_responses(tiny_base):
+    from transformers import AutoTokenizer
+
+    from annotation.domain import PreferencePair, Role, Turn
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    context = (Turn(Role.USER, "tell me a story " * 200),)
+    pair = PreferencePair(context, "A careful answer.", "No.", "", "helpfulness")
+    (enc,) = encode_pairs(tok, [pair], max_length=48, margin="none")
+    assert len(enc.chosen_ids) == 48  # the longer view fills the window
+    assert enc.shared > 0 and enc.chosen_ids[: enc.shared] == enc.rejected_ids[: enc.shared]
+    assert tok.decode(enc.chosen_ids).endswith("A careful answer.<|end|>\n")
+    assert tok.decode(enc.rejected_ids).endswith("No.<|end|>\n")
+    assert enc.length == len(enc.chosen_ids) + len(enc.rejected_ids) - enc.shared
+    # Each view is a left-truncated suffix of its whole text, tokenised whole.
+    whole = encode_texts(tok, [render_dialogue(context, pair.rejected)], 10**6)[0]
+    assert whole[-len(enc.rejected_ids) :] == enc.rejected_ids
+    # A response longer than the window keeps its end and shares nothing.
+    huge = PreferencePair(context, "word " * 300, "Fine.", "", "helpfulness")
+    (enc,) = encode_pairs(tok, [huge], max_length=32, margin="none")
+    assert enc.shared == 0 and len(enc.chosen_ids) == 32
+
+
+def test_packed_rows_score_exactly_like_separate_rows(tiny_base):
+    from transformers import AutoTokenizer
+
+    from modeling.training.trainer import load_reward_model, rewards_of, supports_packing
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    torch.manual_seed(0)
+    model = load_reward_model(tiny_base, tok).eval()
+    assert supports_packing(model)
+    pairs = encode_pairs(tok, make_pairs(5), max_length=40, margin="none")
+    assert any(p.shared for p in pairs)
+    for attn in ("sdpa", "eager"):
+        model.config._attn_implementation = attn
+        with torch.no_grad():
+            separate = rewards_of(model, PairCollator(tok.pad_token_id)(pairs))
+            packed = rewards_of(model, PairCollator(tok.pad_token_id, packed=True)(pairs))
+        for a, b in zip(separate, packed, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # And the gradients agree: training on packed rows is training on the pairs.
+    model.config._attn_implementation = "sdpa"
+    grads = []
+    for packed in (False, True):
+        model.zero_grad()
+        rc, rr = rewards_of(model, PairCollator(tok.pad_token_id, packed=packed)(pairs))
+        ranking_loss_with_margin(rc, rr).backward()
+        grads.append(model.score.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_packed_collator_masks_the_chosen_response_from_the_rejected_one():
+    pair = EncodedPair([1, 2, 3, 4], [1, 2, 7], 0.0, 0, shared=2)
+    batch = PairCollator(pad_token_id=0, packed=True)(
+        [pair, EncodedPair([5, 6], [5, 8], 0.0, 1, shared=1)]
+    )
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 7], [5, 6, 8, 0, 0]]
+    assert batch["position_ids"].tolist()[0] == [0, 1, 2, 3, 2]
+    mask = batch["attention_mask"][0, 0].int().tolist()
+    assert mask[4] == [1, 1, 0, 0, 1]  # the rejected token sees the prompt and itself
+    assert mask[3] == [1, 1, 1, 1, 0]  # the chosen response never sees the rejected one
+    assert batch["chosen_index"].tolist() == [3, 1] and batch["rejected_index"].tolist() == [4, 2]
+    assert batch["attention_mask"][1, 0, 3].int().tolist() == [0, 0, 0, 1, 0]  # padding: itself
 
 
 def test_one_step_changes_the_weights(tiny_base, tmp_path):
