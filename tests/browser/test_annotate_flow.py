@@ -16,36 +16,14 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
 
 from annotation.models import Assignment, Label
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls below are plain
-# synchronous reads between browser steps, which is what Django's check would block.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("PAIRWISE_ARTIFACTS", REPO / "artifacts")) / "browser"
 DOCS_IMG = REPO / "docs" / "img" if os.environ.get("PAIRWISE_DOCS_SCREENSHOTS") else ARTIFACTS
-CHROMIUM = os.environ.get("PAIRWISE_CHROMIUM", "/usr/bin/chromium")
-
-
-@pytest.fixture
-def browser():
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-        # ORM calls made while Playwright's loop runs get their own connections (Django keys
-        # them by context): close them here, or PostgreSQL refuses to drop the test database.
-        connections.close_all()
 
 
 def counter(page, name: str) -> int:

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from annotation.domain import Strength
+from modeling.chat import render_dialogue
 from modeling.training.config import MARGINS, MarginTable, RewardTrainingConfig, margin_for
 from modeling.training.data import EncodedPair, PairCollator, encode_pairs, encode_texts
 from modeling.training.losses import ranking_loss_with_margin
-from modeling.chat import render_dialogue
 from modeling.training.trainer import cosine_schedule, reward_model_train
 from tests.modeling.conftest import make_pairs
 
