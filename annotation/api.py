@@ -28,6 +28,7 @@ from rest_framework import exceptions, generics, status
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -134,7 +135,15 @@ class ServiceApiView(PreloadedPermissionsMixin, APIView):
 # --- the annotator's cycle -------------------------------------------------------------
 
 
-class TaskNextApi(ServiceApiView):
+class CycleApiView(ServiceApiView):
+    """The annotator's task endpoints: JSON only. They run on every label, and the
+    browsable API's renderer costs a content negotiation per request (the schema and its
+    docs are at /api/schema/ and /api/docs/)."""
+
+    renderer_classes = [JSONRenderer]
+
+
+class TaskNextApi(CycleApiView):
     permission_classes = [CanAnnotate]
 
     @extend_schema(
@@ -172,7 +181,7 @@ def _label_input(request):
     )
 
 
-class TaskLabelApi(ServiceApiView):
+class TaskLabelApi(CycleApiView):
     permission_classes = [CanAnnotate]
 
     @extend_schema(
@@ -201,7 +210,7 @@ class TaskLabelApi(ServiceApiView):
         )
 
 
-class TaskLabelAndNextApi(ServiceApiView):
+class TaskLabelAndNextApi(CycleApiView):
     permission_classes = [CanAnnotate]
 
     @extend_schema(
@@ -233,7 +242,7 @@ class TaskLabelAndNextApi(ServiceApiView):
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class TaskSkipApi(ServiceApiView):
+class TaskSkipApi(CycleApiView):
     permission_classes = [CanAnnotate]
 
     @extend_schema(

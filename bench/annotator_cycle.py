@@ -51,6 +51,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+KEEP_ALIVE_S = 30  # gunicorn's keep-alive; the load generator reopens idle connections
 STRENGTHS = ["significantly_better", "better", "slightly_better", "negligibly_better_or_unsure"]
 
 
@@ -191,7 +192,7 @@ def start_gunicorn(env: dict, *, port: int, workers: int, threads: int) -> subpr
         f"--workers={workers}",
         "--worker-class=gthread",
         f"--threads={threads}",
-        "--keep-alive=30",
+        f"--keep-alive={KEEP_ALIVE_S}",
         "--backlog=2048",
         "--log-level=warning",
     ]
@@ -280,18 +281,32 @@ def _annotator(mode, port, token, bare_comparison, start_at, measure_from, stop_
     ``cycle2`` (GET /tasks/next/ then POST .../label/ per label, two requests).
     """
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    last_used = time.monotonic()
     auth = {"Authorization": f"Token {token}"}
     rng = random.Random(token)
     records = []
     task = None
 
+    def connection():
+        """The keep-alive connection, reopened after an idle spell the server would have
+        ended (gunicorn --keep-alive=30): what an HTTP client's connection pool does. A
+        long think time (paced runs) otherwise meets a closed socket."""
+        nonlocal conn, last_used
+        if time.monotonic() - last_used > KEEP_ALIVE_S - 5:
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        last_used = time.monotonic()
+        return conn
+
     def get_next():
+        conn = connection()
         conn.request("GET", "/api/v1/tasks/next/", headers=auth)
         resp = conn.getresponse()
         body = resp.read()
         return resp.status, (json.loads(body) if resp.status == 200 else None)
 
     def post_label(url):
+        conn = connection()
         conn.request(
             "POST",
             url,
@@ -316,6 +331,7 @@ def _annotator(mode, port, token, bare_comparison, start_at, measure_from, stop_
         while time.time() < stop_at:
             t0 = time.perf_counter()
             if mode == "bare":
+                conn = connection()
                 conn.request(
                     "POST", f"/api/bench/bare/?comparison={bare_comparison}", body=b"", headers=auth
                 )

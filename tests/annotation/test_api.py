@@ -321,12 +321,13 @@ def test_cycle_query_counts_are_pinned(annotator, ann):
         #        UPDATE ... RETURNING), insert the assignment, COMMIT, the task. The
         #        guideline comes from the cache after the first task.
         # resume: the same statement (PostgreSQL); current task, the task (SQLite).
-        # label: BEGIN, lock the assignment, insert, update, add to the annotator's done
-        #        counter (one upsert; on PostgreSQL one statement with the update), COMMIT.
+        # label: BEGIN, lock the assignment, insert the label, mark the assignment
+        #        labelled, add to the annotator's done counter (an upsert), COMMIT; on
+        #        PostgreSQL the three writes are one statement.
         # label_next: label's, then the claim's statements in the same transaction.
         guideline = 1 if n == 0 else 0
         if connection.vendor == "postgresql":
-            expected = {"claim": 2 + guideline, "resume": 2, "label": 6, "label_next": 7}
+            expected = {"claim": 2 + guideline, "resume": 2, "label": 5, "label_next": 6}
         else:
             # (the claim's transaction shows nothing here: it joins the test's own)
             expected = {"claim": 5 + guideline, "resume": 3, "label": 7, "label_next": 11}
