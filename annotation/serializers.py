@@ -124,26 +124,7 @@ class LabelInputSerializer(serializers.Serializer):
     ) -> services.LabelInput | services.ShownLabelInput:
         """The service's input in the vocabulary the client used; the service translates
         display sides with the assignment's recorded order, under its row lock."""
-        data = self.validated_data
-        common = {
-            "strength": data["strength"],
-            "comment": data["comment"],
-            "time_spent_ms": data["time_spent_ms"],
-            "idempotency_key": idempotency_key,
-        }
-        if "preferred_side" in data:
-            return services.ShownLabelInput(
-                preferred_side=data["preferred_side"],
-                safety_left=data.get("safety_left"),
-                safety_right=data.get("safety_right"),
-                **common,
-            )
-        return services.LabelInput(
-            preferred=Choice(data["preferred"]),
-            safety_a=data.get("safety_a"),
-            safety_b=data.get("safety_b"),
-            **common,
-        )
+        return service_label_input(self.validated_data, idempotency_key=idempotency_key)
 
 
 NULL = "This field may not be null."
@@ -226,10 +207,24 @@ def label_input_from_data(
                 ]
             }
         )
+    if "preferred_side" not in values and "preferred" not in values:
+        raise serializers.ValidationError(
+            {"preferred_side": ["Say which response is better: 'left' or 'right'."]}
+        )
+    values.update(comment=comment, time_spent_ms=time_spent)
+    return service_label_input(values, idempotency_key=idempotency_key)
+
+
+def service_label_input(
+    values, *, idempotency_key: str
+) -> services.LabelInput | services.ShownLabelInput:
+    """Validated label fields as the service's input, in the vocabulary the client used;
+    the service translates display sides with the assignment's recorded order, under its
+    row lock."""
     common = {
         "strength": values["strength"],
-        "comment": comment,
-        "time_spent_ms": time_spent,
+        "comment": values["comment"],
+        "time_spent_ms": values["time_spent_ms"],
         "idempotency_key": idempotency_key,
     }
     if "preferred_side" in values:
@@ -239,15 +234,11 @@ def label_input_from_data(
             safety_right=values.get("safety_right"),
             **common,
         )
-    if "preferred" in values:
-        return services.LabelInput(
-            preferred=Choice(values["preferred"]),
-            safety_a=values.get("safety_a"),
-            safety_b=values.get("safety_b"),
-            **common,
-        )
-    raise serializers.ValidationError(
-        {"preferred_side": ["Say which response is better: 'left' or 'right'."]}
+    return services.LabelInput(
+        preferred=Choice(values["preferred"]),
+        safety_a=values.get("safety_a"),
+        safety_b=values.get("safety_b"),
+        **common,
     )
 
 

@@ -411,6 +411,15 @@ _ASSIGNMENT_COLUMNS = (
 )
 
 
+def _queue_tables() -> dict[str, str]:
+    """Table names of the queue's plain-SQL statements."""
+    return {
+        "assignment": Assignment._meta.db_table,
+        "comparison": Comparison._meta.db_table,
+        "batch": Batch._meta.db_table,
+    }
+
+
 def _assignment_columns(alias: str) -> str:
     return ", ".join(f"{alias}.{connection.ops.quote_name(c)}" for c in _ASSIGNMENT_COLUMNS)
 
@@ -437,12 +446,7 @@ def _assignment_current(annotator) -> Assignment | None:
 
 @selectors.cached_sql
 def _assignment_current_sql() -> str:
-    tables = {
-        "assignment": Assignment._meta.db_table,
-        "comparison": Comparison._meta.db_table,
-        "batch": Batch._meta.db_table,
-        "columns": _assignment_columns("a"),
-    }
+    tables = {**_queue_tables(), "columns": _assignment_columns("a")}
     return (
         "SELECT {columns} FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
         " JOIN {batch} b ON b.id = c.batch_id"
@@ -594,9 +598,7 @@ def _task_next_sql() -> str:
     locked)."""
     q = connection.ops.quote_name
     tables = {
-        "assignment": Assignment._meta.db_table,
-        "comparison": Comparison._meta.db_table,
-        "batch": Batch._meta.db_table,
+        **_queue_tables(),
         "left": q("left"),
         "free": selectors.free_slots_sql(
             annotator_param="%(me)s", limit=1, lock=" FOR UPDATE OF c SKIP LOCKED"
@@ -657,12 +659,7 @@ def _assignment_for_update(assignment_id: int, annotator) -> Assignment:
 
 @selectors.cached_sql
 def _assignment_for_update_sql() -> str:
-    tables = {
-        "assignment": Assignment._meta.db_table,
-        "comparison": Comparison._meta.db_table,
-        "batch": Batch._meta.db_table,
-        "columns": _assignment_columns("a"),
-    }
+    tables = {**_queue_tables(), "columns": _assignment_columns("a")}
     lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
     return (
         "SELECT {columns}, c.category, c.batch_id, b.status, b.name"
