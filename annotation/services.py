@@ -378,9 +378,11 @@ def _random_left() -> Choice:
 
 
 @selectors.cached_sql
-def _comparison_claim_sql() -> str:
+def _comparison_claim_sql(annotator_param: str = "%s", guard: str = "") -> str:
     """One statement that claims a free slot: ``claims + 1`` on the first comparison of an
     open batch with a slot left that this annotator never had; returns its id.
+    ``annotator_param`` is the placeholder of the annotator's id; ``guard`` (a condition
+    ending in ``AND``) can stop the claim, as ``_task_next_sql`` does.
 
     Plain SQL because the ORM cannot return the updated row (``update()`` returns a count),
     which would cost a second statement per claim. SQLite takes it as is (RETURNING since
@@ -393,8 +395,8 @@ def _comparison_claim_sql() -> str:
         else ""
     )
     return (
-        f"UPDATE {Comparison._meta.db_table} SET claims = claims + 1 WHERE id = ("
-        f"{selectors.free_slots_sql(annotator_param='%s', limit=1, lock=lock)}"
+        f"UPDATE {Comparison._meta.db_table} SET claims = claims + 1 WHERE {guard}id = ("
+        f"{selectors.free_slots_sql(annotator_param=annotator_param, limit=1, lock=lock)}"
         ") RETURNING id"
     )
 
@@ -437,20 +439,25 @@ def _assignment_current(annotator) -> Assignment | None:
     ORM spent ~0.7 ms of CPU compiling this query; the row becomes the same model
     instance through ``Model.from_db``.
     """
-    params = [annotator.pk, Assignment.Status.ASSIGNED.value, Batch.Status.OPEN.value]
     with connection.cursor() as cursor:
-        selectors.prepared_execute(cursor, "pairwise_current", _assignment_current_sql(), params)
+        selectors.prepared_execute(
+            cursor,
+            "pairwise_current",
+            _assignment_current_sql(),
+            selectors.counts_params(annotator),
+        )
         row = cursor.fetchone()
     return None if row is None else _assignment_from_row(row)
 
 
 @selectors.cached_sql
 def _assignment_current_sql() -> str:
+    """``_assignment_current``'s statement; parameters ``selectors.counts_params``."""
     tables = {**_queue_tables(), "columns": _assignment_columns("a")}
     return (
         "SELECT {columns} FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
         " JOIN {batch} b ON b.id = c.batch_id"
-        " WHERE a.annotator_id = %s AND a.status = %s AND b.status = %s"
+        " WHERE a.annotator_id = %(me)s AND a.status = %(assigned)s AND b.status = %(open)s"
         " ORDER BY a.assigned_at LIMIT 1"
     ).format(**tables)
 
@@ -557,7 +564,7 @@ def assignment_next(*, annotator) -> Assignment | None:
     current = _assignment_current(annotator)
     if current is not None:
         return current
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # joins a caller's transaction as one unit
         return _assignment_claim(annotator)
 
 
@@ -573,10 +580,7 @@ def task_next(*, annotator) -> selectors.Task | None:
     in hand) is the same. Elsewhere (SQLite): ``assignment_next`` then ``task_get``.
     """
     if connection.vendor != "postgresql":
-        assignment = _assignment_current(annotator)
-        if assignment is None:
-            with transaction.atomic(savepoint=False):  # joins the caller's transaction
-                assignment = _assignment_claim(annotator)
+        assignment = assignment_next(annotator=annotator)
         if assignment is None:
             return None
         return selectors.task_get(assignment_id=assignment.pk, annotator=annotator)
@@ -596,22 +600,16 @@ def _task_next_sql() -> str:
     read of whichever it is. The claim's ``WHERE NOT EXISTS (current task)`` is a one-time
     filter: when the annotator holds a task, the free-slot walk never runs (nothing is
     locked)."""
-    q = connection.ops.quote_name
     tables = {
         **_queue_tables(),
-        "left": q("left"),
-        "free": selectors.free_slots_sql(
-            annotator_param="%(me)s", limit=1, lock=" FOR UPDATE OF c SKIP LOCKED"
-        ),
+        "left": connection.ops.quote_name("left"),
+        "current": _assignment_current_sql(),
+        "claim": _comparison_claim_sql("%(me)s", "NOT EXISTS (SELECT 1 FROM current_task) AND "),
     }
     ctes = (
         "WITH current_task AS ("
-        "SELECT a.id, a.comparison_id, a.{left}, a.assigned_at FROM {assignment} a"
-        " JOIN {comparison} c ON c.id = a.comparison_id JOIN {batch} b ON b.id = c.batch_id"
-        " WHERE a.annotator_id = %(me)s AND a.status = %(assigned)s AND b.status = %(open)s"
-        " ORDER BY a.assigned_at LIMIT 1),"
-        " claimed AS (UPDATE {comparison} SET claims = claims + 1"
-        " WHERE NOT EXISTS (SELECT 1 FROM current_task) AND id = ({free}) RETURNING id),"
+        "SELECT cur.id, cur.comparison_id, cur.{left}, cur.assigned_at FROM ({current}) cur),"
+        " claimed AS ({claim}),"
         " created AS (INSERT INTO {assignment}"
         " (comparison_id, annotator_id, status, {left}, assigned_at, finished_at, skip_reason)"
         " SELECT id, %(me)s, %(assigned)s, %(left)s, %(now)s, NULL, '' FROM claimed"
