@@ -65,3 +65,24 @@ def open_batch_with(n: int, *, labels_per_comparison=1, category=Category.HELPFU
     for _ in range(n):
         make_comparison(batch, category=category)
     return services.batch_transition(batch=batch, to=Batch.Status.OPEN)
+
+
+def native_row(i=0, **over) -> dict:
+    """One row of the native import format (README, "Import formats"); ``over`` replaces keys."""
+    row = {
+        "id": f"r{i}",
+        "category": "helpfulness",
+        "prompt": [{"role": "user", "content": f"Question {i}?"}],
+        "response_a": {
+            "text": "Answer one",
+            "model_version": "RLHF-V1",
+            "sampling": {"temperature": 0.7},
+        },
+        "response_b": {
+            "text": "Answer two",
+            "model_version": "RLHF-V1",
+            "sampling": {"temperature": 1.0},
+        },
+    }
+    row.update(over)
+    return row

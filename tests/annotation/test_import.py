@@ -9,7 +9,7 @@ import pytest
 from annotation import services
 from annotation.importers import ImportFileError, format_hh_dialogue, parse_file
 from annotation.models import Comparison, Label, Prompt
-from tests.factories import BatchFactory
+from tests.factories import BatchFactory, native_row
 
 pytestmark = pytest.mark.django_db
 
@@ -17,26 +17,6 @@ HH_ROW = {
     "chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a joke\n\nAssistant: Why did the chicken cross the road?",
     "rejected": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Tell me a joke\n\nAssistant: No.",
 }
-
-
-def native_row(i=0, **over):
-    row = {
-        "id": f"r{i}",
-        "category": "helpfulness",
-        "prompt": [{"role": "user", "content": f"Question {i}?"}],
-        "response_a": {
-            "text": "Answer one",
-            "model_version": "RLHF-V1",
-            "sampling": {"temperature": 0.7},
-        },
-        "response_b": {
-            "text": "Answer two",
-            "model_version": "RLHF-V1",
-            "sampling": {"temperature": 1.0},
-        },
-    }
-    row.update(over)
-    return row
 
 
 def jsonl(*rows) -> io.BytesIO:

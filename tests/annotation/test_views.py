@@ -11,7 +11,13 @@ from django.urls import reverse
 from annotation import services
 from annotation.domain import Category
 from annotation.models import Assignment, Batch, Comparison, Guideline, Label
-from tests.factories import BatchFactory, UserFactory, make_comparison, open_batch_with
+from tests.factories import (
+    BatchFactory,
+    UserFactory,
+    make_comparison,
+    native_row,
+    open_batch_with,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -313,23 +319,7 @@ def test_batch_transitions_and_their_errors(client, admin_user):
 
 
 def native_line(i: int, **over) -> str:
-    row = {
-        "id": f"r{i}",
-        "category": "helpfulness",
-        "prompt": [{"role": "user", "content": f"Question {i}?"}],
-        "response_a": {
-            "text": "Answer one",
-            "model_version": "RLHF-V1",
-            "sampling": {"temperature": 0.7},
-        },
-        "response_b": {
-            "text": "Answer two",
-            "model_version": "RLHF-V1",
-            "sampling": {"temperature": 1.0},
-        },
-    }
-    row.update(over)
-    return json.dumps(row) + "\n"
+    return json.dumps(native_row(i, **over)) + "\n"
 
 
 def upload(text: str, name="rows.jsonl"):
