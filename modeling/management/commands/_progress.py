@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from django.core.management.base import CommandError
 from django.db import connection
 from tqdm import tqdm
 
@@ -51,4 +52,13 @@ def run_with_progress(run_id: int, stdout) -> TrainingRun:
         thread.join(timeout=5)
     run = TrainingRun.objects.select_related("result").get(pk=run_id)
     stdout.write(f"run {run.pk} {run.status} in {time.monotonic() - started:.0f} s")
+    return run
+
+
+def run_to_success(run_id: int, stdout, *, failure: str = "") -> TrainingRun:
+    """``run_with_progress``, and a ``CommandError`` (``failure`` + the run's error) unless
+    the run succeeded."""
+    run = run_with_progress(run_id, stdout)
+    if run.status != run.Status.SUCCEEDED:
+        raise CommandError(f"{failure}{run.error}")
     return run

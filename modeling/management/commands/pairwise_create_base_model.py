@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from modeling import services
-from modeling.management.commands._progress import run_with_progress
+from modeling.management.commands._progress import run_to_success
 
 
 class Command(BaseCommand):
@@ -60,7 +60,5 @@ class Command(BaseCommand):
         if opts["queue"]:
             self.stdout.write(f"queued run {run.pk} → {run.result_name}")
             return
-        run = run_with_progress(run.pk, self.stdout)
-        if run.status != run.Status.SUCCEEDED:
-            raise CommandError(run.error)
+        run = run_to_success(run.pk, self.stdout)
         self.stdout.write(self.style.SUCCESS(f"{run.result_name} ready (id {run.result_id})"))

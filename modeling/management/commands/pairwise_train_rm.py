@@ -12,7 +12,7 @@ from django.db.models import Q
 
 from annotation.models import Batch
 from modeling import selectors, services
-from modeling.management.commands._progress import run_with_progress
+from modeling.management.commands._progress import run_to_success
 from modeling.models import ModelKind, ModelVersion
 
 
@@ -77,9 +77,7 @@ class Command(BaseCommand):
         if opts["queue"]:
             self.stdout.write(f"queued run {run.pk} → {run.result_name}")
             return
-        run = run_with_progress(run.pk, self.stdout)
-        if run.status != run.Status.SUCCEEDED:
-            raise CommandError(run.error)
+        run = run_to_success(run.pk, self.stdout)
         m = run.result.metrics
         self.stdout.write(
             self.style.SUCCESS(

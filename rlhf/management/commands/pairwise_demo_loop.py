@@ -232,7 +232,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def _base_model(self, config: dict) -> None:
-        from modeling.management.commands._progress import run_with_progress
+        from modeling.management.commands._progress import run_to_success
         from modeling.models import ModelKind, ModelVersion
         from modeling.services import base_model_launch
 
@@ -247,9 +247,7 @@ class Command(BaseCommand):
             run = base_model_launch(config=config, enqueue=False)
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
-        run = run_with_progress(run.pk, self.stdout)
-        if run.status != run.Status.SUCCEEDED:
-            raise CommandError(f"Creating the base model failed: {run.error}")
+        run = run_to_success(run.pk, self.stdout, failure="Creating the base model failed: ")
         self.stdout.write(f"  {run.result_name} ready")
 
     def _batch_to_label(self) -> Batch:
