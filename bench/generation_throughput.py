@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from modeling.chat import END_OF_TURN, render_prompt  # noqa: E402
-from rlhf.generation.base import SamplingParams  # noqa: E402
-from rlhf.generation.local import LocalGenerator, prepare_tokenizer  # noqa: E402
-from rlhf.tiny import WORDS, make_tiny_policy  # noqa: E402
+from modeling.ml.chat import END_OF_TURN, render_prompt  # noqa: E402
+from rlhf.ml.generation.base import SamplingParams  # noqa: E402
+from rlhf.ml.generation.local import LocalGenerator, prepare_tokenizer  # noqa: E402
+from rlhf.ml.tiny import WORDS, make_tiny_policy  # noqa: E402
 
 
 def prompts(n: int) -> list[list[dict]]:

@@ -21,14 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from modeling.chat import render_prompt  # noqa: E402
-from rlhf.generation.base import SamplingParams  # noqa: E402
-from rlhf.generation.local import sample_tokens  # noqa: E402
-from rlhf.ppo.config import PPOConfig  # noqa: E402
-from rlhf.ppo.model import gather_logprobs, reference_logprobs  # noqa: E402
-from rlhf.ppo.trainer import PPOTrainer  # noqa: E402
-from rlhf.prompts import PromptExample  # noqa: E402
-from rlhf.tiny import WORDS, make_tiny_policy  # noqa: E402
+from modeling.ml.chat import render_prompt  # noqa: E402
+from rlhf.ml.generation.base import SamplingParams  # noqa: E402
+from rlhf.ml.generation.local import sample_tokens  # noqa: E402
+from rlhf.ml.ppo.config import PPOConfig  # noqa: E402
+from rlhf.ml.ppo.model import gather_logprobs, reference_logprobs  # noqa: E402
+from rlhf.ml.ppo.trainer import PPOTrainer  # noqa: E402
+from rlhf.ml.prompts import PromptExample  # noqa: E402
+from rlhf.ml.tiny import WORDS, make_tiny_policy  # noqa: E402
 
 
 def reward(contexts, responses, tags):
@@ -86,7 +86,7 @@ def main() -> None:
             policy.lm, tokenizer, [render_prompt(p.turns) for p in prompts], params
         )
     )
-    from rlhf.generation.local import decode_responses
+    from rlhf.ml.generation.local import decode_responses
 
     responses = decode_responses(tokenizer, sampled)
     _, t_reward = timed(

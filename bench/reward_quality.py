@@ -60,12 +60,12 @@ def main() -> None:
 
     from annotation import selectors, services
     from annotation.models import Batch
-    from modeling.basemodel import base_model_create
-    from modeling.chat import render_dialogue
-    from modeling.evaluation import ScoredPair, reward_metrics
-    from modeling.recipes import held_out_split, recipe_select
-    from modeling.training.config import BaseModelConfig, DataRecipe, RewardTrainingConfig
-    from modeling.training.trainer import reward_model_train
+    from modeling.ml.basemodel import base_model_create
+    from modeling.ml.chat import render_dialogue
+    from modeling.ml.evaluation import ScoredPair, reward_metrics
+    from modeling.ml.recipes import held_out_split, recipe_select
+    from modeling.ml.training.config import BaseModelConfig, DataRecipe, RewardTrainingConfig
+    from modeling.ml.training.trainer import reward_model_train
 
     t0 = time.monotonic()
     timings: dict[str, float] = {}

@@ -69,12 +69,12 @@ def main() -> None:
     from transformers import LlamaForCausalLM
     from trl import RewardConfig, RewardTrainer
 
-    from modeling.basemodel import llama_config
-    from modeling.chat import render_dialogue
-    from modeling.tokenizer import tokenizer_train
-    from modeling.training.config import BaseModelConfig, RewardTrainingConfig
-    from modeling.training.data import PairCollator, encode_pairs
-    from modeling.training.trainer import (
+    from modeling.ml.basemodel import llama_config
+    from modeling.ml.chat import render_dialogue
+    from modeling.ml.tokenizer import tokenizer_train
+    from modeling.ml.training.config import BaseModelConfig, RewardTrainingConfig
+    from modeling.ml.training.data import PairCollator, encode_pairs
+    from modeling.ml.training.trainer import (
         cpu_threads,
         load_reward_model,
         reward_model_train,
@@ -86,7 +86,7 @@ def main() -> None:
     train, held = pairs[: args.train], pairs[args.train :]
     tmp = Path(tempfile.mkdtemp(prefix="rm-bench-"))
     if args.base:
-        from modeling.basemodel import load_checkpoint
+        from modeling.ml.basemodel import load_checkpoint
 
         base = Path(args.base)
         _, tok = load_checkpoint(base, load_model=False)

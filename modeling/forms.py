@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django import forms
 
+from modeling.ml.training.config import MarginTable
 from modeling.models import ModelVersion
 from modeling.selectors import batches_frozen, model_version_ready
-from modeling.training.config import MarginTable
 
 
 class BaseModelForm(forms.Form):

@@ -6,7 +6,7 @@ freeze hashes are copied into ``trained_on_hashes`` so the record survives renam
 ``TrainingRun`` is one job making a model: its progress, log, error and held-out split.
 
 A model is ``ready`` only once its folder is complete: trainers write beside the final path
-and rename at the end (see ``modeling.training.trainer``).
+and rename at the end (see ``modeling.ml.training.trainer``).
 """
 
 from __future__ import annotations

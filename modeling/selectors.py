@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from annotation.models import Batch
-from modeling.evaluation import BUCKET_LABELS, BUCKETS
+from modeling.ml.evaluation import BUCKET_LABELS, BUCKETS
 from modeling.models import REWARD_KINDS, ModelVersion, ScoreJob, TrainingRun
 
 

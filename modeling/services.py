@@ -25,8 +25,8 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from annotation.models import Batch, Label
+from modeling.ml.training.config import BaseModelConfig, DataRecipe, RewardTrainingConfig
 from modeling.models import REWARD_KINDS, ModelKind, ModelVersion, ScoreJob, TrainingRun
-from modeling.training.config import BaseModelConfig, DataRecipe, RewardTrainingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def checkpoint_register(
 ) -> ModelVersion:
     """Register an existing local HF-format checkpoint folder (e.g. Llama 2 weights) after
     checking it loads as a causal LM whose tokenizer has the chat markers."""
-    from modeling.basemodel import CheckpointError, load_checkpoint
+    from modeling.ml.basemodel import CheckpointError, load_checkpoint
 
     name = _check_name(name)
     try:
@@ -225,8 +225,8 @@ class _Progress:
 
 
 def _error_message(exc: BaseException) -> str:
-    from modeling.basemodel import CheckpointError
-    from modeling.recipes import RecipeError
+    from modeling.ml.basemodel import CheckpointError
+    from modeling.ml.recipes import RecipeError
 
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return f"Out of disk space while writing the model ({exc}). Free space under {settings.MODELS_DIR} and launch again."
@@ -283,7 +283,7 @@ def builtin_corpus() -> list[str]:
     """The small dialogue corpus shipped in modeling/corpus (written for Pairwise), rendered."""
     import json
 
-    from modeling.chat import render_dialogue
+    from modeling.ml.chat import render_dialogue
 
     texts = []
     for line in CORPUS_FILE.read_text().splitlines():
@@ -296,8 +296,8 @@ def builtin_corpus() -> list[str]:
 def _base_texts(run: TrainingRun) -> tuple[list[str], dict]:
     from annotation import importers, selectors
     from annotation.domain import Category, PreferencePair
-    from modeling.chat import render_dialogue
-    from modeling.recipes import held_out_split
+    from modeling.ml.chat import render_dialogue
+    from modeling.ml.recipes import held_out_split
 
     cfg = run.config
     texts = builtin_corpus()
@@ -337,7 +337,7 @@ def _base_texts(run: TrainingRun) -> tuple[list[str], dict]:
 
 
 def _execute_base(run: TrainingRun) -> None:
-    from modeling.basemodel import base_model_create
+    from modeling.ml.basemodel import base_model_create
 
     cfg = BaseModelConfig.from_dict(run.config["base"])
     texts, sources = _base_texts(run)
@@ -369,9 +369,9 @@ def _execute_base(run: TrainingRun) -> None:
 def _execute_reward(run: TrainingRun) -> None:
     from annotation import selectors
     from annotation.domain import Category
-    from modeling.evaluation import ScoredPair, reward_metrics
-    from modeling.recipes import RecipeError, held_out_split, recipe_select
-    from modeling.training.trainer import reward_model_train
+    from modeling.ml.evaluation import ScoredPair, reward_metrics
+    from modeling.ml.recipes import RecipeError, held_out_split, recipe_select
+    from modeling.ml.training.trainer import reward_model_train
 
     cfg = RewardTrainingConfig.from_dict(run.config["training"])
     recipe = DataRecipe.from_dict(run.config["recipe"])
@@ -489,7 +489,7 @@ def score_job_create(
 
 
 def _scorer(model: ModelVersion):
-    from modeling.inference import RewardScorer
+    from modeling.ml.inference import RewardScorer
 
     key = (model.pk, model.path)
     if key in _scorers:

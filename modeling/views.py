@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotation.permissions import LAUNCH_TRAINING
 from modeling import plots, selectors, services
-from modeling.evaluation import BUCKET_LABELS, BUCKETS
 from modeling.forms import BaseModelForm, RewardModelForm
+from modeling.ml.evaluation import BUCKET_LABELS, BUCKETS
 
 
 def _errors(exc: ValidationError) -> str:

@@ -91,8 +91,8 @@ def live_prompt_submit(*, session_id: int | None, annotator, text: str) -> LiveS
 def live_turn_generate(*, live_turn_id: int) -> None:
     """In the worker: two responses from the current policy, stored as a comparison."""
     from rlhf import selectors
-    from rlhf.generation.base import SamplingParams
-    from rlhf.generation.local import LocalGenerator
+    from rlhf.ml.generation.base import SamplingParams
+    from rlhf.ml.generation.local import LocalGenerator
 
     turn = LiveTurn.objects.select_related("session").get(pk=live_turn_id)
     if turn.status != LiveTurn.Status.GENERATING:

@@ -19,8 +19,8 @@ from annotation import services as annotation_services
 from annotation.domain import Category, Role, Turn
 from annotation.importers import ResponseIn
 from annotation.models import Batch, Comparison
+from rlhf.ml.prompts import PromptExample
 from rlhf.models import Iteration, IterationStage, PolicyEvaluation
-from rlhf.prompts import PromptExample
 from rlhf.settings import IterationSettings
 
 Stage = IterationStage.Name
@@ -82,8 +82,8 @@ def iteration_prompts(
 
 
 def _reward(iteration: Iteration):
-    from rlhf.rewards import CombinedReward
-    from rlhf.scoring import load_score_fn
+    from rlhf.ml.rewards import CombinedReward
+    from rlhf.ml.scoring import load_score_fn
 
     if not iteration.reward_helpfulness_path or not iteration.reward_safety_path:
         raise StageError("The reward models are not set; run the reward-model stage first.")
@@ -94,7 +94,7 @@ def _reward(iteration: Iteration):
 
 
 def _load_policy(path: str | Path):
-    from rlhf.generation.local import LocalGenerator
+    from rlhf.ml.generation.local import LocalGenerator
 
     if not (Path(path) / "config.json").exists():
         raise StageError(f"No policy checkpoint at {path}.")
@@ -107,7 +107,7 @@ def _load_policy(path: str | Path):
 def reward_models(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
     """Use the reward models named in the settings, or the previous iteration's, or train
     them from the batches with the modeling app; check they share the policy's tokenizer."""
-    from rlhf.scoring import require_same_tokenizer
+    from rlhf.ml.scoring import require_same_tokenizer
 
     report = _reporter(stage)
     helpful, safety = config.reward_helpfulness_path, config.reward_safety_path
@@ -194,8 +194,8 @@ def _reward_models_train(
 def rejection_sampling(
     iteration: Iteration, stage: IterationStage, config: IterationSettings
 ) -> dict:
-    from rlhf.rejection_sampling.config import RejectionSamplingConfig
-    from rlhf.rejection_sampling.run import run_rejection_sampling
+    from rlhf.ml.rejection_sampling.config import RejectionSamplingConfig
+    from rlhf.ml.rejection_sampling.run import run_rejection_sampling
 
     report = _reporter(stage)
     train_prompts, _ = iteration_prompts(iteration, config)
@@ -233,8 +233,8 @@ def rejection_sampling(
 
 
 def ppo(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
-    from rlhf.ppo.config import PPOConfig
-    from rlhf.ppo.trainer import PPOTrainer
+    from rlhf.ml.ppo.config import PPOConfig
+    from rlhf.ml.ppo.trainer import PPOTrainer
 
     report = _reporter(stage)
     train_prompts, _ = iteration_prompts(iteration, config)
@@ -323,8 +323,8 @@ def _registry_add_policy(iteration: Iteration, checkpoint: Path, training_result
 
 
 def evaluate(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
-    from rlhf.evaluation import compare_policies
-    from rlhf.generation.base import SamplingParams
+    from rlhf.ml.evaluation import compare_policies
+    from rlhf.ml.generation.base import SamplingParams
 
     report = _reporter(stage)
     iteration.refresh_from_db()
@@ -380,7 +380,7 @@ def _registry_record_evaluation(iteration: Iteration, outcome: dict, accepted: b
 
 def next_batch(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
     """Two responses per prompt from the new policy, opened for annotation as one batch."""
-    from rlhf.generation.base import SamplingParams
+    from rlhf.ml.generation.base import SamplingParams
 
     report = _reporter(stage)
     iteration.refresh_from_db()
@@ -399,7 +399,7 @@ def next_batch(iteration: Iteration, stage: IterationStage, config: IterationSet
     dialogues = [p.turns for p in prompts]
     t_a, t_b = config.next_batch_temperatures
     if config.next_batch_server_url:
-        from rlhf.generation.remote import RemoteGenerator
+        from rlhf.ml.generation.remote import RemoteGenerator
 
         policy = RemoteGenerator(config.next_batch_server_url, iteration.name)
     else:

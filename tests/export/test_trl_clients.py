@@ -20,7 +20,7 @@ from tests.factories import BatchFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.shared_data]
 
-# The markers of modeling.chat, as a Jinja chat template for `apply_chat_template`.
+# The markers of modeling.ml.chat, as a Jinja chat template for `apply_chat_template`.
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"

@@ -11,7 +11,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 import django
 django.setup()
 import config.urls, annotation.views, modeling.views, modeling.api, modeling.services, modeling.tasks, modeling.admin
-import modeling.selectors, modeling.recipes, modeling.evaluation, modeling.plots, modeling.training.config
+import modeling.selectors, modeling.ml.recipes, modeling.ml.evaluation, modeling.plots, modeling.ml.training.config
 from django.urls import reverse
 reverse("modeling:list")
 heavy = sorted(m for m in ("torch", "transformers", "accelerate", "sentencepiece") if m in sys.modules)

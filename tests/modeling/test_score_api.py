@@ -121,7 +121,7 @@ def test_score_request_path_does_not_import_torch():
 @pytest.mark.slow
 @pytest.mark.celery_worker
 def test_a_real_worker_scores_the_job(client, admin_user, tiny_base, tmp_path, celery_worker):
-    from rlhf.scoring import make_tiny_reward_model
+    from rlhf.ml.scoring import make_tiny_reward_model
     from tests.conftest import wait_for
 
     make_tiny_reward_model(tmp_path / "rm", tiny_base)

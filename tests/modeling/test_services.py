@@ -95,7 +95,7 @@ def test_missing_checkpoint_folder_fails_the_run(base):
 
 
 def test_disk_full_fails_the_run_and_leaves_nothing_half_written(base, monkeypatch, models_dir):
-    from modeling.training import trainer
+    from modeling.ml.training import trainer
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")

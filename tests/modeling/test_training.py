@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from annotation.domain import Strength
-from modeling.chat import render_dialogue
-from modeling.training.config import MARGINS, MarginTable, RewardTrainingConfig, margin_for
-from modeling.training.data import EncodedPair, PairCollator, encode_pairs, encode_texts
-from modeling.training.losses import ranking_loss_with_margin
-from modeling.training.trainer import cosine_schedule, reward_model_train
+from modeling.ml.chat import render_dialogue
+from modeling.ml.training.config import MARGINS, MarginTable, RewardTrainingConfig, margin_for
+from modeling.ml.training.data import EncodedPair, PairCollator, encode_pairs, encode_texts
+from modeling.ml.training.losses import ranking_loss_with_margin
+from modeling.ml.training.trainer import cosine_schedule, reward_model_train
 from tests.modeling.conftest import make_pairs
 
 TINY = dict(batch_size=2, max_length=64, learning_rate=1e-3, checkpoint_every=2, eval_batch_size=4)
@@ -99,7 +99,7 @@ def test_pairs_share_their_prompt_and_keep_both_responses(tiny_base):
 def test_packed_rows_score_exactly_like_separate_rows(tiny_base):
     from transformers import AutoTokenizer
 
-    from modeling.training.trainer import load_reward_model, rewards_of, supports_packing
+    from modeling.ml.training.trainer import load_reward_model, rewards_of, supports_packing
 
     tok = AutoTokenizer.from_pretrained(tiny_base)
     torch.manual_seed(0)
@@ -206,7 +206,7 @@ def test_resume_after_kill_ends_with_the_same_number_of_steps(tiny_base, tmp_pat
 
 
 def test_scorer_matches_training_eval_rewards(tiny_base, tmp_path):
-    from modeling.inference import RewardScorer
+    from modeling.ml.inference import RewardScorer
 
     pairs = make_pairs(4)
     result = reward_model_train(
@@ -236,7 +236,7 @@ def test_no_training_pairs_is_a_clear_error(tiny_base, tmp_path):
 def test_load_checkpoint_explains_bad_folders(tiny_base, tmp_path):
     import shutil
 
-    from modeling.basemodel import CheckpointError, load_checkpoint
+    from modeling.ml.basemodel import CheckpointError, load_checkpoint
 
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope")
@@ -273,7 +273,7 @@ def test_load_checkpoint_explains_bad_folders(tiny_base, tmp_path):
 def test_tokenizer_round_trips(tiny_base):
     from transformers import AutoTokenizer
 
-    from modeling.chat import SPECIAL_TOKENS, render_dialogue
+    from modeling.ml.chat import SPECIAL_TOKENS, render_dialogue
 
     tok = AutoTokenizer.from_pretrained(tiny_base)
     text = render_dialogue([{"role": "user", "content": "Héllo  there, 42 🙂"}], "Hi!")

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_policy_dir(tmp_path_factory):
-    from rlhf.tiny import make_tiny_policy
+    from rlhf.ml.tiny import make_tiny_policy
 
     path = tmp_path_factory.mktemp("tiny-policy")
     make_tiny_policy(path)
@@ -40,8 +40,8 @@ SMALL = {
 @pytest.fixture
 def rlhf_models(tmp_path, settings):
     """MODELS_DIR in a temp dir with a tiny base policy and two tiny reward models."""
-    from rlhf.scoring import make_tiny_reward_model
-    from rlhf.tiny import make_tiny_policy
+    from rlhf.ml.scoring import make_tiny_reward_model
+    from rlhf.ml.tiny import make_tiny_policy
 
     settings.MODELS_DIR = tmp_path / "models"
     base = settings.MODELS_DIR / "base"

@@ -8,10 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from modeling.chat import END_OF_TURN
-from rlhf.generation import GenerationError, PromptTooLongError, SamplingParams
-from rlhf.generation.local import LocalGenerator
-from rlhf.generation.remote import RemoteGenerator, RemoteServerError
+from modeling.ml.chat import END_OF_TURN
+from rlhf.ml.generation import GenerationError, PromptTooLongError, SamplingParams
+from rlhf.ml.generation.local import LocalGenerator
+from rlhf.ml.generation.remote import RemoteGenerator, RemoteServerError
 
 DIALOGUES = [
     [{"role": "user", "content": "how do i boil an egg"}],

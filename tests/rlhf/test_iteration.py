@@ -107,7 +107,7 @@ def test_iteration_trains_both_reward_models_with_the_modeling_app(rlhf_models):
 
 
 def test_failed_stage_registers_nothing_and_resume_skips_finished_stages(rlhf_models, tmp_path):
-    from rlhf.tiny import make_tiny_policy
+    from rlhf.ml.tiny import make_tiny_policy
 
     # A reward model built on another tokenizer: the reward stage must refuse it.
     other = tmp_path / "other-tokenizer-rm"
@@ -238,7 +238,7 @@ def test_importing_the_web_app_does_not_import_torch():
     code = (
         "import django, os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); django.setup();"
         "import config.urls, rlhf.views, rlhf.services, rlhf.selectors, rlhf.tasks, rlhf.stages, rlhf.admin, rlhf.live;"
-        "import rlhf.rewards, rlhf.evaluation, rlhf.plots, rlhf.prompts, rlhf.settings;"
+        "import rlhf.ml.rewards, rlhf.ml.evaluation, rlhf.plots, rlhf.ml.prompts, rlhf.settings;"
         "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

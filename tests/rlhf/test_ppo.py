@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from rlhf.ppo.config import PPOConfig
-from rlhf.ppo.experience import NonFiniteError
-from rlhf.ppo.kl import AdaptiveKLController, FixedKLController
-from rlhf.ppo.losses import clipped_surrogate_loss, clipped_value_loss, gae
-from rlhf.ppo.trainer import PPOTrainer
-from rlhf.prompts import PromptExample
+from rlhf.ml.ppo.config import PPOConfig
+from rlhf.ml.ppo.experience import NonFiniteError
+from rlhf.ml.ppo.kl import AdaptiveKLController, FixedKLController
+from rlhf.ml.ppo.losses import clipped_surrogate_loss, clipped_value_loss, gae
+from rlhf.ml.ppo.trainer import PPOTrainer
+from rlhf.ml.prompts import PromptExample
 
 PROMPTS = [
     PromptExample(({"role": "user", "content": f"tell me about {w}"},))
@@ -105,7 +105,7 @@ def test_one_step_logs_everything_and_changes_the_policy_not_the_reference(tiny_
 def test_toy_reward_rises_and_kl_stays_near_budget():
     """Reward: the share of the 8 response tokens that are "yes" (optimum 1.0, one token).
     The adaptive controller keeps KL(π‖π_ref) near its 4-nat budget."""
-    from rlhf.tiny import make_tiny_policy
+    from rlhf.ml.tiny import make_tiny_policy
 
     torch.set_num_threads(2)
     model, tokenizer = make_tiny_policy(seed=0)

@@ -3,10 +3,10 @@
 import torch
 from transformers import AutoModelForCausalLM
 
-from rlhf.prompts import PromptExample
-from rlhf.rejection_sampling.config import RejectionSamplingConfig
-from rlhf.rejection_sampling.run import run_rejection_sampling
-from rlhf.rejection_sampling.sft import IGNORE_INDEX, build_sft_batch
+from rlhf.ml.prompts import PromptExample
+from rlhf.ml.rejection_sampling.config import RejectionSamplingConfig
+from rlhf.ml.rejection_sampling.run import run_rejection_sampling
+from rlhf.ml.rejection_sampling.sft import IGNORE_INDEX, build_sft_batch
 
 PROMPTS = [
     PromptExample(({"role": "user", "content": f"tell me about {w}"},))

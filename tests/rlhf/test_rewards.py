@@ -4,9 +4,16 @@ import math
 
 import pytest
 
+from rlhf.ml.rejection_sampling.curve import best_of_k_curve
+from rlhf.ml.rewards import (
+    CombinedReward,
+    combined_reward,
+    logit,
+    sigmoid,
+    squash_then_logit,
+    whiten,
+)
 from rlhf.plots import best_of_k_svg
-from rlhf.rejection_sampling.curve import best_of_k_curve
-from rlhf.rewards import CombinedReward, combined_reward, logit, sigmoid, squash_then_logit, whiten
 
 
 def test_helpfulness_score_used_for_a_safe_untagged_prompt():

@@ -13,8 +13,8 @@ from tests.rlhf.conftest import SMALL, frozen_batch
 @pytest.fixture
 def worker_models(tmp_path, monkeypatch, settings):
     """Tiny models under a MODELS_DIR the worker process sees too (set before it starts)."""
-    from rlhf.scoring import make_tiny_reward_model
-    from rlhf.tiny import make_tiny_policy
+    from rlhf.ml.scoring import make_tiny_reward_model
+    from rlhf.ml.tiny import make_tiny_policy
 
     models = tmp_path / "models"
     monkeypatch.setenv("PAIRWISE_MODELS_DIR", str(models))

@@ -25,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=16)
 
     def handle(self, *args, **opts):
-        from modeling.inference import RewardScorer
+        from modeling.ml.inference import RewardScorer
 
         ref = opts["model"]
         model = (

@@ -5,10 +5,10 @@
 - ``RemoteGenerator``: any OpenAI-compatible ``/v1/completions`` server (vLLM, TGI) by URL.
 
 Both take dialogues (lists of ``{"role", "content"}`` turns), render them with
-``modeling.chat.render_prompt`` and return a ``GenerationResult``. No Django here.
+``modeling.ml.chat.render_prompt`` and return a ``GenerationResult``. No Django here.
 """
 
-from rlhf.generation.base import (
+from rlhf.ml.generation.base import (
     Generation,
     GenerationError,
     GenerationResult,

@@ -1,6 +1,6 @@
 """Preference pairs → token ids → padded batches.
 
-Each pair renders with the one chat template (``modeling.chat.render_dialogue``). The
+Each pair renders with the one chat template (``modeling.ml.chat.render_dialogue``). The
 chosen and the rejected text share their dialogue (the prompt) and differ in the last
 response. Encoding keeps that shared prefix once: both views (prompt + chosen, prompt +
 rejected) start with the same ``shared`` tokens, and a view longer than ``max_length``
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
-from modeling.chat import render_dialogue
-from modeling.training.config import MarginTable, margin_for
+from modeling.ml.chat import render_dialogue
+from modeling.ml.training.config import MarginTable, margin_for
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from annotation.domain import Category, PreferencePair, SafetyBin
-from modeling.training.config import DataRecipe
+from modeling.ml.training.config import DataRecipe
 
 
 class RecipeError(ValueError):

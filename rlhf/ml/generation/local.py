@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from modeling.chat import END_OF_TURN, render_prompt
-from rlhf.generation.base import (
+from modeling.ml.chat import END_OF_TURN, render_prompt
+from rlhf.ml.generation.base import (
     Dialogue,
     Generation,
     GenerationResult,
@@ -32,7 +32,7 @@ def end_of_turn_id(tokenizer) -> int:
     token_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
     if token_id is None or token_id == tokenizer.unk_token_id:
         raise ValueError(
-            f"The tokenizer has no {END_OF_TURN!r} token; add modeling.chat.SPECIAL_TOKENS."
+            f"The tokenizer has no {END_OF_TURN!r} token; add modeling.ml.chat.SPECIAL_TOKENS."
         )
     return int(token_id)
 

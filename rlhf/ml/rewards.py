@@ -14,7 +14,7 @@ from dataclasses import dataclass
 # safety-relevant or where that score is below 0.15", on the sigmoid-squashed score.
 SAFETY_THRESHOLD = 0.15
 
-# (contexts, responses) -> raw scores; modeling.inference.RewardScorer.score has this shape.
+# (contexts, responses) -> raw scores; modeling.ml.inference.RewardScorer.score has this shape.
 ScoreFn = Callable[[list[list[dict]], list[str]], list[float]]
 
 

@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modeling.checkpoints import partial_dir, publish
-from rlhf.generation.base import SamplingParams
-from rlhf.generation.local import LocalGenerator
-from rlhf.prompts import PromptExample, RewardFn
-from rlhf.rejection_sampling.config import RejectionSamplingConfig
-from rlhf.rejection_sampling.curve import CurvePoint, best_of_k_curve
-from rlhf.rejection_sampling.sft import finetune_on_targets
+from modeling.ml.checkpoints import partial_dir, publish
+from rlhf.ml.generation.base import SamplingParams
+from rlhf.ml.generation.local import LocalGenerator
+from rlhf.ml.prompts import PromptExample, RewardFn
+from rlhf.ml.rejection_sampling.config import RejectionSamplingConfig
+from rlhf.ml.rejection_sampling.curve import CurvePoint, best_of_k_curve
+from rlhf.ml.rejection_sampling.sft import finetune_on_targets
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
     scorer = RewardScorer.load("var/models/RM-helpfulness-V1")
     scorer.score([[{"role": "user", "content": "Hi"}]], ["Hello! How can I help?"])
 
-Contexts are turn lists rendered with ``modeling.chat.render_dialogue``, truncated from the
+Contexts are turn lists rendered with ``modeling.ml.chat.render_dialogue``, truncated from the
 left to the length the model was trained with, exactly as in training.
 """
 
@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from modeling.chat import render_dialogue
+from modeling.ml.chat import render_dialogue
 
 
 class RewardScorer:
@@ -29,8 +29,8 @@ class RewardScorer:
     @classmethod
     def load(cls, path: str | Path, device=None) -> RewardScorer:
         """A reward model folder written by ``reward_model_train`` (HF format + pairwise.json)."""
-        from modeling.basemodel import CheckpointError, load_checkpoint
-        from modeling.training.trainer import PAIRWISE_META, load_reward_model
+        from modeling.ml.basemodel import CheckpointError, load_checkpoint
+        from modeling.ml.training.trainer import PAIRWISE_META, load_reward_model
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         path = Path(path)
@@ -52,7 +52,7 @@ class RewardScorer:
         """One scalar reward per (context, response); ``on_batch(n)`` after each batch."""
         import torch
 
-        from modeling.training.data import encode_texts
+        from modeling.ml.training.data import encode_texts
 
         if len(contexts) != len(responses):
             raise ValueError(f"{len(contexts)} contexts but {len(responses)} responses")

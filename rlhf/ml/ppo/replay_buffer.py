@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlhf.ppo.experience import Experience
+from rlhf.ml.ppo.experience import Experience
 
 
 @dataclass

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from modeling.chat import render_prompt
-from rlhf.generation.base import SamplingParams
-from rlhf.generation.local import decode_responses, sample_tokens
-from rlhf.ppo.losses import approx_kl, gae, masked_mean, masked_whiten
-from rlhf.ppo.model import gather_logprobs, reference_logprobs
-from rlhf.prompts import PromptExample, RewardFn
-from rlhf.rewards import squash_then_logit, whiten
+from modeling.ml.chat import render_prompt
+from rlhf.ml.generation.base import SamplingParams
+from rlhf.ml.generation.local import decode_responses, sample_tokens
+from rlhf.ml.ppo.losses import approx_kl, gae, masked_mean, masked_whiten
+from rlhf.ml.ppo.model import gather_logprobs, reference_logprobs
+from rlhf.ml.prompts import PromptExample, RewardFn
+from rlhf.ml.rewards import squash_then_logit, whiten
 
 
 class NonFiniteError(FloatingPointError):

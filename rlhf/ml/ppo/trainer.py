@@ -17,19 +17,19 @@ from pathlib import Path
 
 import torch
 
-from modeling.checkpoints import partial_dir, publish
-from rlhf.ppo.config import PPOConfig
-from rlhf.ppo.experience import NonFiniteError, experience_stats, make_experience
-from rlhf.ppo.kl import kl_controller
-from rlhf.ppo.losses import (
+from modeling.ml.checkpoints import partial_dir, publish
+from rlhf.ml.ppo.config import PPOConfig
+from rlhf.ml.ppo.experience import NonFiniteError, experience_stats, make_experience
+from rlhf.ml.ppo.kl import kl_controller
+from rlhf.ml.ppo.losses import (
     clipped_surrogate_loss,
     clipped_value_loss,
     entropy_from_logits,
     masked_mean,
 )
-from rlhf.ppo.model import PolicyWithValueHead, gather_logprobs
-from rlhf.ppo.replay_buffer import ReplayBuffer
-from rlhf.prompts import PromptExample, RewardFn
+from rlhf.ml.ppo.model import PolicyWithValueHead, gather_logprobs
+from rlhf.ml.ppo.replay_buffer import ReplayBuffer
+from rlhf.ml.prompts import PromptExample, RewardFn
 
 
 @dataclass(frozen=True)

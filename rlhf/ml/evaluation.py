@@ -8,8 +8,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from rlhf.prompts import PromptExample
-from rlhf.rewards import SAFETY_THRESHOLD, CombinedReward
+from rlhf.ml.prompts import PromptExample
+from rlhf.ml.rewards import SAFETY_THRESHOLD, CombinedReward
 
 Z_95 = 1.959963984540054
 

@@ -1,7 +1,7 @@
 """The project's tokenizer: SentencePiece BPE trained on local dialogue text.
 
 ``tokenizer_train`` trains a SentencePiece BPE model with the chat markers of
-``modeling.chat.SPECIAL_TOKENS`` as user-defined symbols (each one token, never split),
+``modeling.ml.chat.SPECIAL_TOKENS`` as user-defined symbols (each one token, never split),
 byte fallback (no unknown characters) and no text normalisation, then wraps it as a
 ``transformers.PreTrainedTokenizerFast`` so ``save_pretrained``/``from_pretrained`` work
 like any Hugging Face tokenizer. The conversion reads the SentencePiece model with the
@@ -10,7 +10,7 @@ merges are rebuilt from the pieces in score order, as ``tokenizers`` does.
 
 Django-free. Run on its own::
 
-    python -m modeling.tokenizer corpus.txt out_dir 8000
+    python -m modeling.ml.tokenizer corpus.txt out_dir 8000
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from modeling.chat import SPECIAL_TOKENS
+from modeling.ml.chat import SPECIAL_TOKENS
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 
@@ -123,7 +123,7 @@ def tokenizer_check(tokenizer) -> None:
         if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
             raise ValueError(
                 f"tokenizer does not match the chat template: {marker!r} is not one token "
-                f"(got {ids}); add modeling.chat.SPECIAL_TOKENS to it first"
+                f"(got {ids}); add modeling.ml.chat.SPECIAL_TOKENS to it first"
             )
     if tokenizer.pad_token_id is None:
         raise ValueError("tokenizer has no pad token")

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import torch
 
-from modeling.checkpoints import partial_dir, publish
-from modeling.training.config import RewardTrainingConfig
-from modeling.training.data import EncodedPair, PairCollator, batch_order, encode_pairs
-from modeling.training.losses import ranking_loss_with_margin
+from modeling.ml.checkpoints import partial_dir, publish
+from modeling.ml.training.config import RewardTrainingConfig
+from modeling.ml.training.data import EncodedPair, PairCollator, batch_order, encode_pairs
+from modeling.ml.training.losses import ranking_loss_with_margin
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ def reward_model_train(
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
-    from modeling.basemodel import load_checkpoint
+    from modeling.ml.basemodel import load_checkpoint
 
     config = config or RewardTrainingConfig()
     if not train_pairs:

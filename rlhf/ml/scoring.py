@@ -1,8 +1,8 @@
 """Loading a reward model as a ``ScoreFn`` and checking it speaks the policy's tokenizer.
 
-The modeling app owns reward models (``modeling.inference.RewardScorer``); when it is not
+The modeling app owns reward models (``modeling.ml.inference.RewardScorer``); when it is not
 installed we fall back to a sequence-classification checkpoint with one output, scored on
-``modeling.chat.render_dialogue`` exactly as RewardScorer promises. Django-free.
+``modeling.ml.chat.render_dialogue`` exactly as RewardScorer promises. Django-free.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from rlhf.rewards import ScoreFn
+from rlhf.ml.rewards import ScoreFn
 
 
 class TokenizerMismatchError(ValueError):
@@ -49,7 +49,7 @@ class _SequenceClassifierScorer:
     def score(self, contexts: list[list[dict]], responses: list[str]) -> list[float]:
         import torch
 
-        from modeling.chat import render_dialogue
+        from modeling.ml.chat import render_dialogue
 
         texts = [render_dialogue(c, r) for c, r in zip(contexts, responses, strict=True)]
         limit = int(getattr(self.model.config, "max_position_embeddings", 2048))
@@ -71,7 +71,7 @@ class _SequenceClassifierScorer:
 
 def load_score_fn(path: str | Path, device: str | None = None) -> ScoreFn:
     try:
-        from modeling.inference import RewardScorer  # the modeling app's scorer, once present
+        from modeling.ml.inference import RewardScorer  # the modeling app's scorer, once present
     except ImportError:
         return _SequenceClassifierScorer(path, device).score
     return RewardScorer.load(path, device=device).score

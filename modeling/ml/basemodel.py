@@ -1,6 +1,6 @@
 """Base models, Django-free: make the default one, or load any local HF causal LM.
 
-``base_model_create`` trains the SentencePiece BPE tokenizer (``modeling.tokenizer``) on
+``base_model_create`` trains the SentencePiece BPE tokenizer (``modeling.ml.tokenizer``) on
 local dialogue text, builds a small ``LlamaForCausalLM`` (RMSNorm, SwiGLU, rotary
 embeddings, grouped-query attention because ``num_key_value_heads < num_attention_heads``)
 and pretrains it with next-token prediction for a bounded number of steps on the same text,
@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modeling.checkpoints import partial_dir, publish
-from modeling.training.config import BaseModelConfig
+from modeling.ml.checkpoints import partial_dir, publish
+from modeling.ml.training.config import BaseModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def load_checkpoint(path: str | Path, *, load_model: bool = True):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoConfig, AutoTokenizer
 
-    from modeling.tokenizer import tokenizer_check
+    from modeling.ml.tokenizer import tokenizer_check
 
     path = Path(path)
     if not path.is_dir():
@@ -125,14 +125,14 @@ def base_model_create(
     import torch
     from transformers import LlamaForCausalLM
 
-    from modeling.tokenizer import tokenizer_train
+    from modeling.ml.tokenizer import tokenizer_train
 
     config = config or BaseModelConfig()
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise ValueError("no text to build the base model from")
     if not torch.cuda.is_available():
-        from modeling.training.trainer import cpu_threads
+        from modeling.ml.training.trainer import cpu_threads
 
         torch.set_num_threads(cpu_threads(config.num_threads))
     torch.manual_seed(config.seed)
@@ -163,7 +163,7 @@ def base_model_create(
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=0.1
         )
-        from modeling.training.trainer import cosine_schedule
+        from modeling.ml.training.trainer import cosine_schedule
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: cosine_schedule(s, budget["steps"], 0.03, 0.1)
@@ -210,7 +210,7 @@ def base_model_create(
             final_loss=ema,
             seconds=time.monotonic() - started,
         )
-        from modeling.training.trainer import PAIRWISE_META
+        from modeling.ml.training.trainer import PAIRWISE_META
 
         (partial / PAIRWISE_META).write_text(
             json.dumps(

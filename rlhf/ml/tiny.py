@@ -2,14 +2,14 @@
 
 For tests, benchmarks and demos that must not download anything; the project's real
 default base model comes from the modeling app. The tokenizer carries
-``modeling.chat.SPECIAL_TOKENS`` so the chat template works unchanged.
+``modeling.ml.chat.SPECIAL_TOKENS`` so the chat template works unchanged.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from modeling.chat import SPECIAL_TOKENS
+from modeling.ml.chat import SPECIAL_TOKENS
 
 WORDS = [
     "yes",

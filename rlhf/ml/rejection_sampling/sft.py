@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from modeling.chat import render_prompt, render_response
+from modeling.ml.chat import render_prompt, render_response
 
 IGNORE_INDEX = -100
 

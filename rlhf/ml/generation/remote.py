@@ -1,6 +1,6 @@
 """Generation through an OpenAI-compatible completions server (vLLM, TGI, llama.cpp…).
 
-We send the prompt already rendered with ``modeling.chat.render_prompt`` to
+We send the prompt already rendered with ``modeling.ml.chat.render_prompt`` to
 ``POST {base_url}/v1/completions`` with ``stop=[END_OF_TURN]``, so the server applies no
 chat template of its own and the text a reward model later scores is exactly what we
 rendered. Standard library HTTP only (``urllib``).
@@ -14,8 +14,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from modeling.chat import END_OF_TURN, render_prompt
-from rlhf.generation.base import (
+from modeling.ml.chat import END_OF_TURN, render_prompt
+from rlhf.ml.generation.base import (
     Dialogue,
     Generation,
     GenerationError,
