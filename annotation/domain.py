@@ -7,6 +7,7 @@ or a safety bin means the same thing everywhere. Names follow Llama 2 (§3.2.1).
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 
@@ -108,3 +109,27 @@ class PreferencePair:
     category: Category
     safety_bin: SafetyBin | None = None
     source: str = ""
+
+
+# --- text that a database can store -------------------------------------------------------
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problem(text: str) -> str | None:
+    """Why this text cannot be stored as it is, or None when it can.
+
+    PostgreSQL's text type refuses the NUL character, and a lone UTF-16 surrogate (which
+    JSON's ``\\ud800`` escapes can produce) has no UTF-8 encoding; either would fail deep in
+    the database driver. Every entry point that takes text from a user or a file checks
+    with this first and names the field or line in its own error.
+    """
+    if "\x00" in text:
+        return f"contains a NUL character (\\u0000) at position {text.index(chr(0))}"
+    found = _LONE_SURROGATE.search(text)
+    if found is not None:
+        return (
+            f"contains a lone surrogate (\\u{ord(found.group()):04x}) at position "
+            f"{found.start()}, which is not valid Unicode text"
+        )
+    return None
