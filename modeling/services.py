@@ -413,7 +413,13 @@ def _execute_reward(run: TrainingRun) -> None:
         _log(run.pk, f"resumed from step {result.resumed_from_step}")
     scored = [
         ScoredPair(
-            c, r, p.strength or "", p.category if not p.source else f"{p.category} · {p.source}"
+            c,
+            r,
+            p.strength or "",
+            p.category if not p.source else f"{p.category} · {p.source}",
+            chosen_length=len(p.chosen.split()),
+            rejected_length=len(p.rejected.split()),
+            turns=sum(t.role == "user" for t in p.context),
         )
         for p, (c, r) in zip(eval_pairs, result.eval_rewards, strict=True)
     ]

@@ -10,6 +10,7 @@ of scores.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,9 @@ class ScoredPair:
     rejected_reward: float
     strength: str  # "" for unrated
     test_set: str  # e.g. "helpfulness", "safety", "safety · anthropic-hh"
+    chosen_length: int = 0  # words in the preferred response
+    rejected_length: int = 0
+    turns: int = 1  # user turns in the dialogue the two responses answer
 
 
 def _acc(rows: Sequence[ScoredPair]) -> dict:
@@ -94,4 +98,66 @@ def reward_metrics(
         "score_mean": sum(scores) / len(scores) if scores else None,
         "score_min": min(scores) if scores else None,
         "score_max": max(scores) if scores else None,
+        "length": length_diagnostics(rows),
+    }
+
+
+# Bucket edges of the HH paper's robustness plots, by dialogue turns.
+TURN_BUCKETS = ("1", "2", "3", "4+")
+# Shares of the score distribution both responses must clear (0 = every pair).
+SCORE_QUANTILES = (0.0, 0.5, 0.75, 0.9)
+
+
+def _turn_bucket(turns: int) -> str:
+    return str(turns) if turns < 4 else "4+"
+
+
+def length_diagnostics(rows: Sequence[ScoredPair]) -> dict:
+    """Is the reward model more than a length detector? (Bai et al. 2022 §4, Singhal et al. 2023)
+
+    - ``length_baseline_accuracy``: "the longer response wins" on the same pairs (equal
+      lengths count half), against the model's ``accuracy``;
+    - ``reward_length_correlation``: Pearson's r between each response's reward and its
+      length in words;
+    - ``by_turns``: accuracy by the number of user turns in the dialogue;
+    - ``both_above``: accuracy on the pairs whose two responses both score above the q-th
+      quantile of all scores (the HH paper finds preference models least reliable there);
+    - ``no_better_than_length``: the model's accuracy does not beat the length baseline.
+    """
+    n = len(rows)
+    if n == 0:
+        return {"n": 0}
+    accuracy = sum(r.chosen_reward > r.rejected_reward for r in rows) / n
+    longer = sum(
+        1.0
+        if r.chosen_length > r.rejected_length
+        else 0.5
+        if r.chosen_length == r.rejected_length
+        else 0.0
+        for r in rows
+    )
+    rewards = [r.chosen_reward for r in rows] + [r.rejected_reward for r in rows]
+    lengths = [r.chosen_length for r in rows] + [r.rejected_length for r in rows]
+    try:
+        correlation: float | None = statistics.correlation(lengths, rewards)
+    except statistics.StatisticsError:  # fewer than two points, or a constant
+        correlation = None
+    by_turns = {b: _acc([r for r in rows if _turn_bucket(r.turns) == b]) for b in TURN_BUCKETS}
+    ordered = sorted(rewards)
+    both_above = []
+    for q in SCORE_QUANTILES:
+        threshold = ordered[min(int(q * len(ordered)), len(ordered) - 1)] if q else -math.inf
+        sub = [r for r in rows if min(r.chosen_reward, r.rejected_reward) > threshold]
+        both_above.append({"quantile": q, "threshold": None if q == 0 else threshold, **_acc(sub)})
+    baseline = longer / n
+    return {
+        "n": n,
+        "accuracy": accuracy,
+        "length_baseline_accuracy": baseline,
+        "no_better_than_length": accuracy <= baseline,
+        "reward_length_correlation": correlation,
+        "mean_chosen_length": statistics.fmean(r.chosen_length for r in rows),
+        "mean_rejected_length": statistics.fmean(r.rejected_length for r in rows),
+        "by_turns": by_turns,
+        "both_above": both_above,
     }

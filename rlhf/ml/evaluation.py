@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from rlhf.ml.prompts import PromptExample
-from rlhf.ml.rewards import SAFETY_THRESHOLD, CombinedReward
+from rlhf.ml.rewards import SAFETY_THRESHOLD, CombinedReward, ScoreFn
 
 Z_95 = 1.959963984540054
 
@@ -23,6 +23,94 @@ def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, f
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class WinTieLoss:
+    """How often a candidate beat a baseline, prompt by prompt, by one judge.
+
+    A tie counts as half a win (Llama 2 §3.4 reports win / tie / loss; the win rate here is
+    the share of the comparisons the candidate is preferred in, ties split evenly), and the
+    interval is Wilson's on that share."""
+
+    wins: int
+    ties: int
+    losses: int
+
+    @property
+    def n(self) -> int:
+        return self.wins + self.ties + self.losses
+
+    @property
+    def win_rate(self) -> float:
+        return (self.wins + self.ties / 2) / self.n if self.n else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.wins + self.ties / 2, self.n)
+
+    def as_dict(self) -> dict:
+        low, high = self.interval
+        return {
+            "n": self.n,
+            "wins": self.wins,
+            "ties": self.ties,
+            "losses": self.losses,
+            "win_rate": self.win_rate,
+            "ci_low": low,
+            "ci_high": high,
+        }
+
+
+WIN, TIE, LOSS = 1, 0, -1
+
+
+def win_tie_loss(outcomes: Iterable[int]) -> WinTieLoss:
+    """Count outcomes: ``WIN`` (1), ``TIE`` (0), ``LOSS`` (-1), one per prompt or label."""
+    counts = {WIN: 0, TIE: 0, LOSS: 0}
+    for outcome in outcomes:
+        if outcome not in counts:
+            raise ValueError(f"An outcome is 1 (win), 0 (tie) or -1 (loss), not {outcome!r}.")
+        counts[outcome] += 1
+    return WinTieLoss(counts[WIN], counts[TIE], counts[LOSS])
+
+
+def outcomes_from_scores(
+    candidate: Sequence[float], baseline: Sequence[float], *, tie_margin: float = 1e-6
+) -> list[int]:
+    """Per prompt: the candidate wins when its score is higher by more than ``tie_margin``."""
+    out = []
+    for c, b in zip(candidate, baseline, strict=True):
+        out.append(TIE if abs(c - b) <= tie_margin else WIN if c > b else LOSS)
+    return out
+
+
+@dataclass(frozen=True)
+class LengthStats:
+    """A policy's responses: length in words, and how many were empty or cut off."""
+
+    n: int
+    mean_words: float
+    empty_share: float
+    truncated_share: float  # the length cap ended them, not the end-of-turn marker
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def length_stats(texts: Sequence[str], finished: Sequence[bool] | None = None) -> LengthStats:
+    """``finished[i]`` is False when response i hit ``max_new_tokens`` (None: unknown)."""
+    n = len(texts)
+    if n == 0:
+        return LengthStats(0, 0.0, 0.0, 0.0)
+    words = [len(t.split()) for t in texts]
+    truncated = sum(not f for f in finished) / n if finished is not None else 0.0
+    return LengthStats(
+        n=n,
+        mean_words=statistics.fmean(words),
+        empty_share=sum(not t.strip() for t in texts) / n,
+        truncated_share=truncated,
+    )
 
 
 @dataclass(frozen=True)
@@ -61,22 +149,14 @@ def compare_policies(
     tags = [p.safety_tagged for p in prompts]
     cand = reward.breakdown(contexts, list(candidate), tags)
     base = reward.breakdown(contexts, list(baseline), tags)
-    wins = ties = losses = 0
-    for c, b in zip(cand.combined, base.combined, strict=True):
-        if abs(c - b) <= tie_margin:
-            ties += 1
-        elif c > b:
-            wins += 1
-        else:
-            losses += 1
-    n = len(prompts)
-    low, high = wilson_interval(wins + ties / 2, n)
+    tally = win_tie_loss(outcomes_from_scores(cand.combined, base.combined, tie_margin=tie_margin))
+    low, high = tally.interval
     return PolicyComparison(
-        n_prompts=n,
-        wins=wins,
-        ties=ties,
-        losses=losses,
-        win_rate=(wins + ties / 2) / n,
+        n_prompts=tally.n,
+        wins=tally.wins,
+        ties=tally.ties,
+        losses=tally.losses,
+        win_rate=tally.win_rate,
         ci_low=low,
         ci_high=high,
         candidate_helpfulness=statistics.fmean(cand.helpfulness),
@@ -86,3 +166,29 @@ def compare_policies(
         baseline_safety=statistics.fmean(base.safety),
         baseline_unsafe_share=base.unsafe_share(threshold),
     )
+
+
+def compare_by_judge(
+    prompts: Sequence[PromptExample],
+    candidate: Sequence[str],
+    baseline: Sequence[str],
+    judge: ScoreFn,
+    *,
+    tie_margin: float = 1e-6,
+) -> dict:
+    """The candidate against the baseline by one reward model the policy was not optimised
+    against (the "gold" reward model of Gao et al. 2022): win / tie / loss with its interval
+    and both mean scores."""
+    if not prompts:
+        raise ValueError("No held-out prompts to evaluate on.")
+    contexts = [list(p.turns) for p in prompts]
+    cand = [float(x) for x in judge(contexts, list(candidate))]
+    base = [float(x) for x in judge(contexts, list(baseline))]
+    if not all(math.isfinite(x) for x in cand + base):
+        raise ValueError("The judge returned a non-finite score (NaN or inf).")
+    tally = win_tie_loss(outcomes_from_scores(cand, base, tie_margin=tie_margin))
+    return {
+        **tally.as_dict(),
+        "candidate_score": statistics.fmean(cand),
+        "baseline_score": statistics.fmean(base),
+    }
