@@ -34,6 +34,58 @@ STRENGTH_LABELS = {
 STRENGTH_ORDER = list(Strength)
 
 
+class MarginTable(enum.StrEnum):
+    """Which margin m(strength) the reward model's ranking loss subtracts (Llama 2 Table 28)."""
+
+    NONE = "none"
+    SMALL = "small"
+    LARGE = "large"
+
+
+# Llama 2, Table 28: the margin m(r) inside the ranking loss, by rated strength. The one
+# home of these numbers: training subtracts them, exports write them, imports read them back.
+MARGINS: dict[MarginTable, dict[Strength, float]] = {
+    MarginTable.NONE: {s: 0.0 for s in Strength},
+    MarginTable.SMALL: {
+        Strength.SIGNIFICANTLY_BETTER: 1.0,
+        Strength.BETTER: 2 / 3,
+        Strength.SLIGHTLY_BETTER: 1 / 3,
+        Strength.NEGLIGIBLY_BETTER_OR_UNSURE: 0.0,
+    },
+    MarginTable.LARGE: {
+        Strength.SIGNIFICANTLY_BETTER: 3.0,
+        Strength.BETTER: 2.0,
+        Strength.SLIGHTLY_BETTER: 1.0,
+        Strength.NEGLIGIBLY_BETTER_OR_UNSURE: 0.0,
+    },
+}
+DEFAULT_MARGIN_TABLE = MarginTable.SMALL
+
+
+def margin_for(
+    strength: Strength | str | None, *, table: MarginTable | str = DEFAULT_MARGIN_TABLE
+) -> float:
+    """m(strength) under ``table``; a blank or None strength (unrated binary data such as
+    Anthropic HH) has no margin."""
+    if not strength:
+        return 0.0
+    return MARGINS[MarginTable(table)][Strength(strength)]
+
+
+def strength_for_margin(
+    margin: float, *, table: MarginTable | str = DEFAULT_MARGIN_TABLE
+) -> Strength | None:
+    """The strength a non-zero margin of ``table`` stands for; None for 0 (read as unrated,
+    since an unrated label and a negligible one both export 0). A margin that is in no
+    row of the table raises ``ValueError``."""
+    if margin == 0:
+        return None
+    for strength, value in MARGINS[MarginTable(table)].items():
+        if value and round(value, 6) == round(float(margin), 6):
+            return strength
+    raise ValueError(f"{margin!r} is not a margin of the {MarginTable(table)} table")
+
+
 class Category(enum.StrEnum):
     HELPFULNESS = "helpfulness"
     SAFETY = "safety"

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import IO, Any
 
-from annotation.domain import Category, Role, Strength, Turn
+from annotation.domain import Category, Role, Strength, Turn, strength_for_margin
 
 MAX_LINE_BYTES = (
     1 << 20
@@ -331,11 +331,6 @@ def parse_native_row(obj: Any, line: int, default_category: Category | None) -> 
     )
 
 
-MARGIN_STRENGTHS = {
-    1.0: Strength.SIGNIFICANTLY_BETTER,
-    round(2 / 3, 6): Strength.BETTER,
-    round(1 / 3, 6): Strength.SLIGHTLY_BETTER,
-}
 TIE_COMMENT = "tie"
 
 
@@ -371,14 +366,13 @@ def _strength(obj: dict[str, Any]) -> str:
         return ""
     if isinstance(margin, bool) or not isinstance(margin, int | float):
         raise RowError("margin", f"must be a number, got {type(margin).__name__}")
-    if margin == 0:
-        return ""
     try:
-        return MARGIN_STRENGTHS[round(float(margin), 6)].value
-    except KeyError:
+        rated = strength_for_margin(margin)
+    except ValueError:
         raise RowError(
             "margin", f"{margin!r} is not in the margin table (1, 2/3, 1/3, 0); give 'strength'"
         ) from None
+    return rated.value if rated else ""
 
 
 def parse_pairwise_row(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from modeling.ml.training.config import MarginTable
+from annotation.domain import MarginTable
 from modeling.models import ModelVersion
 from modeling.selectors import batches_frozen, model_version_ready
 

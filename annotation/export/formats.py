@@ -19,32 +19,14 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from annotation.domain import Role, Strength, Turn
+from annotation.domain import DEFAULT_MARGIN_TABLE, MARGINS, Role, Strength, Turn, margin_for
 from annotation.importers import format_hh_dialogue
 
 SCHEMA_VERSION = 1
 
-# Llama 2, Table 28: margin m(r) added inside the ranking loss, by rated strength.
-# Unrated labels (imported binary data such as Anthropic HH) get no margin.
-MARGIN_TABLES: dict[str, dict[str, float]] = {
-    "small": {
-        Strength.SIGNIFICANTLY_BETTER: 1.0,
-        Strength.BETTER: float(Fraction(2, 3)),
-        Strength.SLIGHTLY_BETTER: float(Fraction(1, 3)),
-        Strength.NEGLIGIBLY_BETTER_OR_UNSURE: 0.0,
-    },
-    "large": {
-        Strength.SIGNIFICANTLY_BETTER: 3.0,
-        Strength.BETTER: 2.0,
-        Strength.SLIGHTLY_BETTER: 1.0,
-        Strength.NEGLIGIBLY_BETTER_OR_UNSURE: 0.0,
-    },
-}
-DEFAULT_MARGIN_TABLE = "small"
 # The aggregated view's "mean strength": 3 significantly better … 0 negligibly better / unsure.
 STRENGTH_SCORE: dict[str, int] = {
     Strength.SIGNIFICANTLY_BETTER: 3,
@@ -59,11 +41,6 @@ PAIRWISE_JSONL = "pairwise.jsonl"
 HH_JSONL = "hh.jsonl"
 AGGREGATED_JSONL = "comparisons.jsonl"
 ALL_FORMATS = (FULL_JSONL, FULL_PARQUET, PAIRWISE_JSONL, HH_JSONL, AGGREGATED_JSONL)
-
-
-def margin_for(strength: str, table: str = DEFAULT_MARGIN_TABLE) -> float:
-    """The margin of a label's strength; 0 for an unrated label."""
-    return MARGIN_TABLES[table].get(strength, 0.0) if strength else 0.0
 
 
 class ResponseRow(NamedTuple):
@@ -133,7 +110,7 @@ def _response_json(r: ResponseRow) -> str:
 
 
 _MARGIN_JSON = {
-    strength: repr(margin) for strength, margin in MARGIN_TABLES[DEFAULT_MARGIN_TABLE].items()
+    strength: repr(margin) for strength, margin in MARGINS[DEFAULT_MARGIN_TABLE].items()
 }
 
 

@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from annotation.domain import DEFAULT_MARGIN_TABLE, MARGINS
 from annotation.export import formats, selectors
 from annotation.export.selectors import NO_BIN, UNRATED, SnapshotFilters
 from annotation.models import Snapshot
@@ -180,8 +181,8 @@ def snapshot_build_files(
         "max_label_id": max_label_id,
         "counts": counts.as_dict(),
         "margin_table": {
-            "name": formats.DEFAULT_MARGIN_TABLE,
-            **formats.MARGIN_TABLES[formats.DEFAULT_MARGIN_TABLE],
+            "name": str(DEFAULT_MARGIN_TABLE),
+            **MARGINS[DEFAULT_MARGIN_TABLE],
         },
         "annotator_ids": "HMAC-SHA256 of the Pairwise user id or imported rater name; stable within this snapshot",
         "files": {f.name: {"sha256": f.sha256, "bytes": f.bytes, "rows": f.rows} for f in files},
@@ -191,8 +192,32 @@ def snapshot_build_files(
     return BuildResult(content_hash, manifest, work_dir, counts.labels, counts.comparisons)
 
 
+class SnapshotFilesMissing(Exception):
+    """A ready snapshot whose folder, or a file in it, was removed from ``SNAPSHOTS_DIR``."""
+
+    def __init__(self) -> None:
+        # No path: the server's folders are none of the client's business.
+        super().__init__(
+            "This snapshot's files are missing on the server: create a snapshot with the "
+            "same filters to rebuild them."
+        )
+
+
 def snapshot_directory(snapshot: Snapshot) -> Path:
     return Path(settings.SNAPSHOTS_DIR) / snapshot.content_hash
+
+
+def snapshot_file_names(snapshot: Snapshot) -> list[str]:
+    """A ready snapshot's files, data files first, checked present on disk.
+
+    Streamed responses (the tar archive) cannot change their status once the first byte
+    is out, so they check here before answering. Raises ``SnapshotFilesMissing``.
+    """
+    names = sorted(snapshot.manifest["files"]) + [MANIFEST]
+    directory = snapshot_directory(snapshot)
+    if not all((directory / name).is_file() for name in names):
+        raise SnapshotFilesMissing
+    return names
 
 
 def snapshot_request(
@@ -252,9 +277,13 @@ def snapshot_build(*, snapshot_id: int) -> Snapshot:
         except OSError:
             if not final.is_dir():
                 raise
-            # Same content already built (maybe just now, by another build): its files are
-            # byte-identical to ours.
-            shutil.rmtree(work_dir)
+            if all((final / name).is_file() for name in [*result.manifest["files"], MANIFEST]):
+                # Same content already built (maybe just now, by another build): its files
+                # are byte-identical to ours.
+                shutil.rmtree(work_dir)
+            else:  # a file of it was removed from the server: ours replace it
+                shutil.rmtree(final)
+                work_dir.rename(final)
     except Exception as exc:
         shutil.rmtree(work_dir, ignore_errors=True)
         Snapshot.objects.filter(pk=snapshot.pk).update(
@@ -282,14 +311,16 @@ def snapshot_build(*, snapshot_id: int) -> Snapshot:
 
 
 def snapshot_file_path(*, snapshot: Snapshot, name: str) -> Path:
-    """The path of one of a ready snapshot's files; only names listed in its manifest."""
+    """The path of one of a ready snapshot's files; only names listed in its manifest.
+
+    Raises ``ValidationError`` for a snapshot not ready or a name it does not list,
+    ``SnapshotFilesMissing`` when the file was removed from the server.
+    """
     if snapshot.status != Snapshot.Status.READY:
         raise ValidationError({"snapshot": "This snapshot is not ready yet."})
     if name != MANIFEST and name not in snapshot.manifest.get("files", {}):
         raise ValidationError({"file": f"This snapshot has no file {name!r}."})
     path = snapshot_directory(snapshot) / name
     if not path.is_file():
-        raise ValidationError(
-            {"file": f"{name} is missing from {path.parent}: the snapshot folder was removed."}
-        )
+        raise SnapshotFilesMissing
     return path

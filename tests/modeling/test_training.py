@@ -8,9 +8,8 @@ import math
 import pytest
 import torch
 
-from annotation.domain import Strength
 from modeling.ml.chat import render_dialogue
-from modeling.ml.training.config import MARGINS, MarginTable, RewardTrainingConfig, margin_for
+from modeling.ml.training.config import RewardTrainingConfig
 from modeling.ml.training.data import EncodedPair, PairCollator, encode_pairs, encode_texts
 from modeling.ml.training.losses import ranking_loss_with_margin
 from modeling.ml.training.trainer import cosine_schedule, reward_model_train
@@ -31,15 +30,6 @@ def test_ranking_loss_matches_hand_computed_values():
     assert ranking_loss_with_margin(chosen, rejected).item() == pytest.approx(
         (math.log1p(math.exp(-1)) + math.log(2) + math.log1p(math.exp(1))) / 3, abs=1e-6
     )
-
-
-def test_margin_tables_follow_llama2_table_28():
-    assert [MARGINS[MarginTable.SMALL][s] for s in Strength] == pytest.approx([1, 2 / 3, 1 / 3, 0])
-    assert [MARGINS[MarginTable.LARGE][s] for s in Strength] == [3, 2, 1, 0]
-    assert all(v == 0 for v in MARGINS[MarginTable.NONE].values())
-    assert margin_for("large", "") == 0.0  # unrated imported binary data
-    assert margin_for("small", None) == 0.0
-    assert margin_for("large", "better") == 2.0
 
 
 def test_cosine_schedule_warms_up_and_ends_at_ten_percent():

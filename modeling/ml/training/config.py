@@ -5,40 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import asdict, dataclass, field, fields
 
-from annotation.domain import Strength
-
-
-class MarginTable(enum.StrEnum):
-    """Which margin m(strength) the ranking loss subtracts (Llama 2 Table 28)."""
-
-    NONE = "none"
-    SMALL = "small"
-    LARGE = "large"
-
-
-# Keyed by Strength; unrated imported binary data (blank strength, e.g. Anthropic HH) → 0.
-MARGINS: dict[MarginTable, dict[Strength, float]] = {
-    MarginTable.NONE: {s: 0.0 for s in Strength},
-    MarginTable.SMALL: {
-        Strength.SIGNIFICANTLY_BETTER: 1.0,
-        Strength.BETTER: 2 / 3,
-        Strength.SLIGHTLY_BETTER: 1 / 3,
-        Strength.NEGLIGIBLY_BETTER_OR_UNSURE: 0.0,
-    },
-    MarginTable.LARGE: {
-        Strength.SIGNIFICANTLY_BETTER: 3.0,
-        Strength.BETTER: 2.0,
-        Strength.SLIGHTLY_BETTER: 1.0,
-        Strength.NEGLIGIBLY_BETTER_OR_UNSURE: 0.0,
-    },
-}
-
-
-def margin_for(table: MarginTable | str, strength: Strength | str | None) -> float:
-    """m(strength) under ``table``; blank/None strength (unrated binary data) is 0."""
-    if not strength:
-        return 0.0
-    return MARGINS[MarginTable(table)][Strength(strength)]
+from annotation.domain import MarginTable
 
 
 class _Config:

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
+from annotation.domain import MarginTable, margin_for
 from modeling.ml.chat import render_dialogue
-from modeling.ml.training.config import MarginTable, margin_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,7 @@ def encode_pairs(
         tokenizer, [render_dialogue(p.context, p.rejected) for p in pairs], max_length=10**9
     )
     return [
-        _encoded_pair(c, r, max_length, margin_for(margin, p.strength), i)
+        _encoded_pair(c, r, max_length, margin_for(p.strength, table=margin), i)
         for i, (p, c, r) in enumerate(zip(pairs, chosen, rejected, strict=True))
     ]
 

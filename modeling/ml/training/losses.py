@@ -3,7 +3,7 @@
     L_ranking = -log( σ( r_θ(x, y_c) - r_θ(x, y_r) - m(r) ) )
 
 r_θ(x, y) is the scalar score of response y to prompt x; y_c is the chosen response, y_r the
-rejected one; m(r) is a margin that grows with the rated strength (see ``config.MARGINS``).
+rejected one; m(r) is a margin that grows with the rated strength (see ``annotation.domain.MARGINS``).
 """
 
 from __future__ import annotations
