@@ -281,3 +281,18 @@ def test_config_validation():
     assert (
         RewardTrainingConfig.from_dict(RewardTrainingConfig().to_dict()) == RewardTrainingConfig()
     )
+
+
+class _Planted:
+    def __reduce__(self):
+        return (exec, ("raise SystemExit('planted code ran')",))
+
+
+def test_a_planted_checkpoint_is_refused_not_run(tmp_path):
+    import pickle
+
+    from modeling.ml.training.trainer import _load_checkpoint
+
+    torch.save({"model": {}, "step": 1, "stats": _Planted()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        _load_checkpoint(tmp_path / "checkpoint.pt")

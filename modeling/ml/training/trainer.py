@@ -212,6 +212,12 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, stats: 
     os.replace(tmp, path)
 
 
+def _load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by ``_save_checkpoint``: tensors and plain values only
+    (``weights_only``), so a planted file cannot run code when training resumes."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def reward_model_train(
     *,
     checkpoint: str | Path,
@@ -290,7 +296,7 @@ def reward_model_train(
     ckpt_path = work_dir / "checkpoint.pt"
     start_step, stats = 0, {"loss_sum": 0.0, "correct": 0, "seen": 0, "last_loss": float("nan")}
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = _load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
