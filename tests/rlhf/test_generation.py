@@ -139,3 +139,32 @@ def test_remote_unreachable_server_is_a_clear_error():
     gen = RemoteGenerator("http://127.0.0.1:9", "policy", timeout=2)
     with pytest.raises(RemoteServerError, match="Cannot reach the inference server"):
         gen.generate(DIALOGUES[:1], SamplingParams())
+
+
+class _Failing(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        payload = ("Traceback (most recent call last):\n" + "x" * 5000).encode()
+        self.send_response(500)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_remote_error_echoes_a_short_excerpt_and_only_http_urls_are_taken():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gen = RemoteGenerator(f"http://127.0.0.1:{server.server_address[1]}", "policy")
+        with pytest.raises(RemoteServerError, match="answered HTTP 500") as failed:
+            gen.generate(DIALOGUES[:1], SamplingParams())
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(failed.value)
+    assert "\n" not in message and len(message) < 250 and message.endswith("…")
+    for url in ("file:///etc/passwd", "ftp://host/x", "localhost:8000", ""):
+        with pytest.raises(RemoteServerError, match="must be http:// or https://"):
+            RemoteGenerator(url, "policy")

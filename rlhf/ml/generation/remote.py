@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from modeling.ml.chat import END_OF_TURN, render_prompt
 from rlhf.ml.generation.base import (
@@ -23,6 +24,9 @@ from rlhf.ml.generation.base import (
     SamplingParams,
     require_prompts,
 )
+
+# How much of an error answer's body goes into the stage error.
+ERROR_EXCERPT_CHARS = 120
 
 
 class RemoteServerError(GenerationError):
@@ -41,6 +45,11 @@ class RemoteGenerator:
         timeout: float = 120.0,
         prompts_per_request: int = 32,
     ):
+        if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
+            # urllib also opens file:// and ftp://: never let a setting read the worker's disk.
+            raise RemoteServerError(
+                f"The inference server URL must be http:// or https://, not {base_url[:80]!r}."
+            )
         self.base_url = base_url.rstrip("/")
         if self.base_url.endswith("/v1"):
             self.base_url = self.base_url[: -len("/v1")]
@@ -60,7 +69,10 @@ class RemoteGenerator:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:
                 return json.loads(reply.read().decode())
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:500]
+            # A short, one-line excerpt: the stage error is shown on pages and in the API.
+            detail = " ".join(exc.read(4 * ERROR_EXCERPT_CHARS).decode(errors="replace").split())
+            if len(detail) > ERROR_EXCERPT_CHARS:
+                detail = detail[:ERROR_EXCERPT_CHARS] + "…"
             raise RemoteServerError(f"{url} answered HTTP {exc.code}: {detail}") from exc
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
