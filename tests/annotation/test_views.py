@@ -4,7 +4,8 @@ import io
 import json
 
 import pytest
-from django.core.management import call_command
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
@@ -388,8 +389,8 @@ def test_hh_import_needs_a_category(client, admin_user):
 
 
 def test_demo_command_is_idempotent(client):
-    call_command("pairwise_demo", stdout=io.StringIO())
-    call_command("pairwise_demo", stdout=io.StringIO())
+    call_command("pairwise_demo", demo_passwords=True, stdout=io.StringIO())
+    call_command("pairwise_demo", demo_passwords=True, stdout=io.StringIO())
     batch = Batch.objects.get()
     assert batch.status == Batch.Status.OPEN and batch.comparisons.count() == 12
     assert set(batch.comparisons.values_list("category", flat=True)) == {"helpfulness", "safety"}
@@ -400,3 +401,10 @@ def test_demo_command_is_idempotent(client):
     assert client.get(reverse("annotate")).status_code == 200
     assert client.login(username="admin", password="pairwise-demo")
     assert client.get(reverse("batch_list")).status_code == 200
+
+
+def test_demo_command_refuses_known_passwords_with_debug_off_unless_asked(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="--demo-passwords"):
+        call_command("pairwise_demo", stdout=io.StringIO())
+    assert not get_user_model().objects.exists() and not Batch.objects.exists()

@@ -47,7 +47,7 @@ def expected_preference(assignment: Assignment, side: str) -> str:
 
 
 def test_annotator_labels_three_comparisons_with_keyboard_and_mouse(live_server, browser):
-    call_command("pairwise_demo", stdout=io.StringIO())
+    call_command("pairwise_demo", demo_passwords=True, stdout=io.StringIO())
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1440, "height": 1000})

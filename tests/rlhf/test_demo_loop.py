@@ -45,6 +45,7 @@ def run_loop() -> str:
     out = StringIO()
     args = [x for k, v in TINY_BASE.items() for x in ("--base", f"{k}={json.dumps(v)}")]
     args += [x for k, v in TINY_ITERATION.items() for x in ("--set", f"{k}={json.dumps(v)}")]
+    args.append("--demo-passwords")  # tests run with DEBUG off
     call_command("pairwise_demo_loop", *args, stdout=out, stderr=StringIO())
     return out.getvalue()
 

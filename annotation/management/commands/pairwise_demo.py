@@ -2,6 +2,9 @@
 
     python manage.py pairwise_demo
 
+Every demo user's password is the published ``pairwise-demo``: with DEBUG off (a server
+others can reach) the command refuses unless asked with ``--demo-passwords``.
+
 Idempotent: running it again resets the demo passwords and changes nothing else. The
 comparisons live in ``annotation/demo_data.jsonl`` (the native import format) and go in
 through the same import service as any upload.
@@ -11,8 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from annotation import selectors, services
@@ -63,8 +67,22 @@ If you prefer a response you tagged unsafe, add a comment saying why: such label
 class Command(BaseCommand):
     help = "Create demo users (password 'pairwise-demo'), guidelines and an open demo batch."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--demo-passwords",
+            action="store_true",
+            help=f"Seed the users with the known password '{DEMO_PASSWORD}' even with DEBUG "
+            "off. Anyone who reads this help can then sign in as admin.",
+        )
+
     @transaction.atomic
     def handle(self, *args, **options):
+        if not settings.DEBUG and not options["demo_passwords"]:
+            raise CommandError(
+                f"DEBUG is off: this looks like a server others can reach, and the demo users' "
+                f"password ('{DEMO_PASSWORD}', admin included) is published. Run with "
+                "--demo-passwords if that is really what you want."
+            )
         users = get_user_model().objects
         for username, role, superuser in DEMO_USERS:
             user, created = users.get_or_create(username=username)

@@ -155,6 +155,11 @@ class Command(BaseCommand):
             help="An IterationSettings field (JSON values), over the demo's defaults.",
         )
         parser.add_argument("--seed", type=int, default=0, help="Seeds the simulated annotator.")
+        parser.add_argument(
+            "--demo-passwords",
+            action="store_true",
+            help="Passed to pairwise_demo when it seeds the demo data (needed with DEBUG off).",
+        )
 
     def handle(self, *args, **opts):
         started = time.monotonic()
@@ -188,7 +193,7 @@ class Command(BaseCommand):
     def _run(self, opts) -> Iteration:
         if not Batch.objects.filter(name=DEMO_BATCH).exists():
             self._say("demo data (pairwise_demo)")
-            call_command("pairwise_demo", stdout=self.stdout)
+            call_command("pairwise_demo", demo_passwords=opts["demo_passwords"], stdout=self.stdout)
         latest = Iteration.objects.order_by("-number").first()
         if latest is not None and latest.status == Iteration.Status.RUNNING:
             # Perhaps in a worker right now: running it here as well would do the work twice.
