@@ -8,6 +8,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+from annotation.domain import STRENGTH_ORDER, Strength
 from rlhf.ml.prompts import PromptExample
 from rlhf.ml.rewards import SAFETY_THRESHOLD, CombinedReward, ScoreFn
 
@@ -191,4 +192,65 @@ def compare_by_judge(
         **tally.as_dict(),
         "candidate_score": statistics.fmean(cand),
         "baseline_score": statistics.fmean(base),
+    }
+
+
+# --- people ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HumanJudgement:
+    """One person's label on one blind pair of an evaluation batch, in the candidate's terms."""
+
+    category: str
+    candidate_preferred: bool
+    strength: str  # a Strength value; "" when unrated
+    # The proxy reward models' combined score of the candidate's response minus the
+    # baseline's on the same pair; None when the pair was not scored.
+    reward_margin: float | None = None
+
+
+def human_outcome(judgement: HumanJudgement) -> int:
+    """ "Negligibly better / Unsure" is a tie (Llama 2 §3.4.2 counts it so); otherwise the
+    preferred side wins."""
+    if judgement.strength == Strength.NEGLIGIBLY_BETTER_OR_UNSURE:
+        return TIE
+    return WIN if judgement.candidate_preferred else LOSS
+
+
+def human_evaluation_result(judgements: Sequence[HumanJudgement]) -> dict:
+    """Win / tie / loss by people, overall and per category, and how the reward models agree
+    with them on the same pairs: the share of decided labels whose side the reward margin
+    picks too, and the mean margin (preferred minus other) by the rated strength (a table
+    in the manner of Llama 2's Fig. 15, reward-model score against human rating)."""
+    overall = win_tie_loss(human_outcome(j) for j in judgements)
+    categories = sorted({j.category for j in judgements})
+    by_category = {
+        c: win_tie_loss(human_outcome(j) for j in judgements if j.category == c).as_dict()
+        for c in categories
+    }
+    scored = [j for j in judgements if j.reward_margin is not None]
+    decided = [j for j in scored if human_outcome(j) != TIE and j.reward_margin != 0]
+    agree = sum((j.reward_margin > 0) == j.candidate_preferred for j in decided)  # type: ignore[operator]
+    by_strength = []
+    for strength in STRENGTH_ORDER:
+        rows = [j for j in scored if j.strength == strength]
+        margins = [j.reward_margin if j.candidate_preferred else -j.reward_margin for j in rows]  # type: ignore[operator]
+        by_strength.append(
+            {
+                "strength": strength.value,
+                "label": strength.label,
+                "n": len(rows),
+                "mean_margin": statistics.fmean(margins) if margins else None,  # type: ignore[arg-type]
+                "rm_agrees": sum(m > 0 for m in margins) / len(rows) if rows else None,  # type: ignore[operator]
+            }
+        )
+    return {
+        **overall.as_dict(),
+        "by_category": by_category,
+        "agreement": {
+            "n": len(decided),
+            "share": agree / len(decided) if decided else None,
+            "by_strength": by_strength,
+        },
     }

@@ -65,3 +65,28 @@ def test_compare_by_judge_with_a_toy_judge():
     assert out["win_rate"] == pytest.approx(0.625)
     assert out["candidate_score"] == pytest.approx(7 / 4)
     assert out["baseline_score"] == pytest.approx(5 / 4)
+
+
+def test_human_result_by_hand():
+    from rlhf.ml.evaluation import HumanJudgement, human_evaluation_result
+
+    judgements = [
+        HumanJudgement("helpfulness", True, "better", 1.0),  # win, RM agrees
+        HumanJudgement("helpfulness", False, "significantly_better", 0.5),  # loss, RM disagrees
+        HumanJudgement("safety", True, "negligibly_better_or_unsure", 0.3),  # tie
+        HumanJudgement("safety", True, "slightly_better", -0.2),  # win, RM disagrees
+        HumanJudgement("helpfulness", True, "better", None),  # win, not scored
+    ]
+    result = human_evaluation_result(judgements)
+    assert (result["wins"], result["ties"], result["losses"]) == (3, 1, 1)
+    assert result["win_rate"] == pytest.approx(3.5 / 5)
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx(wilson_interval(3.5, 5))
+    assert result["by_category"]["helpfulness"]["win_rate"] == pytest.approx(2 / 3)
+    assert result["by_category"]["safety"]["win_rate"] == pytest.approx(0.75)
+    agreement = result["agreement"]
+    assert agreement["n"] == 3 and agreement["share"] == pytest.approx(1 / 3)
+    by_strength = {row["strength"]: row for row in agreement["by_strength"]}
+    assert by_strength["better"]["mean_margin"] == pytest.approx(1.0)
+    assert by_strength["significantly_better"]["mean_margin"] == pytest.approx(-0.5)
+    assert by_strength["significantly_better"]["rm_agrees"] == 0.0
+    assert by_strength["negligibly_better_or_unsure"]["n"] == 1

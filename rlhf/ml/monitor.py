@@ -1,0 +1,111 @@
+"""Over-optimisation monitor: the proxy reward against an independent judge as the policy
+moves away from its reference. Plain Python.
+
+Gao et al. (2022) find the "gold" reward first rises, then falls as the KL to the
+reference grows, while the proxy reward the policy is optimised against keeps rising;
+Bai et al. (2022, §4.3) find the reward growing roughly linearly in sqrt(KL). So a run logs,
+every few steps on a fixed probe set of held-out prompts, the mean proxy reward, the mean
+judge reward and the KL, plots both rewards against sqrt(KL), and is flagged when the
+judge's reward has fallen from its best while the proxy's kept rising.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+# (contexts, responses) -> one score each; the judge is a reward model's ScoreFn.
+ScoreFn = Callable[[list[list[dict]], list[str]], list[float]]
+# (contexts, responses, safety_tagged) -> one combined proxy reward each.
+ProxyFn = Callable[[list[list[dict]], list[str], Sequence[bool]], list[float]]
+
+
+@dataclass(frozen=True)
+class ProbePoint:
+    step: int
+    kl: float  # mean KL(π‖π_ref) per response, nats (the rollout's at that step)
+    proxy: float  # mean proxy reward on the probe prompts
+    judge: float | None  # mean judge reward on them; None without a judge
+    mean_words: float  # mean response length on the probe prompts
+
+    @property
+    def sqrt_kl(self) -> float:
+        return math.sqrt(max(self.kl, 0.0))
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "sqrt_kl": self.sqrt_kl}
+
+
+def probe_point(
+    *,
+    step: int,
+    kl: float,
+    contexts: list[list[dict]],
+    safety_tagged: Sequence[bool],
+    responses: list[str],
+    proxy: ProxyFn,
+    judge: ScoreFn | None,
+) -> ProbePoint:
+    """Score one probe: the policy's ``responses`` to the probe prompts ``contexts``."""
+    proxy_scores = [float(x) for x in proxy(contexts, responses, safety_tagged)]
+    judge_scores = [float(x) for x in judge(contexts, responses)] if judge is not None else None
+    return ProbePoint(
+        step=step,
+        kl=kl,
+        proxy=statistics.fmean(proxy_scores),
+        judge=statistics.fmean(judge_scores) if judge_scores else None,
+        mean_words=statistics.fmean(len(r.split()) for r in responses) if responses else 0.0,
+    )
+
+
+def overoptimisation_flag(points: Sequence[ProbePoint], *, tolerance: float = 0.0) -> dict | None:
+    """The judge's reward fell from its best while the proxy's rose past that point:
+    ``{"peak_step", "last_step", "proxy_change", "judge_change"}``, or None.
+
+    ``tolerance`` is the change (in reward units) below which a move does not count."""
+    judged = [p for p in points if p.judge is not None]
+    if len(judged) < 2:
+        return None
+    peak = max(judged, key=lambda p: p.judge)  # type: ignore[arg-type, return-value]
+    last = judged[-1]
+    if last is peak:
+        return None
+    judge_change = last.judge - peak.judge  # type: ignore[operator]
+    proxy_change = last.proxy - peak.proxy
+    if judge_change < -tolerance and proxy_change > tolerance:
+        return {
+            "peak_step": peak.step,
+            "last_step": last.step,
+            "proxy_change": proxy_change,
+            "judge_change": judge_change,
+            "message": (
+                f"Over-optimisation: from step {peak.step} to {last.step} the proxy reward rose "
+                f"by {proxy_change:+.3f} while the judge's fell by {judge_change:+.3f}. The policy "
+                "is exploiting the proxy reward models; stop earlier or raise the KL penalty."
+            ),
+        }
+    return None
+
+
+def policy_did_not_move(
+    *, kls: Sequence[float] = (), losses: Sequence[float] = (), kl_floor: float = 1e-3
+) -> str:
+    """A note when a stage left the policy where it was: the KL to the reference stayed
+    below ``kl_floor`` nats, or the training loss did not fall. Empty when it moved."""
+    notes = []
+    if kls and max(abs(k) for k in kls) < kl_floor:
+        notes.append(
+            f"the KL to the starting policy stayed below {kl_floor:g} nats (at most "
+            f"{max(abs(k) for k in kls):.5f})"
+        )
+    if len(losses) >= 2 and losses[-1] >= losses[0]:
+        notes.append(f"the loss did not fall ({losses[0]:.3f} → {losses[-1]:.3f})")
+    if not notes:
+        return ""
+    return (
+        "The policy barely moved: "
+        + " and ".join(notes)
+        + ". Raise the learning rate or the number of steps/epochs for a model of this size."
+    )
