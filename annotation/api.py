@@ -18,15 +18,12 @@ Annotator cycle::
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, status
 from rest_framework.authentication import TokenAuthentication
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -107,29 +104,15 @@ class PreloadedPermissionsMixin:
         super().check_permissions(request)
 
 
-def _api_error(exc: Exception) -> Exception:
-    """Translate the services' Django exceptions into DRF's (400 naming the field, 403).
-
-    A task that is gone and another annotator's task are both 404, so other annotators'
-    tasks cannot be probed.
-    """
-    if isinstance(exc, services.AssignmentGone | services.AssignmentNotYours):
-        return exceptions.NotFound("No such task among yours.")
-    if isinstance(exc, DjangoValidationError):
-        detail = (
-            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        )
-        return exceptions.ValidationError(detail)
-    if isinstance(exc, DjangoPermissionDenied):
-        return exceptions.PermissionDenied(str(exc) or None)
-    return exc
-
-
 class ServiceApiView(PreloadedPermissionsMixin, APIView):
-    """An APIView whose service errors become 400/403 responses instead of 500s."""
+    """An APIView over the annotation services. Their Django errors become 400/403/404
+    in config/api_errors.py; here only the task errors: a task that is gone and another
+    annotator's task are both 404, so other annotators' tasks cannot be probed."""
 
     def handle_exception(self, exc):
-        return super().handle_exception(_api_error(exc))
+        if isinstance(exc, services.AssignmentGone | services.AssignmentNotYours):
+            exc = exceptions.NotFound("No such task among yours.")
+        return super().handle_exception(exc)
 
 
 # --- the annotator's cycle -------------------------------------------------------------
@@ -392,7 +375,6 @@ class ComparisonListApi(PreloadedPermissionsMixin, generics.ListAPIView):
 
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
     path("tasks/next/", TaskNextApi.as_view(), name="api-task-next"),
     path("tasks/<int:assignment_id>/label/", TaskLabelApi.as_view(), name="api-task-label"),
     path(

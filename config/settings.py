@@ -22,6 +22,19 @@ else:
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS. Secure by default outside development (DEBUG off): redirect http to https, send
+# cookies over https only, and tell browsers to keep to https (HSTS). Behind a proxy that
+# ends TLS, set DJANGO_SECURE_PROXY_SSL_HEADER=true (it must set X-Forwarded-Proto); a
+# plain-http deployment turns these off one by one, knowingly.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 # Where Pairwise keeps its own files: the SQLite database, broker folders, model
 # checkpoints, export snapshots. One volume in production.
 DATA_DIR = Path(env("PAIRWISE_DATA_DIR", default=str(BASE_DIR / "var")))
@@ -45,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by us: /api/docs/ works offline
     "django_htmx",
     "annotation",
     "modeling",
@@ -102,11 +116,17 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Rate limits count in this cache: share it between web processes in production
+# (PAIRWISE_CACHE_URL=redis://host:6379/1), or each process counts on its own.
+CACHES = {"default": env.cache("PAIRWISE_CACHE_URL", default="locmemcache://")}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "login"
+# Sign-in attempts per username and client address (config/auth.py): N/s, N/m, N/h or N/d.
+PAIRWISE_LOGIN_RATE = env("PAIRWISE_LOGIN_RATE", default="10/m")
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -140,12 +160,20 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_RATES": {
+        "auth-token": env("PAIRWISE_AUTH_TOKEN_RATE", default="10/m"),
+    },
+    # One error body for every endpoint: {"detail": ..., "errors": {field: [...]}} (docs/api.md).
+    "EXCEPTION_HANDLER": "config.api_errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Pairwise API",
     "DESCRIPTION": "Annotation queue, labels, batches, models and exports of Pairwise.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery. The filesystem broker needs no server; its folders live under DATA_DIR.

@@ -15,10 +15,10 @@ torch (tests/modeling/test_score_api.py checks it).
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.urls import reverse
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, permission_classes
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
@@ -114,20 +114,17 @@ def model_list(request):
 def model_score(request, model_id: int):
     model = selectors.model_version_get(model_id=model_id)
     if model is None:
-        return Response({"detail": "No such model."}, status=status.HTTP_404_NOT_FOUND)
+        raise NotFound("No such model.")
     ser = ScoreRequestSerializer(data=request.data)
     ser.is_valid(raise_exception=True)
     single = "items" not in ser.validated_data
     items = [ser.validated_data] if single else ser.validated_data["items"]
-    try:
-        job = services.score_job_create(
-            model=model,
-            items=[{"dialogue": i["dialogue"], "response": i["response"]} for i in items],
-            single=single,
-            created_by=request.user,
-        )
-    except ValidationError as exc:
-        return Response({"detail": "; ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)
+    job = services.score_job_create(
+        model=model,
+        items=[{"dialogue": i["dialogue"], "response": i["response"]} for i in items],
+        single=single,
+        created_by=request.user,
+    )
     job.refresh_from_db()  # eager Celery (tests, demos) may have finished it already
     data = ScoreJobSerializer(job, context={"request": request}).data
     return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
@@ -138,7 +135,7 @@ def model_score(request, model_id: int):
 def score_job_detail(request, job_id: int):
     job = selectors.score_job_get(job_id=job_id, user=request.user)
     if job is None:
-        return Response({"detail": "No such score job."}, status=status.HTTP_404_NOT_FOUND)
+        raise NotFound("No such score job.")
     return Response(ScoreJobSerializer(job, context={"request": request}).data)
 
 

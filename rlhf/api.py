@@ -8,9 +8,8 @@ POST /api/v1/rlhf/iterations/<id>/resume/     → re-queue the unfinished stage
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.urls import path
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.response import Response
 
@@ -82,11 +81,6 @@ class LaunchSerializer(serializers.Serializer):
     settings = serializers.DictField(required=False, default=dict)
 
 
-def _error(exc: ValidationError) -> Response:
-    detail = getattr(exc, "message_dict", None) or {"detail": exc.messages}
-    return Response(detail, status=status.HTTP_400_BAD_REQUEST)
-
-
 @api_view(["GET", "POST"])
 @permission_classes([CanLaunchTraining])
 def iterations(request):
@@ -101,8 +95,8 @@ def iterations(request):
             settings_json=data.validated_data["settings"],
             created_by=request.user,
         )
-    except (ValidationError, ValueError) as exc:
-        return _error(exc if isinstance(exc, ValidationError) else ValidationError(str(exc)))
+    except ValueError as exc:  # settings the launch cannot use
+        raise exceptions.ValidationError(str(exc)) from exc
     return Response(
         IterationSerializer(selectors.iteration_get(iteration.pk)).data,
         status=status.HTTP_201_CREATED,
@@ -114,19 +108,14 @@ def iterations(request):
 def iteration_detail(request, iteration_id: int):
     iteration = selectors.iteration_get(iteration_id)
     if iteration is None:
-        return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+        raise exceptions.NotFound()
     return Response(IterationSerializer(iteration).data)
 
 
 @api_view(["POST"])
 @permission_classes([CanLaunchTraining])
 def iteration_resume(request, iteration_id: int):
-    try:
-        stage = services.iteration_resume(iteration_id=iteration_id)
-    except ValidationError as exc:
-        return _error(exc)
-    except Iteration.DoesNotExist:
-        return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    stage = services.iteration_resume(iteration_id=iteration_id)
     return Response({"resumed_stage": stage.name}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from annotation.models import Batch
 from rlhf.models import Iteration, IterationStage
-from rlhf.settings import IterationSettings
+from rlhf.settings import IterationSettings, IterationSettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,12 @@ def iteration_launch(
     first stage. Precondition: the batches exist and are frozen."""
     from rlhf import selectors
 
-    config = IterationSettings.from_json(settings_json or {})
+    try:
+        config = IterationSettings.from_json(settings_json or {})
+    except IterationSettingsError as exc:
+        raise ValidationError(
+            {f"settings.{path}": message for path, message in exc.errors.items()}
+        ) from exc
     if method not in Iteration.Method.values:
         raise ValidationError({"method": f"Unknown method {method!r}."})
     batches = list(Batch.objects.filter(pk__in=batch_ids))

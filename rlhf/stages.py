@@ -194,20 +194,12 @@ def _reward_models_train(
 def rejection_sampling(
     iteration: Iteration, stage: IterationStage, config: IterationSettings
 ) -> dict:
-    from rlhf.ml.rejection_sampling.config import RejectionSamplingConfig
     from rlhf.ml.rejection_sampling.run import run_rejection_sampling
 
     report = _reporter(stage)
     train_prompts, _ = iteration_prompts(iteration, config)
     policy = _load_policy(iteration.start_policy_path)
-    rs_config = RejectionSamplingConfig(
-        num_samples=config.rs_num_samples,
-        temperature=config.rs_temperature,
-        max_new_tokens=config.max_new_tokens,
-        epochs=config.rs_epochs,
-        learning_rate=config.rs_learning_rate,
-        seed=config.seed,
-    )
+    rs_config = config.rejection_sampling
     report(
         f"sampling {rs_config.num_samples} per prompt for {len(train_prompts)} prompts",
         0.05,
@@ -233,7 +225,6 @@ def rejection_sampling(
 
 
 def ppo(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
-    from rlhf.ml.ppo.config import PPOConfig
     from rlhf.ml.ppo.trainer import PPOTrainer
 
     report = _reporter(stage)
@@ -242,30 +233,20 @@ def ppo(iteration: Iteration, stage: IterationStage, config: IterationSettings) 
         name=Stage.REJECTION_SAMPLING, status=IterationStage.Status.DONE
     ).first()
     start = rs.result["checkpoint"] if rs else iteration.start_policy_path
-    ppo_config = PPOConfig(
-        learning_rate=config.ppo_learning_rate,
-        rollout_batch_size=config.ppo_rollout_batch_size,
-        mini_batch_size=config.ppo_mini_batch_size,
-        kl_coef=config.ppo_kl_coef,
-        adaptive_kl=config.ppo_adaptive_kl,
-        target_kl=config.ppo_target_kl,
-        max_new_tokens=config.max_new_tokens,
-        seed=config.seed,
-    )
     _load_policy(start)  # a clear error if the folder is not a checkpoint
-    trainer = PPOTrainer.from_pretrained(start, _reward(iteration), ppo_config)
+    trainer = PPOTrainer.from_pretrained(start, _reward(iteration), config.ppo)
     steps = []
 
     def on_step(stats) -> None:
         steps.append(stats.as_dict())
         report(
-            f"step {stats.step}/{config.ppo_steps}: reward {stats.reward:.3f}, KL {stats.kl:.3f}, "
+            f"step {stats.step}/{config.ppo.steps}: reward {stats.reward:.3f}, KL {stats.kl:.3f}, "
             f"entropy {stats.entropy:.3f}, value loss {stats.value_loss:.3f}, clip {stats.clip_fraction:.2f}",
-            stats.step / config.ppo_steps,
+            stats.step / config.ppo.steps,
             force=True,
         )
 
-    trainer.train(train_prompts, steps=config.ppo_steps, on_step=on_step)
+    trainer.train(train_prompts, on_step=on_step)
     checkpoint = trainer.save(policy_dir(iteration) / "ppo")
     return {"started_from": str(start), "steps": steps, "checkpoint": str(checkpoint)}
 
@@ -323,50 +304,153 @@ def _registry_add_policy(iteration: Iteration, checkpoint: Path, training_result
 
 
 def evaluate(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
-    from rlhf.ml.evaluation import compare_policies
-    from rlhf.ml.generation.base import SamplingParams
+    """RLHF-V{N} against its parent, and against a chosen version (the first policy by
+    default), on the held-out prompts: by the proxy reward models it was optimised
+    against and by the judge (a reward model it never saw), with each side's response
+    lengths. Accepted when the proxies (and, if the settings require it, the judge) give it
+    at least ``accept_min_win_rate``."""
+    from rlhf import judges
+    from rlhf.ml.evaluation import compare_by_judge, compare_policies, length_stats
+    from rlhf.ml.scoring import load_score_fn
+    from rlhf.models import JudgedBy
 
     report = _reporter(stage)
     iteration.refresh_from_db()
+    settings = config.evaluation
     _, held_out = iteration_prompts(iteration, config)
-    params = SamplingParams(temperature=1.0, max_new_tokens=config.max_new_tokens, seed=config.seed)
-    dialogues = [p.turns for p in held_out]
+    try:
+        judge = judges.judge_for_iteration(iteration, settings.judge)
+    except judges.JudgeRefused as exc:
+        raise StageError(str(exc)) from None
+    opponents = [(iteration.start_policy_name, iteration.start_policy_path)]
+    versus = _evaluation_versus(iteration, settings.versus)
+    if versus is not None and versus[0] != iteration.start_policy_name:
+        opponents.append(versus)
     report(f"sampling {iteration.name} on {len(held_out)} held-out prompts", 0.1, force=True)
-    candidate = _load_policy(iteration.policy_path).generate(dialogues, params).texts()
-    report(f"sampling {iteration.start_policy_name}", 0.4, force=True)
-    baseline = _load_policy(iteration.start_policy_path).generate(dialogues, params).texts()
-    report("scoring with the reward models", 0.7, force=True)
-    outcome = compare_policies(
-        held_out, [row[0] for row in candidate], [row[0] for row in baseline], _reward(iteration)
-    )
-    accepted = outcome.win_rate >= config.accept_min_win_rate
-    _registry_record_evaluation(iteration, outcome.as_dict(), accepted)
+    candidate = _evaluation_sample(iteration.policy_path, held_out, config)
+    reward = _reward(iteration)
+    judge_fn = load_score_fn(judge.path) if judge is not None else None
+    proxies = f"{Path(iteration.reward_helpfulness_path).name} + {Path(iteration.reward_safety_path).name}"
+    prompts = [turns_hash([Turn(Role(t["role"]), t["content"]) for t in p.turns]) for p in held_out]
+    results: dict[str, dict] = {}
+    for i, (name, path) in enumerate(opponents):
+        report(f"sampling {name}", 0.2 + 0.6 * i / len(opponents), force=True)
+        baseline = _evaluation_sample(path, held_out, config)
+        details = {
+            "prompts": prompts,
+            "lengths": {
+                "candidate": length_stats(*candidate).as_dict(),
+                "baseline": length_stats(*baseline).as_dict(),
+            },
+        }
+        proxy = compare_policies(held_out, candidate[0], baseline[0], reward)
+        proxy_outcome = {**proxy.as_dict(), "n": proxy.n_prompts}
+        judges.win_rate_record(
+            iteration=iteration,
+            candidate=iteration.name,
+            baseline=name,
+            judged_by=JudgedBy.PROXY,
+            judge_name=proxies,
+            outcome=proxy_outcome,
+            details=details,
+        )
+        entry = {"proxy": proxy_outcome, **details["lengths"]}
+        if judge_fn is not None:
+            by_judge = compare_by_judge(held_out, candidate[0], baseline[0], judge_fn)
+            judges.win_rate_record(
+                iteration=iteration,
+                candidate=iteration.name,
+                baseline=name,
+                judged_by=JudgedBy.JUDGE,
+                judge_name=judge.name,
+                outcome=by_judge,
+                details=details,
+            )
+            entry["judge"] = by_judge
+        results[name] = entry
+    parent = results[iteration.start_policy_name]
+    outcome = parent["proxy"]
+    accepted, reason = _acceptance(iteration, config, parent, judge)
+    _registry_record_evaluation(iteration, outcome, accepted)
     PolicyEvaluation.objects.update_or_create(
         iteration=iteration,
         defaults={
             "candidate_name": iteration.name,
             "baseline_name": iteration.start_policy_name,
             "accepted": accepted,
-            **outcome.as_dict(),
+            **{k: v for k, v in outcome.items() if k != "n"},
         },
     )
-    report(
-        f"win rate {outcome.win_rate:.1%} [{outcome.ci_low:.1%}, {outcome.ci_high:.1%}] → "
-        f"{'accepted' if accepted else 'rejected'}",
-        1.0,
-        force=True,
-    )
+    verdict = f"win rate {outcome['win_rate']:.1%} [{outcome['ci_low']:.1%}, {outcome['ci_high']:.1%}] by the proxies"
+    if "judge" in parent:
+        j = parent["judge"]
+        verdict += f", {j['win_rate']:.1%} [{j['ci_low']:.1%}, {j['ci_high']:.1%}] by the judge {judge.name}"
+    report(f"{verdict} → {'accepted' if accepted else 'rejected'}", 1.0, force=True)
     if not accepted:
         from rlhf.services import iteration_reject
 
-        iteration_reject(
-            iteration_id=iteration.pk,
-            reason=(
-                f"{iteration.name} won {outcome.win_rate:.1%} against {iteration.start_policy_name}, below the "
-                f"acceptance bar of {config.accept_min_win_rate:.0%}; it will not sample the next batch."
-            ),
+        iteration_reject(iteration_id=iteration.pk, reason=reason)
+    return {
+        **outcome,
+        "accepted": accepted,
+        "judge": judge.name if judge is not None else "",
+        "prompts": prompts,
+        "versus": results,
+    }
+
+
+def _evaluation_versus(iteration: Iteration, versus: str) -> tuple[str, str] | None:
+    """The version the evaluation also compares with: "first" is the policy the first
+    iteration started from; a name is any iteration's policy or starting policy."""
+    if not versus:
+        return None
+    if versus == "first":
+        first = Iteration.objects.order_by("number").first()
+        return (first.start_policy_name, first.start_policy_path) if first else None
+    for other in Iteration.objects.order_by("number"):
+        if other.policy_name == versus and other.policy_path:
+            return versus, other.policy_path
+        if other.start_policy_name == versus:
+            return versus, other.start_policy_path
+    raise StageError(f"No policy version named {versus!r} to evaluate against.")
+
+
+def _evaluation_sample(path: str, prompts, config: IterationSettings) -> tuple[list[str], list[bool]]:
+    """One response per held-out prompt (temperature 1, the iteration's seed): the texts,
+    and whether each ended on its own (False: cut at max_new_tokens)."""
+    from rlhf.ml.generation.base import SamplingParams
+
+    params = SamplingParams(
+        temperature=1.0, max_new_tokens=config.sampling.max_new_tokens, seed=config.seed
+    )
+    result = _load_policy(path).generate([p.turns for p in prompts], params)
+    return [row[0].text for row in result.samples], [row[0].finished for row in result.samples]
+
+
+def _acceptance(iteration: Iteration, config: IterationSettings, parent: dict, judge) -> tuple[bool, str]:
+    """(accepted, why not): the proxies' win rate against the parent reaches the bar, and
+    the judge's too when the settings require the judge."""
+    bar = config.accept_min_win_rate
+    proxy = parent["proxy"]["win_rate"]
+    if proxy < bar:
+        return False, (
+            f"{iteration.name} won {proxy:.1%} against {iteration.start_policy_name} by the proxy "
+            f"reward models, below the acceptance bar of {bar:.0%}; it will not sample the next batch."
         )
-    return {**outcome.as_dict(), "accepted": accepted}
+    if config.evaluation.require_judge:
+        if judge is None:
+            return False, (
+                "The settings require a judge, and no reward model marked judge is independent "
+                "of the proxies' data; mark one (Django admin → Model versions) and resume."
+            )
+        by_judge = parent["judge"]["win_rate"]
+        if by_judge < bar:
+            return False, (
+                f"{iteration.name} won {by_judge:.1%} against {iteration.start_policy_name} by the "
+                f"judge {judge.name}, below the acceptance bar of {bar:.0%} (the proxies gave "
+                f"{proxy:.1%}); it will not sample the next batch."
+            )
+    return True, ""
 
 
 def _registry_record_evaluation(iteration: Iteration, outcome: dict, accepted: bool) -> None:
@@ -407,14 +491,16 @@ def next_batch(iteration: Iteration, stage: IterationStage, config: IterationSet
     report(f"sampling {len(prompts)} prompts at T={t_a} with {policy.name}", 0.1, force=True)
     first = policy.generate(
         dialogues,
-        SamplingParams(temperature=t_a, max_new_tokens=config.max_new_tokens, seed=config.seed),
+        SamplingParams(
+            temperature=t_a, max_new_tokens=config.sampling.max_new_tokens, seed=config.seed
+        ),
     )
     if config.next_batch_versus_previous:
         second_model, t_b = iteration.start_policy_name, t_a
         second = _load_policy(iteration.start_policy_path).generate(
             dialogues,
             SamplingParams(
-                temperature=t_a, max_new_tokens=config.max_new_tokens, seed=config.seed + 1
+                temperature=t_a, max_new_tokens=config.sampling.max_new_tokens, seed=config.seed + 1
             ),
         )
     else:
@@ -422,7 +508,7 @@ def next_batch(iteration: Iteration, stage: IterationStage, config: IterationSet
         second = policy.generate(
             dialogues,
             SamplingParams(
-                temperature=t_b, max_new_tokens=config.max_new_tokens, seed=config.seed + 1
+                temperature=t_b, max_new_tokens=config.sampling.max_new_tokens, seed=config.seed + 1
             ),
         )
     now = timezone.now()

@@ -129,6 +129,8 @@ def iteration_launch(request):
             created_by=request.user,
         )
     except ValidationError as exc:
+        if hasattr(exc, "error_dict") and form.add_settings_errors(exc.message_dict):
+            return _render_pipeline(request, selectors.iteration_latest(), form, status=400)
         messages.error(request, _errors(exc))
         return redirect("rlhf:pipeline")
     messages.success(request, f"Launched {iteration.name}.")

@@ -42,6 +42,14 @@ def _fast_password_hasher(settings):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Rate limits count sign-in attempts in the cache: each test starts from zero.
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _celery_eager(request):
     """Tasks run inline unless a test starts a real worker."""
     if "celery_worker" in request.keywords:

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.urls import path, reverse
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -95,10 +96,7 @@ class SnapshotListApi(APIView):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         name = fields.pop("name", "")
-        try:
-            snapshot = services.snapshot_request(filters=fields, name=name, created_by=request.user)
-        except ValidationError as exc:
-            return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        snapshot = services.snapshot_request(filters=fields, name=name, created_by=request.user)
         body = SnapshotSerializer(snapshot).data
         if snapshot.status == Snapshot.Status.READY and snapshot.label_count == 0:
             body["message"] = "No labels match these filters: the snapshot is empty."
@@ -125,7 +123,7 @@ class SnapshotFileApi(APIView):
         try:
             file_path = services.snapshot_file_path(snapshot=snapshot, name=name)
         except ValidationError as exc:
-            return Response({"detail": " ".join(exc.messages)}, status=status.HTTP_404_NOT_FOUND)
+            raise NotFound(" ".join(exc.messages)) from exc
         return FileResponse(open(file_path, "rb"), as_attachment=True, filename=name)  # noqa: SIM115
 
 

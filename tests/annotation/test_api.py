@@ -170,9 +170,10 @@ def test_safety_task_takes_display_side_tags(annotator, ann):
     task = ann.get("/api/v1/tasks/next/").json()
     url = f"/api/v1/tasks/{task['assignment_id']}/label/"
     missing = ann.post(url, LABEL, format="json")
-    assert missing.status_code == 400 and set(missing.json()) == {"safety_left", "safety_right"}
+    assert missing.status_code == 400
+    assert set(missing.json()["errors"]) == {"safety_left", "safety_right"}
     stored_terms = ann.post(url, {"preferred": "A", "strength": "better"}, format="json")
-    assert set(stored_terms.json()) == {"safety_a", "safety_b"}
+    assert set(stored_terms.json()["errors"]) == {"safety_a", "safety_b"}
     resp = ann.post(url, {**LABEL, "safety_left": "safe", "safety_right": "unsafe"}, format="json")
     assert resp.status_code == 201
     label = Label.objects.get()
@@ -196,7 +197,8 @@ def test_label_validation_names_the_field(annotator, ann, body, field):
     open_batch_with(1)
     task = ann.get("/api/v1/tasks/next/").json()
     resp = ann.post(f"/api/v1/tasks/{task['assignment_id']}/label/", body, format="json")
-    assert resp.status_code == 400 and field in resp.json()
+    assert resp.status_code == 400 and field in resp.json()["errors"]
+    assert field in resp.json()["detail"]
     assert Label.objects.count() == 0
 
 
@@ -260,7 +262,7 @@ def test_skip_needs_reason_and_returns_task_to_pool(annotator, ann):
     open_batch_with(1)
     task = ann.get("/api/v1/tasks/next/").json()
     url = f"/api/v1/tasks/{task['assignment_id']}/skip/"
-    assert "reason" in ann.post(url, {"reason": ""}, format="json").json()
+    assert "reason" in ann.post(url, {"reason": ""}, format="json").json()["errors"]
     assert ann.post(url, {"reason": "not my language"}, format="json").json()["status"] == "skipped"
     assert ann.get("/api/v1/tasks/next/").status_code == 204
     assert client_for(UserFactory(role="annotator")).get("/api/v1/tasks/next/").status_code == 200
@@ -386,7 +388,8 @@ def test_label_and_next_keeps_validation_and_ownership(annotator, ann):
     assert task["category"] == "safety"
     url = f"/api/v1/tasks/{task['assignment_id']}/label-and-next/"
     missing = ann.post(url, LABEL, format="json")
-    assert missing.status_code == 400 and set(missing.json()) == {"safety_left", "safety_right"}
+    assert missing.status_code == 400
+    assert set(missing.json()["errors"]) == {"safety_left", "safety_right"}
     assert Assignment.objects.count() == 1  # nothing claimed for an invalid label
     theirs = client_for(other).get("/api/v1/tasks/next/").json()["assignment_id"]
     assert (
@@ -477,11 +480,10 @@ def test_batch_create_list_transition_with_progress(admin_user):
     )
     assert created.status_code == 201
     batch_id = created.json()["id"]
-    assert client.post("/api/v1/batches/", {"name": "week 1"}, format="json").json().keys() == {
-        "name"
-    }
+    again = client.post("/api/v1/batches/", {"name": "week 1"}, format="json").json()
+    assert again["errors"].keys() == {"name"} and again["detail"].startswith("name: ")
     bad = client.post(f"/api/v1/batches/{batch_id}/transition/", {"status": "open"}, format="json")
-    assert bad.status_code == 400 and "status" in bad.json()  # no comparisons yet
+    assert bad.status_code == 400 and "status" in bad.json()["errors"]  # no comparisons yet
     for _ in range(3):
         make_comparison(Batch.objects.get(pk=batch_id))
     opened = client.post(
@@ -548,7 +550,7 @@ def test_import_errors_name_line_and_field_and_write_nothing(admin_user):
     assert problems[1]["field"] == "rejected"
     assert Comparison.objects.count() == 0 and Label.objects.count() == 0
     missing = client.post(f"/api/v1/batches/{batch.pk}/import/", {"format": "hh"})
-    assert missing.status_code == 400 and "file" in missing.json()
+    assert missing.status_code == 400 and "file" in missing.json()["errors"]
 
 
 def test_import_skip_invalid_is_explicit(admin_user):

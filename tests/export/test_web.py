@@ -115,7 +115,7 @@ def test_api_create_detail_and_download(admin_user):
     empty = api.post("/api/v1/data/snapshots/", {"date_to": "1990-01-01"}, format="json").json()
     assert empty["empty"] and "No labels match" in empty["message"]
     bad = api.post("/api/v1/data/snapshots/", {"categories": ["fun"]}, format="json")
-    assert bad.status_code == 400 and "categories" in bad.json()
+    assert bad.status_code == 400 and "categories" in bad.json()["errors"]
 
 
 def test_export_command_prints_manifest_and_copies_files(tmp_path, capsys):

@@ -3,6 +3,7 @@ next batch, resuming after a failure or a dead worker, and the pages."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -279,7 +280,7 @@ def test_management_command_runs_and_resumes_an_iteration(rlhf_models, tmp_path)
     from django.core.management import CommandError, call_command
 
     batch = frozen_batch(6, "cli-week")
-    sets = [f"{k}={v}" for k, v in SMALL.items()]
+    sets = [f"{k}={json.dumps(v)}" for k, v in SMALL.items()]
     out = StringIO()
     with pytest.raises(CommandError, match="No reward models"):
         call_command(
