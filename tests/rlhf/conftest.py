@@ -26,12 +26,9 @@ def tiny_policy(tiny_policy_dir):
 SMALL = {
     "max_prompts": 8,
     "eval_fraction": 0.25,
-    "rs_num_samples": 2,
-    "rs_epochs": 1,
-    "ppo_steps": 2,
-    "ppo_rollout_batch_size": 4,
-    "ppo_mini_batch_size": 2,
-    "max_new_tokens": 8,
+    "rejection_sampling": {"num_samples": 2, "epochs": 1},
+    "ppo": {"steps": 2, "rollout_batch_size": 4, "mini_batch_size": 2},
+    "sampling": {"max_new_tokens": 8},
     "accept_min_win_rate": 0.0,
     "next_batch_prompts": 4,
 }

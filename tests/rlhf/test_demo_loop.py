@@ -31,11 +31,9 @@ TINY_BASE = {
 }
 TINY_ITERATION = {
     "max_prompts": 8,
-    "rs_num_samples": 2,
-    "ppo_steps": 1,
-    "ppo_rollout_batch_size": 4,
-    "ppo_mini_batch_size": 2,
-    "max_new_tokens": 8,
+    "rejection_sampling": {"num_samples": 2},
+    "ppo": {"steps": 1, "rollout_batch_size": 4, "mini_batch_size": 2},
+    "sampling": {"max_new_tokens": 8},
     "next_batch_prompts": 6,
     "reward_training": {"batch_size": 4, "max_length": 64, "eval_fraction": 0.25},
 }

@@ -1,7 +1,7 @@
 """Run one whole RLHF iteration on its own, so a newcomer sees the loop end to end.
 
     python manage.py pairwise_demo_loop            # RLHF-V1; run it again for RLHF-V2, ...
-    python manage.py pairwise_demo_loop --base max_seconds=30 --set ppo_steps=2
+    python manage.py pairwise_demo_loop --base max_seconds=30 --set ppo.steps=2
 
 On top of ``pairwise_demo``'s data (seeded here if missing), in this process, on the CPU:
 
@@ -40,7 +40,10 @@ from annotation import services as annotation_services
 from annotation.domain import Category, Choice, SafetyTag, Strength
 from annotation.management.commands.pairwise_demo import DEMO_BATCH
 from annotation.models import Batch, Comparison
+from annotation.queue import assignments, labels, rules
+from modeling.selectors import batches_frozen
 from rlhf import selectors, services
+from rlhf.management.commands._settings import settings_from_options, validation_text
 from rlhf.models import Iteration
 
 SIMULATED_ANNOTATOR = "simulated-annotator"
@@ -53,11 +56,9 @@ DEMO_BASE = {"max_seconds": 90}
 DEMO_SETTINGS = {
     "max_prompts": 64,
     "eval_fraction": 0.25,
-    "rs_num_samples": 4,
-    "ppo_steps": 4,
-    "ppo_rollout_batch_size": 8,
-    "ppo_mini_batch_size": 4,
-    "max_new_tokens": 32,
+    "rejection_sampling": {"num_samples": 4},
+    "ppo": {"steps": 4, "rollout_batch_size": 8, "mini_batch_size": 4},
+    "sampling": {"max_new_tokens": 32},
     "next_batch_prompts": 32,
     "accept_min_win_rate": 0.0,
     "reward_training": {"batch_size": 4, "max_length": 128, "eval_fraction": 0.25},
@@ -69,7 +70,7 @@ STOP_WORDS = {
     "the", "a", "an", "and", "or", "to", "of", "in", "is", "it", "i", "you", "me", "my",
     "for", "on", "what", "how", "do", "can", "with", "that", "this", "be", "are",
 }  # fmt: skip
-LOGGERS = ("rlhf.services", "modeling.services")  # progress lines, printed here
+LOGGERS = ("rlhf.services", "rlhf.jobs", "modeling.jobs")  # progress lines, printed here
 # Said better here, or noise in a one-process run (kombu warns that eager mode has no broker host).
 QUIET = {
     "celery.app.trace": logging.WARNING,
@@ -152,7 +153,8 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="An IterationSettings field (JSON values), over the demo's defaults.",
+            help="An IterationSettings field by its dotted path, e.g. ppo.steps=2 (JSON values), "
+            "over the demo's defaults.",
         )
         parser.add_argument("--seed", type=int, default=0, help="Seeds the simulated annotator.")
         parser.add_argument(
@@ -219,8 +221,8 @@ class Command(BaseCommand):
         if batch.status == Batch.Status.CLOSED:
             batch = annotation_services.batch_transition(batch=batch, to=Batch.Status.FROZEN)
         self.stdout.write(f"  “{batch.name}” frozen, hash {batch.freeze_hash[:12]}")
-        frozen = list(Batch.objects.filter(status=Batch.Status.FROZEN).order_by("pk"))
-        settings_json = _pairs(opts["set"], DEMO_SETTINGS)
+        frozen = list(batches_frozen().order_by("pk"))
+        settings_json = settings_from_options(opts["set"], DEMO_SETTINGS)
         self._say(
             f"4/4 iteration on {len(frozen)} frozen batch(es): "
             "reward models → rejection sampling → PPO → register → evaluate → next batch"
@@ -233,17 +235,17 @@ class Command(BaseCommand):
                     settings_json=settings_json,
                 )
             )
-        except (ValidationError, ValueError) as exc:
+        except ValidationError as exc:
+            raise CommandError(validation_text(exc)) from exc
+        except ValueError as exc:
             raise CommandError(str(exc)) from exc
 
     def _base_model(self, config: dict) -> None:
         from modeling.management.commands._progress import run_to_success
-        from modeling.models import ModelKind, ModelVersion
+        from modeling.selectors import base_model_latest
         from modeling.services import base_model_launch
 
-        base = ModelVersion.objects.filter(
-            kind=ModelKind.BASE, status=ModelVersion.Status.READY
-        ).first()
+        base = base_model_latest()
         if base is not None:
             self.stdout.write(f"  using {base.name}")
             return
@@ -290,13 +292,13 @@ class Command(BaseCommand):
                 comparison.category,
                 rng,
             )
-            assignment = annotation_services.assignment_create_for(
+            assignment = assignments.assignment_create_for(
                 comparison=comparison, annotator=annotator, left=rng.choice([Choice.A, Choice.B])
             )
-            annotation_services.label_submit(
+            labels.label_submit(
                 assignment_id=assignment.pk,
                 annotator=annotator,
-                data=annotation_services.LabelInput(**fields, comment=comment),
+                data=rules.LabelInput(**fields, comment=comment),
             )
             n += 1
         self.stdout.write(f"  {SIMULATED_ANNOTATOR} labelled {n} comparisons of “{batch.name}”")

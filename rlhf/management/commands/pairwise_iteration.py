@@ -1,28 +1,21 @@
 """Run one weekly RLHF iteration from the command line, stage by stage, in this process.
 
     python manage.py pairwise_iteration --batches week-1 --method both \
-        --set ppo_steps=8 --set reward_helpfulness_path=var/models/rm-h ...
+        --set ppo.steps=8 --set sampling.max_new_tokens=64 --set reward_helpfulness_path=var/models/rm-h ...
     python manage.py pairwise_iteration --resume 3      # continue RLHF-V3 where it stopped
     python manage.py pairwise_iteration --batches week-1 --queue   # hand it to the workers
 """
 
 from __future__ import annotations
 
-import json
-
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Batch
+from modeling.selectors import batches_frozen
 from rlhf import services
+from rlhf.management.commands._settings import settings_from_options, validation_text
 from rlhf.models import Iteration
-
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 class Command(BaseCommand):
@@ -43,7 +36,7 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="An IterationSettings field, e.g. ppo_steps=8 (JSON values).",
+            help="An IterationSettings field by its dotted path, e.g. ppo.steps=8 (JSON values).",
         )
         parser.add_argument("--resume", type=int, metavar="N", help="Resume RLHF-V{N}.")
         parser.add_argument(
@@ -63,16 +56,13 @@ class Command(BaseCommand):
                 )
                 self.stdout.write(f"Resuming {iteration.name} at {stage.name}")
             else:
-                batches = Batch.objects.filter(status=Batch.Status.FROZEN)
+                batches = batches_frozen()
                 if opts["batches"]:
                     batches = Batch.objects.filter(name__in=opts["batches"])
                     missing = set(opts["batches"]) - set(batches.values_list("name", flat=True))
                     if missing:
                         raise CommandError(f"No batch named {', '.join(sorted(missing))}.")
-                settings_json = {}
-                for item in opts["set"]:
-                    key, _, value = item.partition("=")
-                    settings_json[key.strip()] = _value(value)
+                settings_json = settings_from_options(opts["set"])
                 iteration = self._inline(
                     opts,
                     lambda: services.iteration_launch(
@@ -82,7 +72,9 @@ class Command(BaseCommand):
                     ),
                 )
                 self.stdout.write(f"Launched {iteration.name}")
-        except (ValidationError, ValueError) as exc:
+        except ValidationError as exc:
+            raise CommandError(validation_text(exc)) from exc
+        except ValueError as exc:
             raise CommandError(str(exc)) from exc
         if opts["queue"]:
             return

@@ -146,9 +146,11 @@ class PPOTrainer:
         self,
         prompts: Sequence[PromptExample],
         *,
-        steps: int,
+        steps: int | None = None,
         on_step: Callable[[PPOStepStats], None] | None = None,
     ) -> PPOResult:
+        """Run ``steps`` PPO iterations (default ``config.steps``) over the prompt set."""
+        steps = self.config.steps if steps is None else steps
         if not prompts:
             raise ValueError("The prompt set is empty: PPO has nothing to sample from.")
         rng = random.Random(self.config.seed)

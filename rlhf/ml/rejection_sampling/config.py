@@ -1,24 +1,33 @@
-"""Rejection sampling settings; defaults follow Llama 2 where it states them."""
+"""Rejection sampling settings; defaults follow Llama 2 where it states them.
+
+Each field's bounds are ``annotated_types`` metadata: the iteration settings validate
+them (with the field's dotted path in the message) before a stage ever runs.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Ge, Gt, Le
 
 
 @dataclass(frozen=True)
 class RejectionSamplingConfig:
     # --- sampling ---
-    num_samples: int = 8  # K samples per prompt; Llama 2's Fig. 7 goes to K=100
-    temperature: float = 1.0  # Llama 2 Fig. 8: the best temperature drifts up (1.2–1.3) with RLHF
-    top_p: float = 1.0
-    max_new_tokens: int = 128
-    seed: int = 0
+    # K samples per prompt; Llama 2's Fig. 7 goes to K=100
+    num_samples: Annotated[int, Ge(1), Le(1024)] = 8
+    # Llama 2 Fig. 8: the best temperature drifts up (1.2–1.3) with RLHF; 0 is greedy
+    temperature: Annotated[float, Ge(0), Le(10)] = 1.0
+    top_p: Annotated[float, Gt(0), Le(1)] = 1.0
+    max_new_tokens: Annotated[int, Ge(1)] = 128
+    seed: Annotated[int, Ge(0)] = 0
     # --- fine-tuning on the best samples (Llama 2 SFT recipe, §3.1) ---
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.1
-    epochs: int = 2
-    batch_size: int = 8  # Llama 2 uses 64 on GPUs
-    max_grad_norm: float = 1.0
+    learning_rate: Annotated[float, Gt(0), Le(1)] = 2e-5
+    weight_decay: Annotated[float, Ge(0)] = 0.1
+    epochs: Annotated[int, Ge(1), Le(1000)] = 2
+    batch_size: Annotated[int, Ge(1), Le(65_536)] = 8  # Llama 2 uses 64 on GPUs
+    max_grad_norm: Annotated[float, Gt(0)] = 1.0
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.epochs < 1 or self.batch_size < 1:
