@@ -1,8 +1,7 @@
 """Loading a reward model as a ``ScoreFn`` and checking it speaks the policy's tokenizer.
 
-The modeling app owns reward models (``modeling.ml.inference.RewardScorer``); when it is not
-installed we fall back to a sequence-classification checkpoint with one output, scored on
-``modeling.ml.chat.render_dialogue`` exactly as RewardScorer promises. Django-free.
+The modeling app owns reward models and how they score (``modeling.ml.inference.RewardScorer``);
+this module only adapts it to the rlhf reward interface. Django-free.
 """
 
 from __future__ import annotations
@@ -34,46 +33,10 @@ def require_same_tokenizer(policy_path: str | Path, reward_path: str | Path) -> 
         )
 
 
-class _SequenceClassifierScorer:
-    def __init__(self, path: str | Path, device: str | None = None, batch_size: int = 32):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(self.device).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.tokenizer.padding_side = "left"  # keep the response end when truncating
-        self.tokenizer.truncation_side = "left"
-        self.batch_size = batch_size
-
-    def score(self, contexts: list[list[dict]], responses: list[str]) -> list[float]:
-        import torch
-
-        from modeling.ml.chat import render_dialogue
-
-        texts = [render_dialogue(c, r) for c, r in zip(contexts, responses, strict=True)]
-        limit = int(getattr(self.model.config, "max_position_embeddings", 2048))
-        out: list[float] = []
-        with torch.no_grad():
-            for lo in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(
-                    texts[lo : lo + self.batch_size],
-                    return_tensors="pt",
-                    padding=True,
-                    truncation=True,
-                    max_length=limit,
-                    add_special_tokens=False,
-                )
-                logits = self.model(**{k: v.to(self.device) for k, v in enc.items()}).logits
-                out.extend(logits[:, 0].float().tolist())
-        return out
-
-
 def load_score_fn(path: str | Path, device: str | None = None) -> ScoreFn:
-    try:
-        from modeling.ml.inference import RewardScorer  # the modeling app's scorer, once present
-    except ImportError:
-        return _SequenceClassifierScorer(path, device).score
+    """The modeling app's ``RewardScorer`` for the reward model at ``path``, as a ``ScoreFn``."""
+    from modeling.ml.inference import RewardScorer
+
     return RewardScorer.load(path, device=device).score
 
 
