@@ -49,8 +49,20 @@ class Batch(models.Model):
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.DRAFT, db_index=True
     )
+    class Purpose(models.TextChoices):
+        TRAINING = "training", "Training"
+        # A blind human evaluation of two model versions: its labels measure a policy and
+        # never train one (no reward model, no policy method, no base-model text).
+        EVALUATION = "evaluation", "Evaluation"
+
     labels_per_comparison = models.PositiveSmallIntegerField(
         default=1, help_text="How many annotators label each comparison."
+    )
+    purpose = models.CharField(
+        max_length=10,
+        choices=Purpose.choices,
+        default=Purpose.TRAINING,
+        help_text="Evaluation batches are never used to train a model.",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -74,6 +86,10 @@ class Batch(models.Model):
     @property
     def is_frozen(self) -> bool:
         return self.status == self.Status.FROZEN
+
+    @property
+    def is_evaluation(self) -> bool:
+        return self.purpose == self.Purpose.EVALUATION
 
 
 class Guideline(models.Model):
@@ -168,7 +184,7 @@ class Comparison(models.Model):
         default=dict, blank=True, help_text="Source-specific fields kept verbatim."
     )
     # Live claims on this comparison: labelled plus currently assigned. Kept under the
-    # row lock so concurrent annotators never over-assign (see services.assignment_next).
+    # row lock so concurrent annotators never over-assign (see queue.assignments.assignment_next).
     claims = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -180,7 +196,7 @@ class Comparison(models.Model):
             ),
         ]
         # The queue walks this index in order and stops at the first free slot
-        # (services.assignment_next).
+        # (queue.assignments.assignment_next).
         indexes = [models.Index(fields=["batch", "claims", "id"], name="comparison_open_slots")]
 
     def __str__(self) -> str:
@@ -236,7 +252,7 @@ class AnnotatorBatchCount(models.Model):
     """How many tasks of a batch an annotator labelled and skipped: the task screen's
     "done" counter, read in O(open batches) instead of O(the annotator's history).
 
-    Written only by ``services`` in the transaction that labels or skips the assignment
+    Written only by ``annotation.queue`` in the transaction that labels or skips the assignment
     (an upsert), so it always equals the annotator's labelled / skipped assignments of
     the batch (a test checks it).
     """
@@ -302,7 +318,7 @@ class Label(models.Model):
                 condition=Q(annotator__isnull=True),
                 name="imported_label_once_per_rater",
             ),
-            # A client's Idempotency-Key names one label (services.label_submit).
+            # A client's Idempotency-Key names one label (queue.labels.label_submit).
             models.UniqueConstraint(
                 fields=["annotator", "idempotency_key"],
                 condition=Q(annotator__isnull=False) & ~Q(idempotency_key=""),

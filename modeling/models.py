@@ -55,6 +55,11 @@ class ModelVersion(models.Model):
         default=dict, blank=True, help_text="Batch name → freeze hash at training time."
     )
     description = models.TextField(blank=True)
+    # An admin's mark: this reward model judges policies it was not optimised against
+    # (Gao et al. 2022's "gold" reward model). Evaluation only: no recipe uses it to train.
+    is_judge = models.BooleanField(
+        default=False, help_text="Judges new policies in evaluations; never a policy's reward."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -138,6 +138,88 @@ class PolicyEvaluation(models.Model):
         return f"{self.candidate_name} vs {self.baseline_name}: {self.win_rate:.0%}"
 
 
+class JudgedBy(models.TextChoices):
+    """Who decided which of two responses is better: the three judges of an evaluation."""
+
+    PROXY = "proxy", "Proxy reward models"  # the RMs the policy was optimised against
+    JUDGE = "judge", "Judge reward model"  # an RM it never saw (marked judge by an admin)
+    PEOPLE = "people", "People"  # a blind human evaluation batch
+
+
+class WinRate(models.Model):
+    """One policy version against another on the same held-out prompts, by one judge
+    (Llama 2 Fig. 11 / 16: win / tie / loss with an interval)."""
+
+    iteration = models.ForeignKey(
+        Iteration, on_delete=models.CASCADE, related_name="win_rates", null=True, blank=True
+    )
+    candidate_name = models.CharField(max_length=200, db_index=True)
+    baseline_name = models.CharField(max_length=200)
+    judged_by = models.CharField(max_length=10, choices=JudgedBy.choices)
+    judge_name = models.CharField(
+        max_length=300, help_text="The reward model(s) that judged, or the evaluation batch."
+    )
+    n = models.PositiveIntegerField()
+    wins = models.PositiveIntegerField()
+    ties = models.PositiveIntegerField()
+    losses = models.PositiveIntegerField()
+    win_rate = models.FloatField(help_text="(wins + ties / 2) / n")
+    ci_low = models.FloatField(help_text="Wilson 95% interval, lower end.")
+    ci_high = models.FloatField()
+    details = models.JSONField(
+        default=dict, blank=True, help_text="Prompts (content hashes), mean scores and lengths."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.candidate_name} vs {self.baseline_name} by {self.judged_by}: {self.win_rate:.0%}"
+
+
+class HumanEvaluation(models.Model):
+    """A blind evaluation batch: two versions' responses to held-out prompts, side by side
+    in random order, labelled by people in the normal annotator page. Its batch is marked
+    ``evaluation``, so no model ever trains on it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        OPEN = "open", "Open for labels"
+        FAILED = "failed", "Failed"
+
+    candidate_name = models.CharField(max_length=200)
+    candidate_path = models.CharField(max_length=500)
+    baseline_name = models.CharField(max_length=200)
+    baseline_path = models.CharField(max_length=500)
+    iteration = models.ForeignKey(
+        Iteration,
+        on_delete=models.PROTECT,
+        related_name="human_evaluations",
+        help_text="Whose held-out prompts are asked.",
+    )
+    n_prompts = models.PositiveIntegerField()
+    batch = models.OneToOneField(
+        "annotation.Batch",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="human_evaluation",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"People: {self.candidate_name} vs {self.baseline_name}"
+
+
 class LiveSession(models.Model):
     """A live multi-turn annotation (Llama 2 protocol): each turn two generated responses,
     the annotator's pick joins the dialogue."""
