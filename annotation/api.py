@@ -30,6 +30,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+import annotation.url_converters  # noqa: F401 - registers <id:...>
 from annotation import selectors, services
 from annotation.filters import ComparisonFilter, LabelFilter
 from annotation.importers import ImportFileError
@@ -376,24 +377,24 @@ class ComparisonListApi(PreloadedPermissionsMixin, generics.ListAPIView):
 
 urlpatterns = [
     path("tasks/next/", TaskNextApi.as_view(), name="api-task-next"),
-    path("tasks/<int:assignment_id>/label/", TaskLabelApi.as_view(), name="api-task-label"),
+    path("tasks/<id:assignment_id>/label/", TaskLabelApi.as_view(), name="api-task-label"),
     path(
-        "tasks/<int:assignment_id>/label-and-next/",
+        "tasks/<id:assignment_id>/label-and-next/",
         TaskLabelAndNextApi.as_view(),
         name="api-task-label-and-next",
     ),
-    path("tasks/<int:assignment_id>/skip/", TaskSkipApi.as_view(), name="api-task-skip"),
+    path("tasks/<id:assignment_id>/skip/", TaskSkipApi.as_view(), name="api-task-skip"),
     path("labels/", LabelListApi.as_view(), name="api-labels"),
     path("batches/", BatchListCreateApi.as_view(), name="api-batches"),
-    path("batches/<int:batch_id>/", BatchDetailApi.as_view(), name="api-batch"),
+    path("batches/<id:batch_id>/", BatchDetailApi.as_view(), name="api-batch"),
     path(
-        "batches/<int:batch_id>/transition/",
+        "batches/<id:batch_id>/transition/",
         BatchTransitionApi.as_view(),
         name="api-batch-transition",
     ),
-    path("batches/<int:batch_id>/import/", BatchImportApi.as_view(), name="api-batch-import"),
+    path("batches/<id:batch_id>/import/", BatchImportApi.as_view(), name="api-batch-import"),
     path(
-        "batches/<int:batch_id>/comparisons/",
+        "batches/<id:batch_id>/comparisons/",
         ComparisonListApi.as_view(),
         name="api-batch-comparisons",
     ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django import forms
 
+from annotation.columns import INTEGER_MAX
 from annotation.domain import STRENGTH_ORDER, Category, Choice, SafetyTag
 from annotation.services import LabelInput
 
@@ -79,7 +80,10 @@ class BatchCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     iteration = forms.IntegerField(
-        min_value=0, initial=0, help_text="The RLHF iteration (RLHF-V{N}) that sampled it."
+        min_value=0,
+        max_value=INTEGER_MAX,
+        initial=0,
+        help_text="The RLHF iteration (RLHF-V{N}) that sampled it.",
     )
     labels_per_comparison = forms.IntegerField(
         min_value=1, max_value=20, initial=1, help_text="How many annotators label each comparison."

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from rest_framework import serializers
 
 from annotation import services
+from annotation.columns import INTEGER_MAX
 from annotation.domain import Choice
 from annotation.models import (
     CATEGORY_CHOICES,
@@ -392,7 +393,9 @@ class BatchSerializer(serializers.ModelSerializer):
 class BatchCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    iteration = serializers.IntegerField(required=False, min_value=0, default=0)
+    iteration = serializers.IntegerField(
+        required=False, min_value=0, max_value=INTEGER_MAX, default=0
+    )
     labels_per_comparison = serializers.IntegerField(
         required=False, min_value=1, max_value=100, default=1
     )

@@ -141,8 +141,10 @@ def score_job_detail(request, job_id: int):
 
 from django.urls import path  # noqa: E402 - the app's API routes, included by config/api_urls.py
 
+import annotation.url_converters  # noqa: E402, F401 - registers <id:...>
+
 urlpatterns = [
     path("models/", model_list, name="api-models"),
-    path("models/<int:model_id>/score/", model_score, name="api-model-score"),
-    path("models/score-jobs/<int:job_id>/", score_job_detail, name="api-score-job"),
+    path("models/<id:model_id>/score/", model_score, name="api-model-score"),
+    path("models/score-jobs/<id:job_id>/", score_job_detail, name="api-score-job"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from annotation.columns import INTEGER_MAX
 from annotation.domain import MarginTable
 from modeling.models import ModelVersion
 from modeling.selectors import batches_frozen, model_version_ready
@@ -16,7 +17,7 @@ class BaseModelForm(forms.Form):
         help_text="Blank: base-v{N}.",
         widget=forms.TextInput(attrs={"placeholder": "base-v{N}"}),  # appearance only
     )
-    max_steps = forms.IntegerField(min_value=1, initial=3000)
+    max_steps = forms.IntegerField(min_value=1, max_value=INTEGER_MAX, initial=3000)
     max_seconds = forms.IntegerField(
         min_value=0, initial=480, help_text="Time bound on creation (0: none)."
     )

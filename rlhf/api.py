@@ -13,6 +13,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.response import Response
 
+import annotation.url_converters  # noqa: F401 - registers <id:...>
+from annotation.columns import ID_MAX
 from annotation.permissions import CanLaunchTraining
 from rlhf import selectors, services
 from rlhf.models import Iteration, IterationStage, PolicyEvaluation
@@ -76,7 +78,9 @@ class IterationSerializer(serializers.ModelSerializer):
 
 
 class LaunchSerializer(serializers.Serializer):
-    batch_ids = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
+    batch_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX), allow_empty=False
+    )
     method = serializers.ChoiceField(choices=Iteration.Method.values, default=Iteration.Method.BOTH)
     settings = serializers.DictField(required=False, default=dict)
 
@@ -121,8 +125,8 @@ def iteration_resume(request, iteration_id: int):
 
 urlpatterns = [
     path("rlhf/iterations/", iterations, name="rlhf-iterations"),
-    path("rlhf/iterations/<int:iteration_id>/", iteration_detail, name="rlhf-iteration"),
+    path("rlhf/iterations/<id:iteration_id>/", iteration_detail, name="rlhf-iteration"),
     path(
-        "rlhf/iterations/<int:iteration_id>/resume/", iteration_resume, name="rlhf-iteration-resume"
+        "rlhf/iterations/<id:iteration_id>/resume/", iteration_resume, name="rlhf-iteration-resume"
     ),
 ]

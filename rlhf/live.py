@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import random
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
 from annotation import services as annotation_services
-from annotation.domain import Category, Choice, Role, Strength, Turn
+from annotation.domain import Category, Choice, Role, Strength, Turn, text_problem
 from annotation.importers import ResponseIn
 from annotation.models import Batch
 from rlhf.models import LiveSession, LiveTurn
@@ -44,11 +44,11 @@ def _live_batch() -> Batch:
 
 
 def live_session_get(*, session_id: int, annotator) -> LiveSession:
-    session = LiveSession.objects.filter(pk=session_id).first()
+    """The annotator's own session; another annotator's is as missing as one that never was
+    (the same 404, so an id says nothing about whose it is)."""
+    session = LiveSession.objects.filter(pk=session_id, annotator=annotator).first()
     if session is None:
-        raise Http404
-    if session.annotator_id != annotator.pk:
-        raise PermissionDenied("This conversation belongs to another annotator.")
+        raise Http404("No such conversation.")
     return session
 
 
@@ -61,6 +61,8 @@ def live_prompt_submit(*, session_id: int | None, annotator, text: str) -> LiveS
         raise ValidationError({"prompt": "Write a prompt first."})
     if len(text) > MAX_PROMPT_CHARS:
         raise ValidationError({"prompt": f"Keep a turn under {MAX_PROMPT_CHARS} characters."})
+    if problem := text_problem(text):
+        raise ValidationError({"prompt": f"The prompt {problem}."})
     with transaction.atomic():
         if session_id is None:
             session = LiveSession.objects.create(annotator=annotator, batch=_live_batch())

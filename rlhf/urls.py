@@ -1,19 +1,20 @@
 from django.urls import path
 
+import annotation.url_converters  # noqa: F401 - registers <id:...>
 from rlhf import views
 
 app_name = "rlhf"
 urlpatterns = [
     path("", views.pipeline, name="pipeline"),
     path("iterations/launch/", views.iteration_launch, name="launch"),
-    path("iterations/<int:iteration_id>/", views.iteration_detail, name="iteration"),
-    path("iterations/<int:iteration_id>/stages/", views.iteration_stages, name="stages"),
-    path("iterations/<int:iteration_id>/resume/", views.iteration_resume, name="resume"),
+    path("iterations/<id:iteration_id>/", views.iteration_detail, name="iteration"),
+    path("iterations/<id:iteration_id>/stages/", views.iteration_stages, name="stages"),
+    path("iterations/<id:iteration_id>/resume/", views.iteration_resume, name="resume"),
     path("lineage/", views.lineage, name="lineage"),
     path("live/", views.live_page, name="live"),
     path("live/start/", views.live_prompt, name="live_start"),
-    path("live/<int:session_id>/", views.live_page, name="live_session"),
-    path("live/<int:session_id>/prompt/", views.live_prompt, name="live_prompt"),
-    path("live/<int:session_id>/turn/", views.live_turn_partial, name="live_turn"),
-    path("live/<int:session_id>/choose/", views.live_choose, name="live_choose"),
+    path("live/<id:session_id>/", views.live_page, name="live_session"),
+    path("live/<id:session_id>/prompt/", views.live_prompt, name="live_prompt"),
+    path("live/<id:session_id>/turn/", views.live_turn_partial, name="live_turn"),
+    path("live/<id:session_id>/choose/", views.live_choose, name="live_choose"),
 ]

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation.permissions import ANNOTATE, LAUNCH_TRAINING
 from rlhf import live, selectors, services
 from rlhf.forms import IterationLaunchForm
+from rlhf.models import Iteration
 from rlhf.plots import best_of_k_svg, line_chart_svg
 
 
@@ -143,6 +144,8 @@ def iteration_resume(request, iteration_id: int):
     try:
         stage = services.iteration_resume(iteration_id=iteration_id)
         messages.success(request, f"Resuming at {stage.get_name_display()}.")
+    except Iteration.DoesNotExist:
+        raise Http404("No such iteration.") from None
     except ValidationError as exc:
         messages.error(request, _errors(exc))
     return redirect("rlhf:iteration", iteration_id=iteration_id)
@@ -178,12 +181,14 @@ def live_prompt(request, session_id: int | None = None):
             session_id=session_id, annotator=request.user, text=request.POST.get("prompt", "")
         )
     except ValidationError as exc:
+        # The page again with the reason, as for any invalid form: 400, nothing written.
         messages.error(request, _errors(exc))
-        return (
-            redirect("rlhf:live")
-            if session_id is None
-            else redirect("rlhf:live_session", session_id=session_id)
+        session = (
+            live.live_session_get(session_id=session_id, annotator=request.user)
+            if session_id
+            else None
         )
+        return render(request, "rlhf/live.html", live.live_context(session), status=400)
     return redirect("rlhf:live_session", session_id=session.pk)
 
 

@@ -7,6 +7,8 @@
 - ``GET  snapshots/<id>/``                  status, progress and manifest
 - ``GET  snapshots/<id>/files/<name>``      one file, streamed
 - ``GET  snapshots/<id>/archive.tar``       everything, streamed
+
+Both downloads answer 410 when the snapshot's files were removed from the server.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.urls import path, reverse
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+import annotation.url_converters  # noqa: F401 - registers <id:...>
 from annotation.export import formats, selectors, services
 from annotation.models import Snapshot
 from annotation.permissions import CanExport
@@ -78,6 +81,13 @@ class SnapshotSerializer(serializers.ModelSerializer):
         return obj.status == Snapshot.Status.READY and obj.label_count == 0
 
 
+class SnapshotGone(APIException):
+    """410: the snapshot is recorded but its files were removed from the server."""
+
+    status_code = status.HTTP_410_GONE
+    default_code = "gone"
+
+
 def _get(snapshot_id: int) -> Snapshot:
     snapshot = selectors.snapshot_get(snapshot_id)
     if snapshot is None:
@@ -124,6 +134,8 @@ class SnapshotFileApi(APIView):
             file_path = services.snapshot_file_path(snapshot=snapshot, name=name)
         except ValidationError as exc:
             raise NotFound(" ".join(exc.messages)) from exc
+        except services.SnapshotFilesMissing as exc:
+            raise SnapshotGone(str(exc)) from exc
         return FileResponse(open(file_path, "rb"), as_attachment=True, filename=name)  # noqa: SIM115
 
 
@@ -136,11 +148,14 @@ class SnapshotArchiveApi(APIView):
             return Response(
                 {"detail": "This snapshot is not ready yet."}, status=status.HTTP_409_CONFLICT
             )
-        directory = services.snapshot_directory(snapshot)
-        names = sorted(snapshot.manifest["files"]) + [services.MANIFEST]
+        try:
+            names = services.snapshot_file_names(snapshot)
+        except services.SnapshotFilesMissing as exc:
+            raise SnapshotGone(str(exc)) from exc
         name = snapshot.manifest["name"]
         response = StreamingHttpResponse(
-            formats.tar_stream(directory, names, prefix=name), content_type="application/x-tar"
+            formats.tar_stream(services.snapshot_directory(snapshot), names, prefix=name),
+            content_type="application/x-tar",
         )
         response["Content-Disposition"] = f'attachment; filename="{name}.tar"'
         return response
@@ -148,14 +163,14 @@ class SnapshotArchiveApi(APIView):
 
 urlpatterns = [
     path("snapshots/", SnapshotListApi.as_view(), name="api-snapshots"),
-    path("snapshots/<int:snapshot_id>/", SnapshotDetailApi.as_view(), name="api-snapshot"),
+    path("snapshots/<id:snapshot_id>/", SnapshotDetailApi.as_view(), name="api-snapshot"),
     path(
-        "snapshots/<int:snapshot_id>/files/<str:name>",
+        "snapshots/<id:snapshot_id>/files/<str:name>",
         SnapshotFileApi.as_view(),
         name="api-snapshot-file",
     ),
     path(
-        "snapshots/<int:snapshot_id>/archive.tar",
+        "snapshots/<id:snapshot_id>/archive.tar",
         SnapshotArchiveApi.as_view(),
         name="api-snapshot-archive",
     ),

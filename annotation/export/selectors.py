@@ -19,6 +19,7 @@ from annotation.models import Batch, Comparison, Label, Snapshot
 
 UNRATED = "unrated"  # the strength filter's name for labels without a strength
 NO_BIN = "none"  # the safety-bin filter's name for labels without a bin (helpfulness)
+LAST_DATE = date.max  # filter dates are before it: the day after date_to bounds the query
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class SnapshotFilters:
                     result[key] = date.fromisoformat(str(value))
                 except ValueError:
                     errors[key] = f"Must be a date like 2026-11-02, got {value!r}."
+            if result.get(key) is not None and result[key] >= LAST_DATE:
+                errors[key] = f"Must be a date before {LAST_DATE.isoformat()}."
         if (
             not errors
             and result["date_from"]

@@ -107,6 +107,13 @@ def snapshot_detail(request, snapshot_id: int):
     return render(request, template, {"snapshot": snapshot, "files": _file_list(snapshot)})
 
 
+def _files_missing(request, snapshot: Snapshot, exc: services.SnapshotFilesMissing):
+    """The snapshot's page saying its files are gone (410), instead of a download."""
+    messages.error(request, str(exc))
+    context = {"snapshot": snapshot, "files": _file_list(snapshot)}
+    return render(request, "data/snapshot.html", context, status=410)
+
+
 @require_GET
 @export_required
 def snapshot_file(request, snapshot_id: int, name: str):
@@ -115,6 +122,8 @@ def snapshot_file(request, snapshot_id: int, name: str):
         path = services.snapshot_file_path(snapshot=snapshot, name=name)
     except ValidationError as exc:
         raise Http404(" ".join(exc.messages)) from None
+    except services.SnapshotFilesMissing as exc:
+        return _files_missing(request, snapshot, exc)
     download = f"{snapshot.manifest.get('name', 'snapshot')}-{name}"
     return FileResponse(open(path, "rb"), as_attachment=True, filename=download)  # noqa: SIM115
 
@@ -126,13 +135,14 @@ def snapshot_archive(request, snapshot_id: int):
     snapshot = _snapshot_or_404(snapshot_id)
     if snapshot.status != Snapshot.Status.READY:
         return HttpResponse("This snapshot is not ready yet.", status=409)
-    directory = services.snapshot_directory(snapshot)
-    if not directory.is_dir():
-        raise Http404("The snapshot's folder was removed.")
+    try:
+        names = services.snapshot_file_names(snapshot)
+    except services.SnapshotFilesMissing as exc:
+        return _files_missing(request, snapshot, exc)
     name = snapshot.manifest["name"]
-    names = sorted(snapshot.manifest["files"]) + [services.MANIFEST]
     response = StreamingHttpResponse(
-        formats.tar_stream(directory, names, prefix=name), content_type="application/x-tar"
+        formats.tar_stream(services.snapshot_directory(snapshot), names, prefix=name),
+        content_type="application/x-tar",
     )
     response["Content-Disposition"] = f'attachment; filename="{name}.tar"'
     return response
