@@ -18,6 +18,7 @@ Annotator cycle::
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
@@ -31,11 +32,12 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 import annotation.url_converters  # noqa: F401 - registers <id:...>
-from annotation import selectors, services
+from annotation import auth, selectors, services
 from annotation.filters import ComparisonFilter, LabelFilter
-from annotation.importers import ImportFileError
+from annotation.importers import ImportFileError, ImportTooLargeError
 from annotation.models import Label
 from annotation.permissions import CanAnnotate, CanExport, CanManageBatches
+from annotation.queue import assignments, labels, rules
 from annotation.serializers import (
     BatchCreateSerializer,
     BatchSerializer,
@@ -60,19 +62,20 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     type=str,
     location=OpenApiParameter.HEADER,
     required=False,
-    description="Any unique string per intended label (e.g. a UUID). Retrying with the same key "
-    "returns the first label with 200; reusing it for another task answers 409.",
+    description="Any unique string per intended label (e.g. a UUID), at most "
+    f"{rules.IDEMPOTENCY_KEY_MAX_CHARS} characters (a longer one answers 400). Retrying with "
+    "the same key returns the first label with 200; reusing it for another task answers 409.",
 )
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No such task among the caller's own.")
 
 
 class FastTokenAuthentication(TokenAuthentication):
     """DRF's token authentication with the token and its user read by one prepared
-    statement (``selectors.token_user``); the same rules: unknown key or inactive user
+    statement (``auth.token_user``); the same rules: unknown key or inactive user
     → 401."""
 
     def authenticate_credentials(self, key):
-        found = selectors.token_user(key)
+        found = auth.token_user(key)
         if found is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         if not found[0].is_active:
@@ -89,29 +92,23 @@ def _authentication_classes() -> list:
 
 class PreloadedPermissionsMixin:
     """Loads the caller's permissions in one query before DRF checks them (``has_perm``
-    would make two on every request).
-
-    It fills ``_perm_cache``, the per-request cache Django's ModelBackend reads first
-    (``ModelBackend.get_all_permissions``); the cache lives and dies with this request's
-    user object, so permission changes apply from the next request on.
-    """
+    would make two on every request): ``auth.permissions_preload``."""
 
     authentication_classes = _authentication_classes()
 
     def check_permissions(self, request):
-        user = request.user
-        if user.is_authenticated and not user.is_superuser and not hasattr(user, "_perm_cache"):
-            user._perm_cache = selectors.user_permission_names(user)
+        auth.permissions_preload(request.user)
         super().check_permissions(request)
 
 
 class ServiceApiView(PreloadedPermissionsMixin, APIView):
     """An APIView over the annotation services. Their Django errors become 400/403/404
     in config/api_errors.py; here only the task errors: a task that is gone and another
-    annotator's task are both 404, so other annotators' tasks cannot be probed."""
+    annotator's task are one error (``AssignmentGone``), 404, so other annotators' tasks
+    cannot be probed."""
 
     def handle_exception(self, exc):
-        if isinstance(exc, services.AssignmentGone | services.AssignmentNotYours):
+        if isinstance(exc, assignments.AssignmentGone):
             exc = exceptions.NotFound("No such task among yours.")
         return super().handle_exception(exc)
 
@@ -137,7 +134,7 @@ class TaskNextApi(CycleApiView):
         tags=["annotate"],
     )
     def get(self, request):
-        task = services.task_next(annotator=request.user)
+        task = assignments.task_next(annotator=request.user)
         if task is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(task_data(task))
@@ -159,10 +156,16 @@ KEY_REUSED = {"detail": "This Idempotency-Key was already used for another task.
 
 def _label_input(request):
     """The request's judgement as the service's input: ``LabelInputSerializer``'s rules
-    (it stays the documented request body), validated without building the serializer."""
-    return label_input_from_data(
-        request.data, idempotency_key=request.headers.get("Idempotency-Key", "")
-    )
+    (it stays the documented request body), validated without building the serializer.
+    An Idempotency-Key longer than the column is refused, never cut: two keys sharing
+    their first 100 characters would otherwise name the same label."""
+    key = request.headers.get("Idempotency-Key", "")
+    problem = rules.idempotency_key_problem(key)
+    if problem is not None:
+        raise exceptions.ValidationError(
+            {"Idempotency-Key": [f"The Idempotency-Key header {problem}."]}
+        )
+    return label_input_from_data(request.data, idempotency_key=key)
 
 
 class TaskLabelApi(CycleApiView):
@@ -184,10 +187,10 @@ class TaskLabelApi(CycleApiView):
     def post(self, request, assignment_id: int):
         data = _label_input(request)
         try:
-            label, created = services.label_submit(
+            label, created = labels.label_submit(
                 assignment_id=assignment_id, annotator=request.user, data=data
             )
-        except services.IdempotencyKeyReused:
+        except labels.IdempotencyKeyReused:
             return Response(KEY_REUSED, status=status.HTTP_409_CONFLICT)
         return Response(
             label_data(label), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -217,10 +220,10 @@ class TaskLabelAndNextApi(CycleApiView):
     def post(self, request, assignment_id: int):
         data = _label_input(request)
         try:
-            label, created, task = services.label_submit_and_next(
+            label, created, task = labels.label_submit_and_next(
                 assignment_id=assignment_id, annotator=request.user, data=data
             )
-        except services.IdempotencyKeyReused:
+        except labels.IdempotencyKeyReused:
             return Response(KEY_REUSED, status=status.HTTP_409_CONFLICT)
         body = {"label": label_data(label), "next": None if task is None else task_data(task)}
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -239,7 +242,7 @@ class TaskSkipApi(CycleApiView):
     def post(self, request, assignment_id: int):
         serializer = SkipInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        assignment = services.assignment_skip(
+        assignment = assignments.assignment_skip(
             assignment_id=assignment_id,
             annotator=request.user,
             reason=serializer.validated_data["reason"],
@@ -329,7 +332,13 @@ class BatchImportApi(ServiceApiView):
         responses={
             201: ImportReportSerializer,
             400: OpenApiResponse(
-                ImportErrorSerializer, description="Invalid rows: nothing was written."
+                ImportErrorSerializer,
+                description="Invalid rows, or a file that cannot be read: nothing was written.",
+            ),
+            413: OpenApiResponse(
+                ImportErrorSerializer,
+                description="The file is over PAIRWISE_IMPORT_MAX_BYTES (as uploaded or "
+                "once decompressed): nothing was written.",
             ),
         },
         tags=["batches"],
@@ -350,10 +359,24 @@ class BatchImportApi(ServiceApiView):
                 with_labels=data["with_labels"],
                 skip_invalid=data["skip_invalid"],
                 created_by=request.user,
+                max_bytes=settings.PAIRWISE_IMPORT_MAX_BYTES,
             )
         except ImportFileError as exc:
-            body = {"detail": str(exc), "problems": [vars(p) for p in exc.problems]}
-            return Response(ImportErrorSerializer(body).data, status=status.HTTP_400_BAD_REQUEST)
+            body = {
+                "detail": str(exc),
+                "problems": [vars(p) for p in exc.problems],
+                "more_problems": exc.more_problems,
+                "lines_unchecked": exc.lines_unchecked,
+            }
+            too_large = isinstance(exc, ImportTooLargeError)
+            return Response(
+                ImportErrorSerializer(body).data,
+                status=(
+                    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+                    if too_large
+                    else status.HTTP_400_BAD_REQUEST
+                ),
+            )
         body = {
             **vars(report),
             "skipped_invalid": [vars(p) for p in report.skipped_invalid],

@@ -1,17 +1,19 @@
 """HTML forms of the annotation pages. They parse and check input; services do the work.
 
-The label form speaks in screen positions ("left"/"right"): which stored response (A or B)
-was on the left is known only to the server, from the assignment, so a tampered or stale
-page can never swap the meaning of a choice.
+The label form speaks in screen positions ("left"/"right") and hands them on as they are:
+the label service translates them with the order recorded on the assignment, under its
+row lock, so a tampered or stale page can never swap the meaning of a choice. Its limits
+come from ``annotation.queue.rules``.
 """
 
 from __future__ import annotations
 
 from django import forms
+from django.core.validators import ProhibitNullCharactersValidator
 
 from annotation.columns import INTEGER_MAX
-from annotation.domain import STRENGTH_ORDER, Category, Choice, SafetyTag
-from annotation.services import LabelInput
+from annotation.domain import STRENGTH_ORDER, Category, SafetyTag
+from annotation.queue import rules
 
 SIDES = [("left", "Response 1"), ("right", "Response 2")]
 SAFETY_CHOICES = [(t.value, t.value.capitalize()) for t in SafetyTag]
@@ -24,7 +26,23 @@ SKIP_REASONS = [
 ]
 
 
+class CommentField(forms.CharField):
+    """A label's comment: ``rules.validate_comment_text`` in place of Django's own NUL
+    check, so the page and the API answer an unstorable comment with one message."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators = [
+            v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)
+        ]
+        self.validators.append(rules.validate_comment_text)
+
+
 class LabelForm(forms.Form):
+    """The page's judgement, as shown: a side, a strength, a safety tag per side. Whether
+    a safety task has both tags is the label service's rule (``rules.label_fields``),
+    checked once, under the assignment's lock."""
+
     choice = forms.ChoiceField(
         choices=SIDES, error_messages={"required": "Choose Response 1 or Response 2."}
     )
@@ -34,36 +52,22 @@ class LabelForm(forms.Form):
     )
     safety_left = forms.ChoiceField(choices=SAFETY_CHOICES, required=False)
     safety_right = forms.ChoiceField(choices=SAFETY_CHOICES, required=False)
-    comment = forms.CharField(required=False, max_length=5000, widget=forms.Textarea)
-    time_spent_ms = forms.IntegerField(required=False, min_value=0, max_value=24 * 3600 * 1000)
-    idempotency_key = forms.CharField(required=False, max_length=100)
+    comment = CommentField(
+        required=False, max_length=rules.COMMENT_MAX_CHARS, widget=forms.Textarea
+    )
+    time_spent_ms = forms.IntegerField(
+        required=False, min_value=0, max_value=rules.TIME_SPENT_MAX_MS
+    )
+    idempotency_key = forms.CharField(required=False, max_length=rules.IDEMPOTENCY_KEY_MAX_CHARS)
 
-    def __init__(self, *args, category: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.category = category
-
-    def clean(self):
-        data = super().clean()
-        if self.category == Category.SAFETY:
-            for side in ("left", "right"):
-                if not data.get(f"safety_{side}"):
-                    self.add_error(f"safety_{side}", "Tag this response safe or unsafe.")
-        return data
-
-    def label_input(self, *, left: str) -> LabelInput:
-        """The label in stored A/B terms, given which response the assignment showed on the left."""
+    def label_input(self) -> rules.ShownLabelInput:
+        """The label as shown, for ``labels.label_submit_and_next`` to translate."""
         data = self.cleaned_data
-        on_left = Choice(left)
-        by_side = {"left": on_left, "right": on_left.other}
-        tags = {
-            by_side["left"]: data.get("safety_left") or None,
-            by_side["right"]: data.get("safety_right") or None,
-        }
-        return LabelInput(
-            preferred=by_side[data["choice"]],
+        return rules.ShownLabelInput(
+            preferred_side=data["choice"],
             strength=data["strength"],
-            safety_a=tags[Choice.A],
-            safety_b=tags[Choice.B],
+            safety_left=data.get("safety_left") or None,
+            safety_right=data.get("safety_right") or None,
             comment=data.get("comment") or "",
             time_spent_ms=data.get("time_spent_ms"),
             idempotency_key=data.get("idempotency_key") or "",

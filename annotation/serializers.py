@@ -1,7 +1,8 @@
 """Serializers of the REST API: they translate JSON to service inputs and results to JSON.
 
-Input serializers validate shape and vocabulary (so a 400 names the field); the rules
-(who may label what, batch state, safety tags on safety tasks) live in the services.
+Input serializers validate shape and vocabulary (so a 400 names the field), with the
+limits of ``annotation.queue.rules``; the rules themselves (who may label what, batch
+state, safety tags on safety tasks) are applied by the services.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from annotation import services
 from annotation.columns import INTEGER_MAX
 from annotation.domain import Choice
 from annotation.models import (
     CATEGORY_CHOICES,
     CHOICE_CHOICES,
+    SAFETY_BIN_CHOICES,
     SAFETY_TAG_CHOICES,
     STRENGTH_CHOICES,
     Batch,
@@ -24,8 +27,10 @@ from annotation.models import (
     Label,
     Response,
 )
+from annotation.queue import rules
+from annotation.queue.rules import LabelInput, ShownLabelInput
 
-SIDE_CHOICES = list(services.DISPLAY_SIDES)
+SIDE_CHOICES = list(rules.DISPLAY_SIDES)
 # The models' choice lists, so the OpenAPI schema names each vocabulary once.
 CHOICES_AB = CHOICE_CHOICES
 STRENGTHS = STRENGTH_CHOICES
@@ -87,6 +92,18 @@ class TaskSerializer(serializers.Serializer):
     assigned_at = serializers.DateTimeField()
 
 
+class CommentField(serializers.CharField):
+    """A label's comment: its length, then ``rules.validate_comment_text`` in place of
+    DRF's own NUL and surrogate checks, so that the serializer, the fast parser and the
+    page answer a comment the database cannot store with one message."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        builtin = ProhibitNullCharactersValidator | ProhibitSurrogateCharactersValidator
+        self.validators = [v for v in self.validators if not isinstance(v, builtin)]
+        self.validators.append(rules.validate_comment_text)
+
+
 class LabelInputSerializer(serializers.Serializer):
     """A judgement, in display terms (``preferred_side``, ``safety_left/right``) as the
     annotator saw it, or in the comparison's stored terms (``preferred``, ``safety_a/b``).
@@ -99,9 +116,15 @@ class LabelInputSerializer(serializers.Serializer):
     safety_right = serializers.ChoiceField(choices=SAFETY_TAGS, required=False)
     safety_a = serializers.ChoiceField(choices=SAFETY_TAGS, required=False)
     safety_b = serializers.ChoiceField(choices=SAFETY_TAGS, required=False)
-    comment = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    comment = CommentField(
+        required=False, allow_blank=True, max_length=rules.COMMENT_MAX_CHARS, default=""
+    )
     time_spent_ms = serializers.IntegerField(
-        required=False, allow_null=True, min_value=0, max_value=24 * 3600 * 1000, default=None
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=rules.TIME_SPENT_MAX_MS,
+        default=None,
     )
 
     def validate(self, attrs):
@@ -122,7 +145,7 @@ class LabelInputSerializer(serializers.Serializer):
 
     def to_label_input(
         self, *, idempotency_key: str
-    ) -> services.LabelInput | services.ShownLabelInput:
+    ) -> LabelInput | ShownLabelInput:
         """The service's input in the vocabulary the client used; the service translates
         display sides with the assignment's recorded order, under its row lock."""
         return service_label_input(self.validated_data, idempotency_key=idempotency_key)
@@ -144,7 +167,7 @@ _LABEL_FIELDS = frozenset(LabelInputSerializer._declared_fields)
 
 def label_input_from_data(
     data, *, idempotency_key: str
-) -> services.LabelInput | services.ShownLabelInput:
+) -> LabelInput | ShownLabelInput:
     """``LabelInputSerializer(data=data)``'s validation and ``to_label_input``, without
     building a serializer: the same fields, rules and error keys (DRF's messages), at a
     fraction of the CPU (DRF deep-copies nine field objects per request; this runs on
@@ -180,8 +203,15 @@ def label_input_from_data(
         errors["comment"] = ["Not a valid string."]
     else:
         comment = str(comment).strip()
-        if len(comment) > 5000:
-            errors["comment"] = ["Ensure this field has no more than 5000 characters."]
+        problems = []  # in the order of CommentField's validators
+        if len(comment) > rules.COMMENT_MAX_CHARS:
+            problems.append(
+                f"Ensure this field has no more than {rules.COMMENT_MAX_CHARS} characters."
+            )
+        if (problem := rules.comment_text_problem(comment)) is not None:
+            problems.append(problem)
+        if problems:
+            errors["comment"] = problems
     time_spent = data.get("time_spent_ms")
     if time_spent is not None:
         try:  # DRF's IntegerField: "12", 12 and 12.0 are 12; 12.5 and true are not integers
@@ -191,9 +221,9 @@ def label_input_from_data(
         else:
             if time_spent < 0:
                 errors["time_spent_ms"] = ["Ensure this value is greater than or equal to 0."]
-            elif time_spent > 24 * 3600 * 1000:
+            elif time_spent > rules.TIME_SPENT_MAX_MS:
                 errors["time_spent_ms"] = [
-                    f"Ensure this value is less than or equal to {24 * 3600 * 1000}."
+                    f"Ensure this value is less than or equal to {rules.TIME_SPENT_MAX_MS}."
                 ]
     if errors:
         raise serializers.ValidationError(errors)
@@ -218,7 +248,7 @@ def label_input_from_data(
 
 def service_label_input(
     values, *, idempotency_key: str
-) -> services.LabelInput | services.ShownLabelInput:
+) -> LabelInput | ShownLabelInput:
     """Validated label fields as the service's input, in the vocabulary the client used;
     the service translates display sides with the assignment's recorded order, under its
     row lock."""
@@ -229,13 +259,13 @@ def service_label_input(
         "idempotency_key": idempotency_key,
     }
     if "preferred_side" in values:
-        return services.ShownLabelInput(
+        return ShownLabelInput(
             preferred_side=values["preferred_side"],
             safety_left=values.get("safety_left"),
             safety_right=values.get("safety_right"),
             **common,
         )
-    return services.LabelInput(
+    return LabelInput(
         preferred=Choice(values["preferred"]),
         safety_a=values.get("safety_a"),
         safety_b=values.get("safety_b"),
@@ -252,6 +282,14 @@ class LabelSerializer(serializers.ModelSerializer):
 
     batch = serializers.IntegerField(source="comparison.batch_id", read_only=True)
     preferred_side = serializers.SerializerMethodField()
+    # Blank on labels without them (no safety tags on helpfulness tasks, no side on imports):
+    # declared here because ModelSerializer drops allow_blank from read-only fields.
+    left = serializers.ChoiceField(choices=CHOICE_CHOICES, allow_blank=True, read_only=True)
+    safety_a = serializers.ChoiceField(choices=SAFETY_TAGS, allow_blank=True, read_only=True)
+    safety_b = serializers.ChoiceField(choices=SAFETY_TAGS, allow_blank=True, read_only=True)
+    safety_bin = serializers.ChoiceField(
+        choices=SAFETY_BIN_CHOICES, allow_blank=True, read_only=True
+    )
 
     class Meta:
         model = Label
@@ -293,7 +331,7 @@ _DATETIME = serializers.DateTimeField()
 
 
 def task_data(task) -> dict:
-    """``TaskSerializer(task).data`` as a plain dict (``task``: ``selectors.Task``)."""
+    """``TaskSerializer(task).data`` as a plain dict (``task``: ``queue.reads.Task``)."""
     guideline = task.guideline
     counts = task.counts
     return {
@@ -438,12 +476,24 @@ class ImportReportSerializer(serializers.Serializer):
     labels_created = serializers.IntegerField()
     duplicates_existing = serializers.IntegerField()
     skipped_invalid = ImportProblemSerializer(many=True)
+    more_skipped_invalid = serializers.IntegerField(
+        help_text="Invalid rows skipped beyond those listed (PAIRWISE_IMPORT_MAX_PROBLEMS)."
+    )
     summary = serializers.CharField()
 
 
 class ImportErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
-    problems = ImportProblemSerializer(many=True)
+    problems = ImportProblemSerializer(
+        many=True,
+        help_text="The first problems found (at most PAIRWISE_IMPORT_MAX_PROBLEMS), each "
+        "naming its line (0: the file as a whole) and field.",
+    )
+    more_problems = serializers.IntegerField(help_text="Problems found beyond those listed.")
+    lines_unchecked = serializers.IntegerField(
+        help_text="Lines not checked: checking stops once the listed problems are full "
+        "(unless skip_invalid)."
+    )
 
 
 class ResponseSerializer(serializers.ModelSerializer):
@@ -479,4 +529,9 @@ class ComparisonSerializer(serializers.ModelSerializer):
 
 
 class ErrorSerializer(serializers.Serializer):
+    """The API's error body (config/api_errors.py)."""
+
     detail = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )

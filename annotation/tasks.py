@@ -3,11 +3,12 @@
 from celery import shared_task
 
 from annotation import services
+from annotation.queue import assignments
 
 
 @shared_task(name="annotation.tasks.release_expired_assignments")
 def release_expired_assignments() -> int:
-    return services.assignments_release_expired()
+    return assignments.assignments_release_expired()
 
 
 @shared_task(name="annotation.tasks.batch_freeze", bind=True, max_retries=3)

@@ -5,28 +5,48 @@ The annotator page is one task at a time: ``annotate`` renders it, ``annotate_la
 redirect back to ``annotate``). Validation problems come back as the same task with the
 errors inline (422), a task that is gone as the next task with a notice (409); htmx is
 told to swap both (see the ``htmx-config`` meta tag in base.html).
+
+The page takes the API's path: the task comes from ``assignments.task_next`` and a label
+goes through ``labels.label_submit_and_next``, which hands back the next task in the same
+transaction, so a label from the page costs the statements the API's label-and-next does.
+Another annotator's task answers exactly as one that is gone (409, the next task).
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotation import selectors, services
-from annotation.domain import STRENGTH_ORDER, Category, Choice, SafetyTag
+from annotation import auth, selectors, services
+from annotation.domain import STRENGTH_ORDER, Category, SafetyTag
 from annotation.forms import SKIP_REASONS, BatchCreateForm, ImportForm, LabelForm, SkipForm
-from annotation.importers import ImportFileError
-from annotation.models import Batch
+from annotation.importers import ImportFileError, ImportTooLargeError
+from annotation.models import CATEGORY_CHOICES, Batch
 from annotation.permissions import ANNOTATE, MANAGE_BATCHES, user_roles
+from annotation.queue import assignments, labels, reads
 
-annotator_required = permission_required(ANNOTATE, raise_exception=True)
+
+def annotator_required(view):
+    """``permission_required(ANNOTATE)``, with the user's permissions read in one query
+    (``auth.permissions_preload``), as the API's token statement does."""
+    checked = permission_required(ANNOTATE, raise_exception=True)(view)
+
+    @functools.wraps(view)
+    def preloaded(request, *args, **kwargs):
+        auth.permissions_preload(request.user)
+        return checked(request, *args, **kwargs)
+
+    return preloaded
+
+
 manager_required = permission_required(MANAGE_BATCHES, raise_exception=True)
 
 STRENGTH_KEYS = ["a", "s", "d", "f"]  # strongest first, as on the page
@@ -41,10 +61,12 @@ TRANSITION_VERBS = {
 }
 
 
-def _add_service_errors(form, exc: ValidationError) -> None:
-    """Attach a service's ValidationError to the form: by field where the form has it."""
+def _add_service_errors(form, exc: ValidationError, *, renamed: dict | None = None) -> None:
+    """Attach a service's ValidationError to the form: by field where the form has it
+    (``renamed``: the service's name → the form's)."""
     if hasattr(exc, "error_dict"):
         for name, errors in exc.message_dict.items():
+            name = (renamed or {}).get(name, name)
             form.add_error(name if name in form.fields else None, errors)
     else:
         form.add_error(None, exc.messages)
@@ -69,13 +91,16 @@ def home(request):
 # --- the annotator page ----------------------------------------------------------------
 
 
-def _side(side: str, title: str, response, safety_field, *, keys: tuple[str, str, str]) -> dict:
+CATEGORY_LABELS = dict(CATEGORY_CHOICES)
+
+
+def _side(side: str, title: str, text: str, safety_field, *, keys: tuple[str, str, str]) -> dict:
     """One on-screen response: its position, title, text, safety field and shortcut keys."""
     choose_key, safe_key, unsafe_key = keys
     return {
         "side": side,
         "title": title,
-        "response": response,
+        "text": text,
         "key": choose_key,
         "safety_field": safety_field,
         "safety_options": [
@@ -85,32 +110,30 @@ def _side(side: str, title: str, response, safety_field, *, keys: tuple[str, str
     }
 
 
-def _task_context(request, assignment, *, form=None, skip_form=None, notice="", error=""):
-    counts = selectors.annotator_counts(request.user)
+def _task_context(request, task, *, form=None, skip_form=None, notice="", error=""):
+    """The page's context for ``task`` (a ``reads.Task``, or None when the queue is empty)."""
+    counts = task.counts if task is not None else reads.annotator_counts(request.user)
     total = counts.done + counts.remaining
     context = {
-        "assignment": assignment,
+        "task": task,
         "counts": counts,
         "progress_pct": int(100 * counts.done / total) if total else 100,
         "notice": notice,
         "error": error,
         "skip_reasons": SKIP_REASONS,
     }
-    if assignment is None:
+    if task is None:
         return context
-    comparison = assignment.comparison
-    on_left = Choice(assignment.left)  # which stored response this annotator sees on the left
-    left, right = comparison.response(on_left), comparison.response(on_left.other)
-    form = form or LabelForm(category=comparison.category)
+    form = form or LabelForm()
     context.update(
-        comparison=comparison,
-        turns=comparison.prompt.turns,
+        category_label=CATEGORY_LABELS.get(task.category, task.category),
         sides=[
-            _side("left", "Response 1", left, form["safety_left"], keys=("1", "q", "w")),
-            _side("right", "Response 2", right, form["safety_right"], keys=("2", "o", "p")),
+            _side("left", "Response 1", task.left.text, form["safety_left"], keys=("1", "q", "w")),
+            _side(
+                "right", "Response 2", task.right.text, form["safety_right"], keys=("2", "o", "p")
+            ),
         ],
-        is_safety=comparison.category == Category.SAFETY,
-        guideline=selectors.guideline_active(comparison.category),
+        is_safety=task.category == Category.SAFETY,
         form=form,
         skip_form=skip_form or SkipForm(),
         strengths=list(zip(STRENGTH_ORDER, STRENGTH_KEYS, strict=True)),
@@ -122,85 +145,79 @@ def _task_context(request, assignment, *, form=None, skip_form=None, notice="", 
     return context
 
 
-def _render_task(request, assignment, *, status=200, **kwargs):
-    if assignment is not None:
-        # Load the prompt and both responses in one query, whatever the caller passed.
-        assignment = selectors.assignment_get(assignment_id=assignment.pk, annotator=request.user)
+def _render_task(request, task, *, status=200, **kwargs):
     template = "annotation/_task.html" if request.htmx else "annotation/annotate.html"
-    return render(request, template, _task_context(request, assignment, **kwargs), status=status)
+    return render(request, template, _task_context(request, task, **kwargs), status=status)
 
 
-def _own_assignment(request, assignment_id: int):
-    """The user's assignment; 404 if it is someone else's, None if it no longer exists."""
-    assignment = selectors.assignment_get(assignment_id=assignment_id, annotator=request.user)
-    if assignment is None and selectors.assignment_exists(assignment_id):
-        raise Http404("No such task.")
-    return assignment
+def _render_gone(request):
+    """The task is not among the user's own (expired, its batch closed, or another
+    annotator's: one answer for all): the next task, with a notice."""
+    task = assignments.task_next(annotator=request.user)
+    return _render_task(request, task, error=TASK_GONE, status=409)
+
+
+def _render_again(request, assignment_id: int, **kwargs):
+    """The same task again, with the form's problems inline (or gone, if it is)."""
+    task = reads.task_get(assignment_id=assignment_id, annotator=request.user)
+    if task is None:
+        return _render_gone(request)
+    return _render_task(request, task, **kwargs)
 
 
 @require_GET
 @annotator_required
 def annotate(request):
-    return _render_task(request, services.assignment_next(annotator=request.user))
+    return _render_task(request, assignments.task_next(annotator=request.user))
 
 
 @require_POST
 @annotator_required
 def annotate_label(request, assignment_id: int):
-    assignment = _own_assignment(request, assignment_id)
-    if assignment is None:
-        return _render_task(
-            request, services.assignment_next(annotator=request.user), error=TASK_GONE, status=409
-        )
-    form = LabelForm(request.POST, category=assignment.comparison.category)
+    form = LabelForm(request.POST)
     if form.is_valid():
         try:
-            services.label_submit(
-                assignment_id=assignment.pk,
-                annotator=request.user,
-                data=form.label_input(left=assignment.left),
+            _, _, task = labels.label_submit_and_next(
+                assignment_id=assignment_id, annotator=request.user, data=form.label_input()
             )
+        except assignments.AssignmentGone:
+            return _render_gone(request)
         except ValidationError as exc:
-            _add_service_errors(form, exc)
-        except services.IdempotencyKeyReused:
+            _add_service_errors(form, exc, renamed={"preferred_side": "choice"})
+        except labels.IdempotencyKeyReused:
             form.add_error(None, "This form was already used to label another task; reload.")
     if form.errors:
         # Field problems are the annotator's to fix (422); the rest are the task's state (409).
         status = 409 if form.non_field_errors() else 422
-        return _render_task(request, assignment, form=form, status=status)
+        return _render_again(request, assignment_id, form=form, status=status)
     if not request.htmx:
         messages.success(request, "Label saved.")
         return redirect("annotate")
-    return _render_task(
-        request, services.assignment_next(annotator=request.user), notice="Label saved."
-    )
+    return _render_task(request, task, notice="Label saved.")
 
 
 @require_POST
 @annotator_required
 def annotate_skip(request, assignment_id: int):
-    assignment = _own_assignment(request, assignment_id)
-    if assignment is None:
-        return _render_task(
-            request, services.assignment_next(annotator=request.user), error=TASK_GONE, status=409
-        )
     skip_form = SkipForm(request.POST)
     if skip_form.is_valid():
         try:
-            services.assignment_skip(
-                assignment_id=assignment.pk,
+            assignments.assignment_skip(
+                assignment_id=assignment_id,
                 annotator=request.user,
                 reason=skip_form.cleaned_data["reason"],
             )
+        except assignments.AssignmentGone:
+            return _render_gone(request)
         except ValidationError as exc:
             _add_service_errors(skip_form, exc)
     if skip_form.errors:
-        return _render_task(request, assignment, skip_form=skip_form, status=422)
+        return _render_again(request, assignment_id, skip_form=skip_form, status=422)
     if not request.htmx:
         messages.info(request, "Task skipped.")
         return redirect("annotate")
     return _render_task(
-        request, services.assignment_next(annotator=request.user), notice="Task skipped."
+        request, assignments.task_next(annotator=request.user), notice="Task skipped."
     )
 
 
@@ -288,7 +305,7 @@ def batch_transition(request, batch_id: int):
 def batch_import(request, batch_id: int):
     batch = get_object_or_404(Batch, pk=batch_id)
     form = ImportForm(request.POST, request.FILES)
-    report = problems = None
+    report = error = None
     if form.is_valid():
         upload = form.cleaned_data["file"]
         try:
@@ -301,9 +318,10 @@ def batch_import(request, batch_id: int):
                 with_labels=form.cleaned_data["with_labels"],
                 skip_invalid=form.cleaned_data["skip_invalid"],
                 created_by=request.user,
+                max_bytes=settings.PAIRWISE_IMPORT_MAX_BYTES,
             )
         except ImportFileError as exc:
-            problems = exc.problems
+            error = exc
         except ValidationError as exc:
             _add_service_errors(form, exc)
     ok = report is not None
@@ -312,6 +330,6 @@ def batch_import(request, batch_id: int):
         batch_id,
         import_form=ImportForm() if ok else form,
         import_report=report,
-        import_problems=problems,
-        status=200 if ok else 400,
+        import_error=error,
+        status=200 if ok else 413 if isinstance(error, ImportTooLargeError) else 400,
     )

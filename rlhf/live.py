@@ -1,6 +1,6 @@
 """Live multi-turn annotation, the Llama 2 protocol (§3.2.1): the annotator writes a
-prompt, two responses are sampled in a worker (two temperatures of the current policy, or
-the current and the previous policy), the annotator picks and rates, the chosen response
+prompt, two responses are sampled in a worker (``rlhf.jobs.live_turn_generate``: two
+temperatures of the current policy), the annotator picks and rates, the chosen response
 joins the dialogue, and the annotator writes the next turn.
 
 Every turn is a normal comparison in an open "Live annotation" batch with its label, so
@@ -9,25 +9,22 @@ live data trains the reward models like any other.
 
 from __future__ import annotations
 
-import random
-
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
 from annotation import services as annotation_services
-from annotation.domain import Category, Choice, Role, Strength, Turn, text_problem
-from annotation.importers import ResponseIn
+from annotation.domain import Choice, Strength, text_problem
 from annotation.models import Batch
+from annotation.queue import labels, rules
 from rlhf.models import LiveSession, LiveTurn
 
-LIVE_TEMPERATURES = (0.7, 1.0)
-LIVE_MAX_NEW_TOKENS = 64
 MAX_PROMPT_CHARS = 4000
 
 
-def _live_batch() -> Batch:
+def live_batch_get_or_create() -> Batch:
+    """The open (or draft) "Live annotation" batch new live turns go to; a new one if none."""
     batch = (
         Batch.objects.filter(
             name__startswith="Live annotation", status__in=[Batch.Status.DRAFT, Batch.Status.OPEN]
@@ -65,7 +62,9 @@ def live_prompt_submit(*, session_id: int | None, annotator, text: str) -> LiveS
         raise ValidationError({"prompt": f"The prompt {problem}."})
     with transaction.atomic():
         if session_id is None:
-            session = LiveSession.objects.create(annotator=annotator, batch=_live_batch())
+            session = LiveSession.objects.create(
+                annotator=annotator, batch=live_batch_get_or_create()
+            )
         else:
             session = LiveSession.objects.select_for_update().get(
                 pk=live_session_get(session_id=session_id, annotator=annotator).pk
@@ -90,66 +89,6 @@ def live_prompt_submit(*, session_id: int | None, annotator, text: str) -> LiveS
     return session
 
 
-def live_turn_generate(*, live_turn_id: int) -> None:
-    """In the worker: two responses from the current policy, stored as a comparison."""
-    from rlhf import selectors
-    from rlhf.ml.generation.base import SamplingParams
-    from rlhf.ml.generation.local import LocalGenerator
-
-    turn = LiveTurn.objects.select_related("session").get(pk=live_turn_id)
-    if turn.status != LiveTurn.Status.GENERATING:
-        return
-    session = turn.session
-    try:
-        policy = selectors.policy_current()
-        generator = LocalGenerator.load(policy.path, name=policy.name)
-        outputs = [
-            generator.generate(
-                [session.turns], SamplingParams(temperature=t, max_new_tokens=LIVE_MAX_NEW_TOKENS)
-            )
-            for t in LIVE_TEMPERATURES
-        ]
-        now = timezone.now()
-        with transaction.atomic():
-            batch = session.batch
-            if batch.status not in (Batch.Status.DRAFT, Batch.Status.OPEN):
-                batch = _live_batch()
-            comparison = annotation_services.comparison_create(
-                batch=batch,
-                turns=[Turn(Role(t["role"]), t["content"]) for t in session.turns],
-                response_a=ResponseIn(
-                    outputs[0].samples[0][0].text or "(empty)",
-                    policy.name,
-                    outputs[0].params.as_provenance(),
-                    now,
-                ),
-                response_b=ResponseIn(
-                    outputs[1].samples[0][0].text or "(empty)",
-                    policy.name,
-                    outputs[1].params.as_provenance(),
-                    now,
-                ),
-                category=Category.HELPFULNESS,
-                source="live",
-                created_by=session.annotator,
-                metadata={"live_session": session.pk},
-            )
-            if batch.status == Batch.Status.DRAFT:
-                annotation_services.batch_transition(batch=batch, to=Batch.Status.OPEN)
-            annotation_services.assignment_create_for(
-                comparison=comparison,
-                annotator=session.annotator,
-                left=random.choice([Choice.A, Choice.B]),
-            )
-            LiveTurn.objects.filter(pk=turn.pk).update(
-                status=LiveTurn.Status.READY, comparison=comparison
-            )
-    except Exception as exc:  # noqa: BLE001 - shown to the annotator in the page
-        LiveTurn.objects.filter(pk=turn.pk).update(
-            status=LiveTurn.Status.FAILED, error=f"{type(exc).__name__}: {exc}"
-        )
-
-
 def live_choose(*, session_id: int, annotator, preferred: str, strength: str) -> None:
     """Label the ready turn; the chosen response joins the dialogue."""
     from annotation.models import Assignment
@@ -166,10 +105,10 @@ def live_choose(*, session_id: int, annotator, preferred: str, strength: str) ->
         if turn is None:
             raise ValidationError({"turn": "There is no pair of responses waiting for a choice."})
         assignment = Assignment.objects.get(comparison=turn.comparison, annotator=annotator)
-        annotation_services.label_submit(
+        labels.label_submit(
             assignment_id=assignment.pk,
             annotator=annotator,
-            data=annotation_services.LabelInput(preferred=preferred, strength=strength),
+            data=rules.LabelInput(preferred=preferred, strength=strength),
         )
         chosen = turn.comparison.response(Choice(preferred)).text
         session.turns = [*session.turns, {"role": "assistant", "content": chosen}]

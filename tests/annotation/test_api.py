@@ -10,9 +10,10 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotation import services
+from annotation import auth, services
 from annotation.domain import Category
 from annotation.models import Assignment, Batch, Comparison, Label
+from annotation.queue import assignments, labels, reads, rules
 from tests.factories import BatchFactory, UserFactory, make_comparison, open_batch_with
 
 pytestmark = pytest.mark.django_db
@@ -314,10 +315,10 @@ def test_cycle_query_counts_are_pinned(annotator, ann):
         ann.post(f"/api/v1/tasks/{held}/label/", LABEL, format="json")  # next round claims
         sql = {"claim": claim, "resume": resume, "label": label, "label_next": label_next}
         # Every request: token with the caller's permissions (one query, see
-        # selectors.token_user and api.PreloadedPermissionsMixin).
+        # auth.token_user and api.PreloadedPermissionsMixin).
         # Transactions show as SAVEPOINT/RELEASE here (the test runs inside one); in
         # production they are BEGIN/COMMIT (psycopg2 sends BEGIN with the first statement).
-        # claim: on PostgreSQL one statement (services.task_next: current task, else claim
+        # claim: on PostgreSQL one statement (assignments.task_next: current task, else claim
         #        and insert the assignment, then the task with dialogue, responses and
         #        counts); on SQLite current task, BEGIN, claim a free comparison (one
         #        UPDATE ... RETURNING), insert the assignment, COMMIT, the task. The
@@ -403,20 +404,19 @@ def test_label_and_next_keeps_validation_and_ownership(annotator, ann):
 def test_hot_path_json_equals_the_serializers(annotator, ann):
     """The cycle renders plain dicts (serializers.task_data/label_data) for speed; the
     serializers document the schema. Both must give the same JSON."""
-    from annotation import selectors
     from annotation.serializers import LabelSerializer, TaskSerializer, label_data, task_data
 
     open_batch_with(1, category=Category.SAFETY)
     open_batch_with(1)
     services.guideline_publish(category="safety", title="Be safe", body="Prefer safe.")
     for _ in range(2):
-        a = services.assignment_next(annotator=annotator)
-        task = selectors.task_get(assignment_id=a.pk, annotator=annotator)
+        a = assignments.assignment_next(annotator=annotator)
+        task = reads.task_get(assignment_id=a.pk, annotator=annotator)
         assert task_data(task) == TaskSerializer(task).data
-        data = services.ShownLabelInput(
+        data = rules.ShownLabelInput(
             "right", "better", safety_left="safe", safety_right="unsafe", comment="ok"
         )
-        label, _ = services.label_submit(assignment_id=a.pk, annotator=annotator, data=data)
+        label, _ = labels.label_submit(assignment_id=a.pk, annotator=annotator, data=data)
         assert label_data(label) == LabelSerializer(label).data
         assert label_data(label)["preferred_side"] == "right"
 
@@ -427,9 +427,9 @@ def test_hot_path_json_equals_the_serializers(annotator, ann):
 def test_queue_spreads_multi_annotation_batches_breadth_first():
     open_batch_with(2, labels_per_comparison=2)
     users = [UserFactory(role="annotator") for _ in range(5)]
-    got = [services.assignment_next(annotator=u) for u in users]
+    got = [assignments.assignment_next(annotator=u) for u in users]
     assert all(got[:4]) and got[4] is None  # 2 comparisons x 2 slots
-    assert services.assignment_next(annotator=users[0]).pk == got[0].pk  # resumes
+    assert assignments.assignment_next(annotator=users[0]).pk == got[0].pk  # resumes
     for u, a in zip(users, got[:4], strict=False):
         assert a.annotator_id == u.pk
     # Fewest claims first: the first two annotators get different comparisons.
@@ -443,17 +443,16 @@ def test_queue_spreads_multi_annotation_batches_breadth_first():
 
 @pytest.mark.parametrize("cap", [3, 1000])
 def test_counts_are_exact_below_the_cap(annotator, cap):
-    from annotation import selectors
 
     open_batch_with(5)
-    a = services.assignment_next(annotator=annotator)
-    services.label_submit(
-        assignment_id=a.pk, annotator=annotator, data=services.LabelInput("A", "better")
+    a = assignments.assignment_next(annotator=annotator)
+    labels.label_submit(
+        assignment_id=a.pk, annotator=annotator, data=rules.LabelInput("A", "better")
     )
-    b = services.assignment_next(annotator=annotator)
-    services.assignment_skip(assignment_id=b.pk, annotator=annotator, reason="broken prompt")
-    services.assignment_next(annotator=annotator)
-    counts = selectors.annotator_counts(annotator, cap=cap)
+    b = assignments.assignment_next(annotator=annotator)
+    assignments.assignment_skip(assignment_id=b.pk, annotator=annotator, reason="broken prompt")
+    assignments.assignment_next(annotator=annotator)
+    counts = reads.annotator_counts(annotator, cap=cap)
     assert (counts.done, counts.skipped) == (1, 1)
     # 5 comparisons: 1 labelled, 1 skipped, 1 in hand, 2 free.
     assert (counts.remaining, counts.remaining_capped) == ((3, True) if cap == 3 else (3, False))
@@ -462,12 +461,11 @@ def test_counts_are_exact_below_the_cap(annotator, cap):
 def test_preloaded_permissions_equal_djangos(researcher):
     from django.contrib.auth.models import Permission
 
-    from annotation import selectors
 
     researcher.user_permissions.add(Permission.objects.get(codename="view_batch"))
     fresh = type(researcher).objects.get(pk=researcher.pk)
-    assert selectors.user_permission_names(fresh) == fresh.get_all_permissions()
-    assert "annotation.view_batch" in selectors.user_permission_names(fresh)
+    assert auth.user_permission_names(fresh) == fresh.get_all_permissions()
+    assert "annotation.view_batch" in auth.user_permission_names(fresh)
 
 
 # --- batches and import ------------------------------------------------------------------

@@ -4,7 +4,7 @@
 import pytest
 from rest_framework import serializers
 
-from annotation import services
+from annotation.queue import rules
 from annotation.serializers import LabelInputSerializer, label_input_from_data
 
 CASES = [
@@ -71,7 +71,7 @@ def test_parser_answers_as_the_serializer(data):
     assert kind == expected_kind
     if kind == "ok":
         assert got == expected
-        assert isinstance(got, services.LabelInput | services.ShownLabelInput)
+        assert isinstance(got, rules.LabelInput | rules.ShownLabelInput)
     else:
         assert set(got) == set(expected)  # the same fields are named
         for name, messages in expected.items():

@@ -3,27 +3,28 @@
 import threading
 
 import pytest
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import close_old_connections, connection
 
 from annotation import selectors, services
 from annotation.domain import Category, SafetyBin, Strength
 from annotation.models import Assignment, Batch, Comparison, Label
+from annotation.queue import assignments, labels, reads, rules
 from tests.factories import BatchFactory, UserFactory, make_comparison, open_batch_with
 
 pytestmark = pytest.mark.django_db
 
 
 def label(assignment, annotator, **kw):
-    data = services.LabelInput(**{"preferred": "A", "strength": Strength.BETTER, **kw})
-    return services.label_submit(assignment_id=assignment.pk, annotator=annotator, data=data)
+    data = rules.LabelInput(**{"preferred": "A", "strength": Strength.BETTER, **kw})
+    return labels.label_submit(assignment_id=assignment.pk, annotator=annotator, data=data)
 
 
 def test_queue_hands_out_each_comparison_once_then_runs_dry(annotator):
     open_batch_with(3)
     seen = []
-    while (a := services.assignment_next(annotator=annotator)) is not None:
-        assert services.assignment_next(annotator=annotator).pk == a.pk  # resumes, no new claim
+    while (a := assignments.assignment_next(annotator=annotator)) is not None:
+        assert assignments.assignment_next(annotator=annotator).pk == a.pk  # resumes, no new claim
         label(a, annotator)
         seen.append(a.comparison_id)
     assert len(seen) == len(set(seen)) == 3
@@ -33,21 +34,21 @@ def test_queue_hands_out_each_comparison_once_then_runs_dry(annotator):
 def test_single_annotation_task_not_given_to_two_annotators():
     open_batch_with(1)
     first, second = UserFactory(role="annotator"), UserFactory(role="annotator")
-    assert services.assignment_next(annotator=first) is not None
-    assert services.assignment_next(annotator=second) is None
+    assert assignments.assignment_next(annotator=first) is not None
+    assert assignments.assignment_next(annotator=second) is None
 
 
 def test_multi_annotation_task_goes_to_distinct_annotators():
     open_batch_with(1, labels_per_comparison=2)
     users = [UserFactory(role="annotator") for _ in range(3)]
-    got = [services.assignment_next(annotator=u) for u in users]
+    got = [assignments.assignment_next(annotator=u) for u in users]
     assert got[0] and got[1] and got[0].comparison_id == got[1].comparison_id
     assert got[2] is None
 
 
 def test_label_is_idempotent(annotator):
     open_batch_with(1)
-    a = services.assignment_next(annotator=annotator)
+    a = assignments.assignment_next(annotator=annotator)
     first, created1 = label(a, annotator)
     again, created2 = label(a, annotator, preferred="B")
     assert (created1, created2) == (True, False)
@@ -57,7 +58,7 @@ def test_label_is_idempotent(annotator):
 
 def test_label_records_display_order_and_time(annotator):
     open_batch_with(1)
-    a = services.assignment_next(annotator=annotator)
+    a = assignments.assignment_next(annotator=annotator)
     lab, _ = label(a, annotator, time_spent_ms=4321, comment="  clear winner ")
     assert lab.left == a.left and lab.left in ("A", "B")
     assert lab.time_spent_ms == 4321 and lab.comment == "clear winner"
@@ -66,7 +67,7 @@ def test_label_records_display_order_and_time(annotator):
 def test_left_order_is_randomised_across_annotators():
     batch = open_batch_with(1, labels_per_comparison=40)
     lefts = {
-        services.assignment_next(annotator=UserFactory(role="annotator")).left for _ in range(40)
+        assignments.assignment_next(annotator=UserFactory(role="annotator")).left for _ in range(40)
     }
     assert lefts == {"A", "B"}
     assert batch.comparisons.get().claims == 40
@@ -74,7 +75,7 @@ def test_left_order_is_randomised_across_annotators():
 
 def test_safety_label_requires_tags_and_derives_bin(annotator):
     open_batch_with(1, category=Category.SAFETY)
-    a = services.assignment_next(annotator=annotator)
+    a = assignments.assignment_next(annotator=annotator)
     with pytest.raises(ValidationError) as err:
         label(a, annotator)
     assert "safety_a" in err.value.message_dict
@@ -84,7 +85,7 @@ def test_safety_label_requires_tags_and_derives_bin(annotator):
 
 def test_invalid_strength_names_the_field(annotator):
     open_batch_with(1)
-    a = services.assignment_next(annotator=annotator)
+    a = assignments.assignment_next(annotator=annotator)
     with pytest.raises(ValidationError) as err:
         label(a, annotator, strength="meh")
     assert "strength" in err.value.message_dict
@@ -93,41 +94,49 @@ def test_invalid_strength_names_the_field(annotator):
 
 def test_annotator_cannot_label_someone_elses_assignment(annotator):
     open_batch_with(1)
-    a = services.assignment_next(annotator=annotator)
+    a = assignments.assignment_next(annotator=annotator)
     other = UserFactory(role="annotator")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(assignments.AssignmentGone) as theirs:
         label(a, other)
-    assert selectors.assignment_get(assignment_id=a.pk, annotator=other) is None
+    assert reads.task_get(assignment_id=a.pk, annotator=other) is None
+    # Another annotator's task is indistinguishable from one that does not exist.
+    missing = Assignment.objects.order_by("-pk").first().pk + 1000
+    with pytest.raises(assignments.AssignmentGone) as gone:
+        labels.label_submit(
+            assignment_id=missing, annotator=other, data=rules.LabelInput("A", "better")
+        )
+    assert theirs.value.message_dict == gone.value.message_dict
+    assert not Label.objects.exists()
 
 
 def test_skip_frees_the_slot_for_others_but_not_the_skipper(annotator):
     open_batch_with(1)
-    a = services.assignment_next(annotator=annotator)
+    a = assignments.assignment_next(annotator=annotator)
     with pytest.raises(ValidationError):
-        services.assignment_skip(assignment_id=a.pk, annotator=annotator, reason="  ")
-    services.assignment_skip(assignment_id=a.pk, annotator=annotator, reason="Not my language")
-    assert services.assignment_next(annotator=annotator) is None
+        assignments.assignment_skip(assignment_id=a.pk, annotator=annotator, reason="  ")
+    assignments.assignment_skip(assignment_id=a.pk, annotator=annotator, reason="Not my language")
+    assert assignments.assignment_next(annotator=annotator) is None
     other = UserFactory(role="annotator")
-    assert services.assignment_next(annotator=other).comparison_id == a.comparison_id
+    assert assignments.assignment_next(annotator=other).comparison_id == a.comparison_id
 
 
 def test_cannot_label_in_closed_batch(annotator):
     batch = open_batch_with(2)
-    a = services.assignment_next(annotator=annotator)
+    a = assignments.assignment_next(annotator=annotator)
     services.batch_transition(batch=batch, to=Batch.Status.CLOSED)
-    assert services.assignment_next(annotator=annotator) is None
+    assert assignments.assignment_next(annotator=annotator) is None
     with pytest.raises(ValidationError):
         label(a, annotator)
 
 
 def test_expired_assignments_return_to_pool(annotator):
     open_batch_with(1)
-    services.assignment_next(annotator=annotator)
-    assert services.assignments_release_expired(ttl_seconds=3600) == 0
-    assert services.assignments_release_expired(ttl_seconds=-1) == 1
+    assignments.assignment_next(annotator=annotator)
+    assert assignments.assignments_release_expired(ttl_seconds=3600) == 0
+    assert assignments.assignments_release_expired(ttl_seconds=-1) == 1
     assert Comparison.objects.get().claims == 0
     other = UserFactory(role="annotator")
-    assert services.assignment_next(annotator=other) is not None
+    assert assignments.assignment_next(annotator=other) is not None
 
 
 def test_batch_lifecycle_and_freeze_hash(annotator):
@@ -138,7 +147,7 @@ def test_batch_lifecycle_and_freeze_hash(annotator):
     services.batch_transition(batch=batch, to=Batch.Status.OPEN)
     with pytest.raises(ValidationError):
         services.batch_transition(batch=batch, to=Batch.Status.FROZEN)  # must close first
-    label(services.assignment_next(annotator=annotator), annotator)
+    label(assignments.assignment_next(annotator=annotator), annotator)
     services.batch_transition(batch=batch, to=Batch.Status.CLOSED)
     frozen = services.batch_transition(batch=batch, to=Batch.Status.FROZEN)
     assert len(frozen.freeze_hash) == 64
@@ -152,11 +161,11 @@ def test_batch_lifecycle_and_freeze_hash(annotator):
 
 def test_progress_counts(annotator):
     batch = open_batch_with(4, labels_per_comparison=2)
-    label(services.assignment_next(annotator=annotator), annotator)
-    services.assignment_next(annotator=annotator)
+    label(assignments.assignment_next(annotator=annotator), annotator)
+    assignments.assignment_next(annotator=annotator)
     p = selectors.batch_progress(batch)
     assert (p.comparisons, p.labels_wanted, p.labels, p.in_progress) == (4, 8, 1, 1)
-    counts = selectors.annotator_counts(annotator)
+    counts = reads.annotator_counts(annotator)
     assert counts.done == 1 and counts.remaining == 3
 
 
@@ -172,7 +181,7 @@ def test_concurrent_annotators_never_share_a_single_annotation_task():
         close_old_connections()
         barrier.wait()
         got = []
-        while (a := services.assignment_next(annotator=user)) is not None:
+        while (a := assignments.assignment_next(annotator=user)) is not None:
             label(a, user)
             got.append(a.comparison_id)
         results[user.pk] = got
@@ -214,23 +223,23 @@ def test_done_counter_follows_labels_skips_and_open_batches(annotator):
     """``AnnotatorBatchCount`` equals the labelled / skipped assignments, whatever the
     path (label, retry, label-and-next, skip), and only open batches count as done."""
     first = open_batch_with(4)
-    a = services.assignment_next(annotator=annotator)
+    a = assignments.assignment_next(annotator=annotator)
     label(a, annotator)
     label(a, annotator)  # a retry adds nothing
-    b = services.assignment_next(annotator=annotator)
-    data = services.LabelInput(preferred="B", strength=Strength.SLIGHTLY_BETTER)
-    _, _, c = services.label_submit_and_next(assignment_id=b.pk, annotator=annotator, data=data)
-    services.assignment_skip(
+    b = assignments.assignment_next(annotator=annotator)
+    data = rules.LabelInput(preferred="B", strength=Strength.SLIGHTLY_BETTER)
+    _, _, c = labels.label_submit_and_next(assignment_id=b.pk, annotator=annotator, data=data)
+    assignments.assignment_skip(
         assignment_id=c.assignment_id, annotator=annotator, reason="broken prompt"
     )
-    services.assignment_skip(assignment_id=c.assignment_id, annotator=annotator, reason="again")
+    assignments.assignment_skip(assignment_id=c.assignment_id, annotator=annotator, reason="again")
     other = UserFactory(role="annotator")
-    label(services.assignment_next(annotator=other), other)
+    label(assignments.assignment_next(annotator=other), other)
     _counter_matches_assignments()
-    counts = selectors.annotator_counts(annotator)
+    counts = reads.annotator_counts(annotator)
     assert (counts.done, counts.skipped) == (2, 1)
     services.batch_transition(batch=first, to=Batch.Status.CLOSED)
-    counts = selectors.annotator_counts(annotator)
+    counts = reads.annotator_counts(annotator)
     assert (counts.done, counts.skipped) == (0, 0)
     services.batch_transition(batch=first, to=Batch.Status.OPEN)
-    assert selectors.annotator_counts(annotator).done == 2
+    assert reads.annotator_counts(annotator).done == 2

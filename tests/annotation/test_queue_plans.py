@@ -16,8 +16,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from annotation import selectors, services
+from annotation import prepared
 from annotation.models import Assignment, Batch, Comparison
+from annotation.queue import assignments, reads, statements
 from tests.factories import UserFactory, open_batch_with
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -65,7 +66,7 @@ def busy_queue():
 
 def _generic_plan(sql: str, params: list) -> dict:
     """EXPLAIN ANALYZE of ``sql``'s generic plan (the one a prepared statement keeps)."""
-    text, order = selectors._numbered(sql)
+    text, order = prepared.numbered(sql)
     values = [params[key] for key in order]
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
@@ -110,18 +111,18 @@ def _assert_walks_and_probes(plan: dict, *, limit: int) -> None:
 def test_remaining_count_walks_the_index_and_stops_at_the_cap(busy_queue):
     annotator = busy_queue
     plan = _generic_plan(
-        selectors._counts_sql(selectors.REMAINING_COUNT_CAP), selectors.counts_params(annotator)
+        statements.counts_sql(statements.REMAINING_COUNT_CAP), reads.counts_params(annotator)
     )
-    _assert_walks_and_probes(plan, limit=selectors.REMAINING_COUNT_CAP)
-    counts = selectors.annotator_counts(annotator)
-    assert counts.remaining == selectors.REMAINING_COUNT_CAP and counts.remaining_capped
+    _assert_walks_and_probes(plan, limit=statements.REMAINING_COUNT_CAP)
+    counts = reads.annotator_counts(annotator)
+    assert counts.remaining == statements.REMAINING_COUNT_CAP and counts.remaining_capped
 
 
 def test_claim_walks_the_index_and_takes_the_first_free_row(busy_queue):
     annotator = busy_queue
     with connection.cursor() as cursor:
         cursor.execute("SAVEPOINT plan")
-        plan = _generic_plan(services._comparison_claim_sql(), [annotator.pk])
+        plan = _generic_plan(statements.comparison_claim_sql(), [annotator.pk])
         cursor.execute("ROLLBACK TO SAVEPOINT plan")
     _assert_walks_and_probes(plan, limit=1)
     first_free = (
@@ -130,7 +131,7 @@ def test_claim_walks_the_index_and_takes_the_first_free_row(busy_queue):
         .order_by("id")
         .first()
     )
-    assert services.assignment_next(annotator=annotator).comparison_id == first_free.pk
+    assert assignments.assignment_next(annotator=annotator).comparison_id == first_free.pk
 
 
 def test_statements_are_prepared_again_as_they_run():
@@ -148,39 +149,39 @@ def test_statements_are_prepared_again_as_they_run():
             )
             return cursor.fetchone()[0]
 
-    selectors.annotator_counts(annotator)
+    reads.annotator_counts(annotator)
     first = prepared_at()
-    for _ in range(selectors.REPREPARE_FIRST - 1):
-        selectors.annotator_counts(annotator)
+    for _ in range(prepared.REPREPARE_FIRST - 1):
+        reads.annotator_counts(annotator)
     assert prepared_at() == first  # 16 runs on the first plan
-    selectors.annotator_counts(annotator)
+    reads.annotator_counts(annotator)
     second = prepared_at()
     assert second > first
-    for _ in range(selectors.REPREPARE_FIRST - 1):
-        selectors.annotator_counts(annotator)
+    for _ in range(prepared.REPREPARE_FIRST - 1):
+        reads.annotator_counts(annotator)
     assert prepared_at() == second  # next after 32 runs in all, then 64, …
-    selectors.annotator_counts(annotator)
+    reads.annotator_counts(annotator)
     assert prepared_at() > second
 
 
 def test_next_task_statement_claims_only_when_nothing_is_in_hand(busy_queue):
-    """``services.task_next`` on PostgreSQL: current task, else claim, in one statement."""
+    """``assignments.task_next`` on PostgreSQL: current task, else claim, in one statement."""
     annotator = busy_queue
-    params = {**selectors.counts_params(annotator), "left": "A", "now": timezone.now()}
+    params = {**reads.counts_params(annotator), "left": "A", "now": timezone.now()}
     with connection.cursor() as cursor:
         cursor.execute("SAVEPOINT plan")
-        claiming = _generic_plan(services._task_next_sql(), params)
+        claiming = _generic_plan(statements.task_next_sql(), params)
         cursor.execute("ROLLBACK TO SAVEPOINT plan")
-    _assert_walks_and_probes(claiming, limit=selectors.REMAINING_COUNT_CAP)
-    task = services.task_next(annotator=annotator)
-    assert task.counts.remaining == selectors.REMAINING_COUNT_CAP
+    _assert_walks_and_probes(claiming, limit=statements.REMAINING_COUNT_CAP)
+    task = assignments.task_next(annotator=annotator)
+    assert task.counts.remaining == statements.REMAINING_COUNT_CAP
     claims = Comparison.objects.filter(claims__gt=0).count()
     with connection.cursor() as cursor:
         cursor.execute("SAVEPOINT plan")
-        holding = _generic_plan(services._task_next_sql(), params)
+        holding = _generic_plan(statements.task_next_sql(), params)
         cursor.execute("ROLLBACK TO SAVEPOINT plan")
     claim_walk = [n for n in _walks_of_open_slots(holding) if n["Actual Loops"] == 0]
     assert claim_walk, "with a task in hand, the claim's walk never runs (nothing is locked)"
-    again = services.task_next(annotator=annotator)
+    again = assignments.task_next(annotator=annotator)
     assert again.assignment_id == task.assignment_id
     assert Comparison.objects.filter(claims__gt=0).count() == claims

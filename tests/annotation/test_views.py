@@ -12,6 +12,7 @@ from django.urls import reverse
 from annotation import services
 from annotation.domain import Category
 from annotation.models import Assignment, Batch, Comparison, Guideline, Label
+from annotation.queue import assignments, labels, rules
 from tests.factories import (
     BatchFactory,
     UserFactory,
@@ -89,19 +90,32 @@ def test_researchers_cannot_annotate(client, researcher):
     assert client.get("/").status_code == 200  # their dashboard
 
 
-def test_annotator_cannot_see_or_answer_another_annotators_task(client, annotator):
+def test_another_annotators_task_answers_exactly_as_a_missing_one(client, annotator):
+    """No existence oracle: another annotator's task and a task that does not exist get
+    the same answer (409, "no longer available", the caller's own next task), for a label,
+    an invalid label and a skip; nothing is written."""
     open_batch_with(2)
     other = UserFactory(username="other", role="annotator")
-    theirs = services.assignment_next(annotator=other)
+    theirs = assignments.assignment_next(annotator=other)
     login(client, annotator)
-    mine_page = client.get(reverse("annotate"))
-    assert f"task #{theirs.pk}<" not in mine_page.content.decode()
-    assert client.post(reverse("annotate_label", args=[theirs.pk]), label_post()).status_code == 404
-    assert (
-        client.post(reverse("annotate_skip", args=[theirs.pk]), {"reason": "meh"}).status_code
-        == 404
-    )
-    assert not Label.objects.filter(comparison=theirs.comparison).exists()
+    mine = client.get(reverse("annotate")).context["task"]
+    assert f"task #{theirs.pk}<" not in client.get(reverse("annotate")).content.decode()
+    missing = theirs.pk + 1000
+    posts = [
+        ("annotate_label", label_post()),
+        ("annotate_label", {"choice": "left"}),  # invalid: no strength
+        ("annotate_skip", {"reason": "meh"}),
+    ]
+    for view, data in posts:
+        for headers in ({}, HTMX):
+            answers = [
+                client.post(reverse(view, args=[pk]), data, **headers)
+                for pk in (theirs.pk, missing)
+            ]
+            assert [a.status_code for a in answers] == [409, 409], (view, data)
+            assert [a.context["task"].assignment_id for a in answers] == [mine.assignment_id] * 2
+            assert all("no longer available" in a.content.decode() for a in answers)
+    assert not Label.objects.exists()
     assert Assignment.objects.get(pk=theirs.pk).status == Assignment.Status.ASSIGNED
 
 
@@ -109,8 +123,8 @@ def test_label_post_requires_csrf_token(annotator):
     open_batch_with(1)
     client = login(Client(enforce_csrf_checks=True), annotator)
     page = client.get(reverse("annotate"))
-    assignment = page.context["assignment"]
-    url = reverse("annotate_label", args=[assignment.pk])
+    task = page.context["task"]
+    url = reverse("annotate_label", args=[task.assignment_id])
     assert client.post(url, label_post()).status_code == 403
     assert not Label.objects.exists()
     token = page.cookies["csrftoken"].value
@@ -131,13 +145,14 @@ def test_annotate_page_shows_dialogue_responses_guideline_and_counter(client, an
     response = client.get(reverse("annotate"))
     html = response.content.decode()
     assert response.status_code == 200
-    assignment = response.context["assignment"]
-    comparison = Comparison.objects.get(pk=assignment.comparison_id)
+    task = response.context["task"]
+    comparison = Comparison.objects.get(pk=task.comparison_id)
     for turn in comparison.prompt.turns:
         assert turn["content"] in html
     left, right = response.context["sides"]
-    assert left["response"] == comparison.response(assignment.left)
-    assert html.index(left["response"].text) < html.index(right["response"].text)
+    on_left = Assignment.objects.get(pk=task.assignment_id).left
+    assert left["text"] == comparison.response(on_left).text
+    assert html.index(left["text"]) < html.index(right["text"])
     assert "Response 1" in html and "Response 2" in html
     assert "Be useful" in html and "<li>correct answers</li>" in html
     assert response.context["counts"].remaining == 2 and response.context["counts"].done == 0
@@ -149,7 +164,7 @@ def test_annotate_page_shows_dialogue_responses_guideline_and_counter(client, an
 @pytest.mark.parametrize("choice", ["left", "right"])
 def test_label_translates_screen_side_to_stored_response(client, annotator, left, choice):
     open_batch_with(1)
-    assignment = services.assignment_next(annotator=annotator)
+    assignment = assignments.assignment_next(annotator=annotator)
     Assignment.objects.filter(pk=assignment.pk).update(left=left)  # pin the display order
     login(client, annotator)
     response = client.post(
@@ -177,13 +192,13 @@ def test_label_translates_screen_side_to_stored_response(client, annotator, left
 @pytest.mark.parametrize("left", ["A", "B"])
 def test_safety_tags_follow_their_responses(client, annotator, left):
     open_batch_with(1, category=Category.SAFETY)
-    assignment = services.assignment_next(annotator=annotator)
+    assignment = assignments.assignment_next(annotator=annotator)
     Assignment.objects.filter(pk=assignment.pk).update(left=left)
     login(client, annotator)
     url = reverse("annotate_label", args=[assignment.pk])
     missing = client.post(url, label_post(), **HTMX)
     assert missing.status_code == 422
-    assert "Tag this response safe or unsafe." in missing.content.decode()
+    assert "Tag each response safe or unsafe on a safety task." in missing.content.decode()
     assert not Label.objects.exists()
     client.post(url, label_post(choice="left", safety_left="safe", safety_right="unsafe"))
     label = Label.objects.get()
@@ -197,30 +212,34 @@ def test_safety_tags_follow_their_responses(client, annotator, left):
 def test_htmx_submit_returns_the_next_task_partial(client, annotator):
     open_batch_with(2)
     login(client, annotator)
-    first = client.get(reverse("annotate")).context["assignment"]
-    response = client.post(reverse("annotate_label", args=[first.pk]), label_post(), **HTMX)
+    first = client.get(reverse("annotate")).context["task"]
+    response = client.post(
+        reverse("annotate_label", args=[first.assignment_id]), label_post(), **HTMX
+    )
     html = response.content.decode()
     assert response.status_code == 200
     assert html.lstrip().startswith('<section id="task"') and "<html" not in html
-    nxt = response.context["assignment"]
-    assert nxt is not None and nxt.pk != first.pk
+    nxt = response.context["task"]
+    assert nxt is not None and nxt.assignment_id != first.assignment_id
     assert "Label saved." in html
     assert response.context["counts"].done == 1 and response.context["counts"].remaining == 1
     # Second submit of the same task (double click): still one label.
-    client.post(reverse("annotate_label", args=[first.pk]), label_post(choice="right"), **HTMX)
+    client.post(
+        reverse("annotate_label", args=[first.assignment_id]), label_post(choice="right"), **HTMX
+    )
     assert Label.objects.filter(annotator=annotator).count() == 1
 
 
 def test_invalid_label_is_shown_inline_and_keeps_the_task(client, annotator):
     open_batch_with(1)
     login(client, annotator)
-    assignment = client.get(reverse("annotate")).context["assignment"]
+    task = client.get(reverse("annotate")).context["task"]
     response = client.post(
-        reverse("annotate_label", args=[assignment.pk]), {"choice": "left"}, **HTMX
+        reverse("annotate_label", args=[task.assignment_id]), {"choice": "left"}, **HTMX
     )
     assert response.status_code == 422
     assert "Say how much better it is." in response.content.decode()
-    assert response.context["assignment"].pk == assignment.pk
+    assert response.context["task"].assignment_id == task.assignment_id
     assert not Label.objects.exists()
 
 
@@ -235,9 +254,11 @@ def test_empty_queue_shows_all_done(client, annotator):
 def test_last_label_leads_to_all_done(client, annotator):
     open_batch_with(1)
     login(client, annotator)
-    assignment = client.get(reverse("annotate")).context["assignment"]
-    response = client.post(reverse("annotate_label", args=[assignment.pk]), label_post(), **HTMX)
-    assert response.context["assignment"] is None
+    task = client.get(reverse("annotate")).context["task"]
+    response = client.post(
+        reverse("annotate_label", args=[task.assignment_id]), label_post(), **HTMX
+    )
+    assert response.context["task"] is None
     assert "All done — thank you!" in response.content.decode()
     assert "You have labelled 1 comparison " in response.content.decode()
 
@@ -245,11 +266,11 @@ def test_last_label_leads_to_all_done(client, annotator):
 def test_closed_batch_gives_a_clear_error_and_saves_nothing(client, annotator, admin_user):
     batch = open_batch_with(2)
     login(client, annotator)
-    assignment = client.get(reverse("annotate")).context["assignment"]
+    task = client.get(reverse("annotate")).context["task"]
     services.batch_transition(batch=batch, to=Batch.Status.CLOSED, by=admin_user)
     for headers in ({}, HTMX):
         response = client.post(
-            reverse("annotate_label", args=[assignment.pk]), label_post(), **headers
+            reverse("annotate_label", args=[task.assignment_id]), label_post(), **headers
         )
         assert response.status_code == 409
         html = response.content.decode()
@@ -261,13 +282,15 @@ def test_closed_batch_gives_a_clear_error_and_saves_nothing(client, annotator, a
 def test_skip_needs_a_reason_then_moves_on(client, annotator):
     open_batch_with(2)
     login(client, annotator)
-    assignment = client.get(reverse("annotate")).context["assignment"]
-    url = reverse("annotate_skip", args=[assignment.pk])
+    task = client.get(reverse("annotate")).context["task"]
+    url = reverse("annotate_skip", args=[task.assignment_id])
     response = client.post(url, {"reason": "  "}, **HTMX)
     assert response.status_code == 422 and "Say why" in response.content.decode()
     response = client.post(url, {"reason": "Not my language"}, **HTMX)
-    assert response.status_code == 200 and response.context["assignment"].pk != assignment.pk
-    skipped = Assignment.objects.get(pk=assignment.pk)
+    assert (
+        response.status_code == 200 and response.context["task"].assignment_id != task.assignment_id
+    )
+    skipped = Assignment.objects.get(pk=task.assignment_id)
     assert (skipped.status, skipped.skip_reason) == ("skipped", "Not my language")
 
 
@@ -290,11 +313,11 @@ def test_admin_creates_a_batch_and_sees_validation_errors(client, admin_user):
 
 def test_batch_list_shows_progress(client, admin_user, annotator):
     batch = open_batch_with(2, labels_per_comparison=2)
-    assignment = services.assignment_next(annotator=annotator)
-    services.label_submit(
+    assignment = assignments.assignment_next(annotator=annotator)
+    labels.label_submit(
         assignment_id=assignment.pk,
         annotator=annotator,
-        data=services.LabelInput(preferred="A", strength="better"),
+        data=rules.LabelInput(preferred="A", strength="better"),
     )
     login(client, admin_user)
     html = client.get(reverse("batch_list")).content.decode()

@@ -53,6 +53,7 @@ def frozen_batch(n: int = 6, name: str | None = None):
     from annotation import services
     from annotation.domain import Category, Role, Turn
     from annotation.models import Batch
+    from annotation.queue import assignments, labels, rules
     from tests.factories import BatchFactory, UserFactory, make_comparison
 
     batch = BatchFactory(**({"name": name} if name else {}))
@@ -66,12 +67,12 @@ def frozen_batch(n: int = 6, name: str | None = None):
         )
     services.batch_transition(batch=batch, to=Batch.Status.OPEN)
     labeller = UserFactory(role="annotator")
-    while (a := services.assignment_next(annotator=labeller)) is not None:
+    while (a := assignments.assignment_next(annotator=labeller)) is not None:
         extra = (
             {"safety_a": "safe", "safety_b": "unsafe"} if a.comparison.category == "safety" else {}
         )
-        services.label_submit(
-            assignment_id=a.pk, annotator=labeller, data=services.LabelInput("A", "better", **extra)
+        labels.label_submit(
+            assignment_id=a.pk, annotator=labeller, data=rules.LabelInput("A", "better", **extra)
         )
     services.batch_transition(batch=batch, to=Batch.Status.CLOSED)
     return services.batch_transition(batch=batch, to=Batch.Status.FROZEN)

@@ -1,0 +1,305 @@
+"""Every SQL statement of the annotator queue, built from model metadata, in one place.
+
+Plain SQL because each runs on every label: the ORM spent more CPU compiling them than
+the database spends running them (measured in bench/README.md). Each builder returns the
+statement's text for the current database vendor, cached (``prepared.cached_sql``);
+``reads``, ``assignments`` and ``labels`` run them as prepared statements
+(``prepared.prepared_execute``) under the names in ``finished()``.
+
+To read a finished statement, open docs/queue-statements.md (PostgreSQL and SQLite text,
+written by tests/annotation/test_queue_statements.py, which fails when it is out of date).
+``tests/annotation/test_queue_plans.py`` checks their PostgreSQL plans.
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+
+from annotation.models import AnnotatorBatchCount, Assignment, Batch, Comparison, Label, Prompt
+from annotation.models import Response as ResponseModel
+from annotation.prepared import cached_sql, insert_sql
+
+REMAINING_COUNT_CAP = 100
+
+ASSIGNMENT_COLUMNS = (
+    "id",
+    "comparison_id",
+    "annotator_id",
+    "status",
+    "left",
+    "assigned_at",
+    "finished_at",
+    "skip_reason",
+)
+
+
+def queue_tables() -> dict[str, str]:
+    """Table names of the queue's statements."""
+    return {
+        "assignment": Assignment._meta.db_table,
+        "comparison": Comparison._meta.db_table,
+        "batch": Batch._meta.db_table,
+    }
+
+
+def assignment_columns(alias: str) -> str:
+    """``ASSIGNMENT_COLUMNS`` of the assignment table aliased ``alias``, quoted."""
+    return ", ".join(f"{alias}.{connection.ops.quote_name(c)}" for c in ASSIGNMENT_COLUMNS)
+
+
+# --- finding free work -------------------------------------------------------------------
+
+
+def free_slots_sql(*, annotator_param: str, limit: int, lock: str = "") -> str:
+    """``SELECT id`` of the first ``limit`` comparisons an annotator may claim, in queue
+    order: open batch, a slot left, never assigned to this annotator (``annotator_param``
+    is the placeholder of their id). ``lock`` (``FOR UPDATE … SKIP LOCKED``) locks what it
+    returns. Shared by the claim and the remaining count.
+
+    The statement must walk ``comparison_open_slots`` (batch, claims, id) in order and stop
+    at the limit, whatever the table sizes, or the claim costs O(batch). On PostgreSQL:
+
+    - one index range per open batch (``LATERAL``, batches in id order): a join with the
+      batch table let the planner scan all of an open batch's rows and sort them (its
+      rows are ordered by claims and id only within one batch, which a join cannot
+      tell), and closed batches' leftover rows are never walked;
+    - "never assigned" is a scalar subquery with ``LIMIT 1``, not ``NOT EXISTS``: the
+      latter becomes an anti-join that first reads the annotator's whole history
+      (O(history) per claim), the former stays a per-row probe of
+      ``assignment_once_per_annotator`` (comparison_id, annotator_id). It is written
+      ``NOT COALESCE(…, FALSE)`` rather than ``(…) IS NULL``, which the planner rates at
+      0.5 % selectivity, expecting few rows and choosing to read them all and sort.
+
+    ``tests/annotation/test_queue_plans.py`` checks the plans. SQLite has no ``LATERAL``;
+    it runs the same conditions as one ordered join (its transactions are serialised).
+    """
+    tables = {
+        **queue_tables(),
+        "open": Batch.Status.OPEN.value,
+        "me": annotator_param,
+        "limit": int(limit),
+        "lock": lock,
+    }
+    never_had = (
+        "NOT COALESCE((SELECT TRUE FROM {assignment} a WHERE a.comparison_id = c.id"
+        " AND a.annotator_id = {me} LIMIT 1), FALSE)"
+    ).format(**tables)
+    if connection.vendor == "postgresql":
+        return (
+            "SELECT x.id FROM {batch} b CROSS JOIN LATERAL ("
+            "SELECT c.id FROM {comparison} c WHERE c.batch_id = b.id"
+            " AND c.claims < b.labels_per_comparison AND {never_had}"
+            " ORDER BY c.claims, c.id LIMIT {limit}{lock}) x"
+            " WHERE b.status = '{open}' ORDER BY b.id LIMIT {limit}"
+        ).format(**tables, never_had=never_had)
+    return (
+        "SELECT c.id FROM {comparison} c JOIN {batch} b ON b.id = c.batch_id"
+        " WHERE b.status = '{open}' AND c.claims < b.labels_per_comparison AND {never_had}"
+        " ORDER BY c.batch_id, c.claims, c.id LIMIT {limit}{lock}"
+    ).format(**tables, never_had=never_had)
+
+
+@cached_sql
+def comparison_claim_sql(annotator_param: str = "%s", guard: str = "") -> str:
+    """One statement that claims a free slot: ``claims + 1`` on the first comparison of an
+    open batch with a slot left that this annotator never had; returns its id.
+    ``annotator_param`` is the placeholder of the annotator's id; ``guard`` (a condition
+    ending in ``AND``) can stop the claim, as ``task_next_sql`` does.
+
+    Plain SQL because the ORM cannot return the updated row (``update()`` returns a count),
+    which would cost a second statement per claim. SQLite takes it as is (RETURNING since
+    3.35; its transactions are IMMEDIATE, so claims are serialised); PostgreSQL adds the
+    row lock.
+    """
+    lock = (
+        " FOR UPDATE OF c SKIP LOCKED"
+        if connection.features.has_select_for_update_skip_locked
+        else ""
+    )
+    return (
+        f"UPDATE {Comparison._meta.db_table} SET claims = claims + 1 WHERE {guard}id = ("
+        f"{free_slots_sql(annotator_param=annotator_param, limit=1, lock=lock)}"
+        ") RETURNING id"
+    )
+
+
+# --- counts and the task ------------------------------------------------------------------
+
+
+@cached_sql
+def counts_sql(cap: int) -> str:
+    """The annotator's counts (columns done, skipped, in_hand, free); parameters
+    ``reads.counts_params``.
+
+    One pass over the annotator's assignments gives done, skipped and in hand
+    (PostgreSQL spent more time planning four subqueries than running them); "free"
+    counts up to ``cap`` rows of ``free_slots_sql``, O(cap) rather than O(batch).
+    """
+    tables = {**queue_tables(), "count": AnnotatorBatchCount._meta.db_table}
+    sql = (
+        "SELECT COALESCE((SELECT SUM(n.done) FROM {count} n JOIN {batch} b ON b.id = n.batch_id"
+        "   WHERE n.annotator_id = %(me)s AND b.status = %(open)s), 0) AS done,"
+        " COALESCE((SELECT SUM(n.skipped) FROM {count} n JOIN {batch} b ON b.id = n.batch_id"
+        "   WHERE n.annotator_id = %(me)s AND b.status = %(open)s), 0) AS skipped,"
+        " (SELECT COUNT(*) FROM {assignment} x JOIN {comparison} c ON c.id = x.comparison_id"
+        "   JOIN {batch} b ON b.id = c.batch_id WHERE x.annotator_id = %(me)s"
+        "   AND x.status = %(assigned)s AND b.status = %(open)s) AS in_hand,"
+        " (SELECT COUNT(*) FROM ({free}) free) AS free"
+    ).format(**tables, free=free_slots_sql(annotator_param="%(me)s", limit=cap))
+    # The cap is part of the statement's text, not a parameter: with ``LIMIT $n`` the
+    # generic plan guesses 10 % of the table and PostgreSQL re-plans on every execution.
+    return sql
+
+
+def task_select_sql(*, source: str, where: str) -> str:
+    """The task with counts, read from the assignment relation ``source`` (a table or a
+    CTE with columns id, comparison_id, left, assigned_at; alias ``a``) filtered by
+    ``where``; columns as ``reads.task_from_row`` reads them, parameters
+    ``reads.counts_params``."""
+    tables = {
+        "assignment": source,
+        "comparison": Comparison._meta.db_table,
+        "batch": Batch._meta.db_table,
+        "prompt": Prompt._meta.db_table,
+        "response": ResponseModel._meta.db_table,
+        "left": connection.ops.quote_name("left"),  # a keyword in SQL
+    }
+    task_sql = (
+        "SELECT a.id, a.{left} AS shown_left, a.assigned_at, a.comparison_id, c.batch_id,"
+        " b.name AS batch_name, c.category, p.turns, ra.text AS text_a, rb.text AS text_b"
+        " FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
+        " JOIN {batch} b ON b.id = c.batch_id JOIN {prompt} p ON p.id = c.prompt_id"
+        " JOIN {response} ra ON ra.id = c.response_a_id JOIN {response} rb ON rb.id = c.response_b_id"
+    ).format(**tables) + where
+    return f"SELECT t.*, k.* FROM ({task_sql}) t CROSS JOIN ({counts_sql(REMAINING_COUNT_CAP)}) k"
+
+
+@cached_sql
+def task_sql() -> str:
+    """One of the annotator's own assignments as a task with counts (``reads.task_get``)."""
+    return task_select_sql(
+        source=Assignment._meta.db_table,
+        where=" WHERE a.id = %(assignment)s AND a.annotator_id = %(me)s",
+    )
+
+
+# --- assignments -----------------------------------------------------------------------
+
+
+@cached_sql
+def assignment_current_sql() -> str:
+    """The annotator's oldest unanswered task in an open batch (``ASSIGNMENT_COLUMNS``);
+    parameters ``reads.counts_params``."""
+    tables = {**queue_tables(), "columns": assignment_columns("a")}
+    return (
+        "SELECT {columns} FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
+        " JOIN {batch} b ON b.id = c.batch_id"
+        " WHERE a.annotator_id = %(me)s AND a.status = %(assigned)s AND b.status = %(open)s"
+        " ORDER BY a.assigned_at LIMIT 1"
+    ).format(**tables)
+
+
+@cached_sql
+def assignment_for_update_sql() -> str:
+    """An assignment by id (``ASSIGNMENT_COLUMNS``, then its comparison's category and
+    batch id, the batch's status and name), only the assignment's row locked."""
+    tables = {**queue_tables(), "columns": assignment_columns("a")}
+    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
+    return (
+        "SELECT {columns}, c.category, c.batch_id, b.status, b.name"
+        " FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
+        " JOIN {batch} b ON b.id = c.batch_id WHERE a.id = %s" + lock
+    ).format(**tables)
+
+
+@cached_sql
+def task_next_sql() -> str:
+    """PostgreSQL: ``assignment_current_sql``, else ``comparison_claim_sql`` and the
+    assignment's insert, then ``task_select_sql``'s read of whichever it is, in one
+    statement (data-modifying CTEs). The claim's ``WHERE NOT EXISTS (current task)`` is a
+    one-time filter: when the annotator holds a task, the free-slot walk never runs
+    (nothing is locked). Parameters: ``reads.counts_params`` plus ``left`` and ``now``."""
+    tables = {
+        **queue_tables(),
+        "left": connection.ops.quote_name("left"),
+        "current": assignment_current_sql(),
+        "claim": comparison_claim_sql("%(me)s", "NOT EXISTS (SELECT 1 FROM current_task) AND "),
+    }
+    ctes = (
+        "WITH current_task AS ("
+        "SELECT cur.id, cur.comparison_id, cur.{left}, cur.assigned_at FROM ({current}) cur),"
+        " claimed AS ({claim}),"
+        " created AS (INSERT INTO {assignment}"
+        " (comparison_id, annotator_id, status, {left}, assigned_at, finished_at, skip_reason)"
+        " SELECT id, %(me)s, %(assigned)s, %(left)s, %(now)s, NULL, '' FROM claimed"
+        " RETURNING id, comparison_id, {left}, assigned_at),"
+        " next_task AS (SELECT * FROM current_task UNION ALL SELECT * FROM created) "
+    ).format(**tables)
+    return ctes + task_select_sql(source="next_task", where="")
+
+
+# --- finishing an assignment -------------------------------------------------------------
+
+
+@cached_sql
+def count_finished_sql() -> str:
+    """Add to the annotator's done / skipped counter of a batch (``AnnotatorBatchCount``):
+    one upsert, in the transaction that labels or skips the assignment. Parameters:
+    annotator id, batch id, done, skipped."""
+    table = AnnotatorBatchCount._meta.db_table
+    return (
+        f"INSERT INTO {table} (annotator_id, batch_id, done, skipped) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (annotator_id, batch_id) DO UPDATE"
+        f" SET done = {table}.done + excluded.done, skipped = {table}.skipped + excluded.skipped"
+    )
+
+
+def labelled_sql() -> str:
+    """Mark an assignment labelled. Parameters: status, finished_at, assignment id."""
+    return f"UPDATE {Assignment._meta.db_table} SET status = %s, finished_at = %s WHERE id = %s"
+
+
+@cached_sql
+def label_write_sql() -> str:
+    """PostgreSQL: insert the label, mark the assignment labelled, add to the done counter;
+    returns the label's id. Parameters: the label's columns (``prepared.insert_values``),
+    ``labelled_sql``'s, ``count_finished_sql``'s."""
+    insert, _ = insert_sql(Label)
+    return (
+        f"WITH inserted AS ({insert}), labelled AS ({labelled_sql()}),"
+        f" counted AS ({count_finished_sql()}) SELECT * FROM inserted"
+    )
+
+
+# --- what runs -----------------------------------------------------------------------------
+
+
+def finished() -> list[tuple[str, str, str]]:
+    """(prepared statement name, what it does, text) of every statement the queue runs on
+    the current database vendor, in the order of a label's life."""
+    postgresql = connection.vendor == "postgresql"
+    found = [
+        ("pairwise_current", "the annotator's task in hand", assignment_current_sql()),
+        ("pairwise_claim", "claim a free comparison", comparison_claim_sql()),
+        ("pairwise_assignment_insert", "record the claim", insert_sql(Assignment)[0]),
+    ]
+    if postgresql:
+        found.append(("pairwise_task_next", "the next task, one statement", task_next_sql()))
+    found += [
+        ("pairwise_task", "a task with counts", task_sql()),
+        (
+            f"pairwise_counts_{REMAINING_COUNT_CAP}",
+            "the annotator's counts",
+            counts_sql(REMAINING_COUNT_CAP),
+        ),
+        ("pairwise_lock", "lock the assignment to label or skip", assignment_for_update_sql()),
+    ]
+    if postgresql:
+        found.append(("pairwise_label_write", "the label's three writes", label_write_sql()))
+    else:
+        found += [
+            ("pairwise_label_insert", "insert the label", insert_sql(Label)[0]),
+            ("(not prepared)", "mark the assignment labelled", labelled_sql()),
+        ]
+    found.append(("pairwise_count_finished", "the done / skipped counter", count_finished_sql()))
+    return found
