@@ -1,4 +1,4 @@
-"""Celery tasks of the modeling app: take ids, call one service.
+"""Celery tasks of the modeling app: take ids, call one job (``modeling.jobs``).
 
 ``acks_late`` is on globally (config/settings.py): if the worker dies mid-run the task is
 redelivered and ``training_run_execute`` resumes from the run's last checkpoint.
@@ -6,14 +6,14 @@ redelivered and ``training_run_execute`` resumes from the run's last checkpoint.
 
 from celery import shared_task
 
-from modeling import services
+from modeling import jobs
 
 
 @shared_task(name="modeling.tasks.training_run_execute")
 def training_run_execute(run_id: int) -> None:
-    services.training_run_execute(run_id=run_id)
+    jobs.training_run_execute(run_id=run_id)
 
 
 @shared_task(name="modeling.tasks.score_job_execute")
 def score_job_execute(job_id: int) -> None:
-    services.score_job_execute(job_id=job_id)
+    jobs.score_job_execute(job_id=job_id)

@@ -17,7 +17,6 @@ from django.utils import timezone
 from annotation import services as annotation_services
 from annotation.domain import Choice, Strength, text_problem
 from annotation.models import Batch
-from annotation.queue import labels, rules
 from rlhf.models import LiveSession, LiveTurn
 
 MAX_PROMPT_CHARS = 4000
@@ -105,10 +104,10 @@ def live_choose(*, session_id: int, annotator, preferred: str, strength: str) ->
         if turn is None:
             raise ValidationError({"turn": "There is no pair of responses waiting for a choice."})
         assignment = Assignment.objects.get(comparison=turn.comparison, annotator=annotator)
-        labels.label_submit(
+        annotation_services.label_submit(
             assignment_id=assignment.pk,
             annotator=annotator,
-            data=rules.LabelInput(preferred=preferred, strength=strength),
+            data=annotation_services.LabelInput(preferred=preferred, strength=strength),
         )
         chosen = turn.comparison.response(Choice(preferred)).text
         session.turns = [*session.turns, {"role": "assistant", "content": chosen}]

@@ -2,15 +2,15 @@
 live annotation turns.
 
 An iteration is a fixed list of stages run in order, one Celery task each
-(``rlhf.tasks.stage_run``). A stage that finishes enqueues the next pending one; a stage
-that fails stops the chain and marks the iteration failed; ``iteration_resume`` re-queues
-the failed (or interrupted) stage and leaves the finished ones alone.
+(``rlhf.tasks.stage_run``, which runs ``rlhf.jobs.stage_run`` in a worker). A stage that
+finishes enqueues the next pending one; a stage that fails stops the chain and marks the
+iteration failed; ``iteration_resume`` re-queues the failed (or interrupted) stage and
+leaves the finished ones alone. Nothing here reaches torch (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
 from pathlib import Path
 
 from django.conf import settings
@@ -72,7 +72,8 @@ def policy_dir(number: int) -> Path:
     return Path(settings.MODELS_DIR) / "policies" / f"RLHF-V{number}"
 
 
-def _enqueue(stage: IterationStage) -> None:
+def stage_enqueue(stage: IterationStage) -> None:
+    """Mark ``stage`` queued and send its task once the transaction commits."""
     from rlhf import tasks
 
     IterationStage.objects.filter(pk=stage.pk).update(status=IterationStage.Status.QUEUED)
@@ -135,7 +136,7 @@ def iteration_launch(
         for i, name in enumerate(STAGES_BY_METHOD[Iteration.Method(method)])
     ]
     IterationStage.objects.bulk_create(stages)
-    _enqueue(iteration.stages.order_by("order").first())
+    stage_enqueue(iteration.stages.order_by("order").first())
     logger.info("launched %s (%s) on batches %s", iteration, method, [b.name for b in batches])
     return iteration
 
@@ -159,7 +160,7 @@ def iteration_resume(*, iteration_id: int) -> IterationStage:
         raise ValidationError({"iteration": f"All stages of {iteration} are done."})
     Iteration.objects.filter(pk=iteration.pk).update(status=Iteration.Status.RUNNING, error="")
     IterationStage.objects.filter(pk=stage.pk).update(error="", message="resumed")
-    _enqueue(stage)
+    stage_enqueue(stage)
     return stage
 
 
@@ -172,81 +173,6 @@ def stage_log(stage_id: int, message: str, progress: float | None = None) -> Non
         fields["progress"] = max(0.0, min(1.0, progress))
     IterationStage.objects.filter(pk=stage_id).update(**fields)
     logger.info("%s: %s", stage.get_name_display(), message)
-
-
-def stage_run(*, stage_id: int) -> None:
-    """Run one stage to completion, then queue the next.
-
-    A stage found RUNNING was interrupted (its worker died; the task was redelivered) and
-    starts again: stages write their outputs to ``*.partial`` folders and publish them
-    with one rename, so a rerun never sees half of an earlier attempt.
-    """
-    from rlhf import stages as stage_impls
-
-    with transaction.atomic():
-        stage = (
-            IterationStage.objects.select_for_update().select_related("iteration").get(pk=stage_id)
-        )
-        if stage.status in (IterationStage.Status.DONE, IterationStage.Status.SKIPPED):
-            return  # a duplicate delivery
-        if stage.iteration.status != Iteration.Status.RUNNING:
-            return  # failed or finished meanwhile; resume re-queues explicitly
-        earlier = stage.iteration.stages.filter(order__lt=stage.order).exclude(
-            status__in=[IterationStage.Status.DONE, IterationStage.Status.SKIPPED]
-        )
-        if earlier.exists():
-            raise ValidationError(f"{stage} cannot run before the stages ahead of it are done.")
-        stage.status = IterationStage.Status.RUNNING
-        stage.attempts += 1
-        stage.started_at = timezone.now()
-        stage.error = ""
-        stage.save(update_fields=["status", "attempts", "started_at", "error"])
-    stage_log(stage_id, f"started (attempt {stage.attempts})", 0.0)
-    try:
-        result = stage_impls.run(stage)
-    except Exception as exc:  # noqa: BLE001 - every failure is shown in the page; resume retries
-        _stage_fail(stage_id, exc)
-        return
-    with transaction.atomic():
-        IterationStage.objects.filter(pk=stage_id).update(
-            status=IterationStage.Status.DONE,
-            progress=1.0,
-            result=result or {},
-            finished_at=timezone.now(),
-        )
-        stage_log(stage_id, "done", 1.0)
-        following = (
-            IterationStage.objects.filter(
-                iteration_id=stage.iteration_id,
-                order__gt=stage.order,
-                status=IterationStage.Status.PENDING,
-            )
-            .order_by("order")
-            .first()
-        )
-        iteration = Iteration.objects.get(pk=stage.iteration_id)
-        if following is not None and iteration.status == Iteration.Status.RUNNING:
-            _enqueue(following)
-        elif following is None and iteration.status == Iteration.Status.RUNNING:
-            Iteration.objects.filter(pk=iteration.pk).update(
-                status=Iteration.Status.ACCEPTED, finished_at=timezone.now()
-            )
-
-
-def _stage_fail(stage_id: int, exc: BaseException) -> None:
-    message = f"{type(exc).__name__}: {exc}"
-    with transaction.atomic():
-        stage = IterationStage.objects.get(pk=stage_id)
-        IterationStage.objects.filter(pk=stage_id).update(
-            status=IterationStage.Status.FAILED,
-            error=message,
-            finished_at=timezone.now(),
-            log=stage.log + traceback.format_exc(limit=8),
-        )
-        Iteration.objects.filter(pk=stage.iteration_id).update(
-            status=Iteration.Status.FAILED, error=f"{stage.get_name_display()} failed: {message}"
-        )
-    logger.warning("stage %s failed: %s", stage_id, message)
 
 
 def iteration_reject(*, iteration_id: int, reason: str) -> None:

@@ -135,6 +135,7 @@ def _reward_models_train(
     """Train both RMs on the iteration's batches with the modeling app, in this worker.
 
     A rerun reuses a reward model an earlier attempt finished (found by name)."""
+    from modeling import jobs as modeling_jobs
     from modeling import services as modeling_services
     from modeling.models import ModelKind, ModelVersion, TrainingRun
 
@@ -177,7 +178,7 @@ def _reward_models_train(
                 0.1 + 0.4 * i,
                 force=True,
             )
-            modeling_services.training_run_execute(run_id=run.pk)
+            modeling_jobs.training_run_execute(run_id=run.pk)
             run.refresh_from_db()
             if run.status != TrainingRun.Status.SUCCEEDED:
                 raise StageError(f"Training the {kind} reward model failed: {run.error}")
@@ -415,7 +416,9 @@ def _evaluation_versus(iteration: Iteration, versus: str) -> tuple[str, str] | N
     raise StageError(f"No policy version named {versus!r} to evaluate against.")
 
 
-def _evaluation_sample(path: str, prompts, config: IterationSettings) -> tuple[list[str], list[bool]]:
+def _evaluation_sample(
+    path: str, prompts, config: IterationSettings
+) -> tuple[list[str], list[bool]]:
     """One response per held-out prompt (temperature 1, the iteration's seed): the texts,
     and whether each ended on its own (False: cut at max_new_tokens)."""
     from rlhf.ml.generation.base import SamplingParams
@@ -427,7 +430,9 @@ def _evaluation_sample(path: str, prompts, config: IterationSettings) -> tuple[l
     return [row[0].text for row in result.samples], [row[0].finished for row in result.samples]
 
 
-def _acceptance(iteration: Iteration, config: IterationSettings, parent: dict, judge) -> tuple[bool, str]:
+def _acceptance(
+    iteration: Iteration, config: IterationSettings, parent: dict, judge
+) -> tuple[bool, str]:
     """(accepted, why not): the proxies' win rate against the parent reaches the bar, and
     the judge's too when the settings require the judge."""
     bar = config.accept_min_win_rate

@@ -1,4 +1,4 @@
-"""Celery tasks of the rlhf app: each takes ids and calls one service."""
+"""Celery tasks of the rlhf app: each takes ids and calls one job (``rlhf.jobs``)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from celery import shared_task
 @shared_task(acks_late=True)
 def stage_run(stage_id: int) -> None:
     """One stage of an iteration; a redelivered message (dead worker) reruns the stage."""
-    from rlhf import services
+    from rlhf import jobs
 
-    services.stage_run(stage_id=stage_id)
+    jobs.stage_run(stage_id=stage_id)
 
 
 @shared_task(acks_late=True)
 def live_turn_generate(live_turn_id: int) -> None:
-    from rlhf import live
+    from rlhf import jobs
 
-    live.live_turn_generate(live_turn_id=live_turn_id)
+    jobs.live_turn_generate(live_turn_id=live_turn_id)

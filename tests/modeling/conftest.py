@@ -16,10 +16,10 @@ def tiny_base(tmp_path_factory):
     import torch
     from transformers import LlamaForCausalLM
 
+    from modeling.jobs import builtin_corpus
     from modeling.ml.basemodel import llama_config
     from modeling.ml.tokenizer import tokenizer_train
     from modeling.ml.training.config import BaseModelConfig
-    from modeling.services import builtin_corpus
 
     path = tmp_path_factory.mktemp("tiny") / "base-tiny"
     tokenizer = tokenizer_train(builtin_corpus(), path, vocab_size=400)

@@ -15,7 +15,7 @@ from django.test import override_settings
 from annotation import services as annotation_services
 from annotation.domain import Category
 from annotation.models import Batch, Label
-from modeling import selectors, services
+from modeling import jobs, selectors, services
 from modeling.models import ModelKind, ModelVersion, TrainingRun
 from tests.factories import open_batch_with
 
@@ -39,7 +39,7 @@ def models_dir(tmp_path, settings):
 def base(tiny_base, models_dir):
     dest = models_dir / "base-tiny"
     shutil.copytree(tiny_base, dest)
-    return services.checkpoint_register(name="base-tiny", path=str(dest))
+    return jobs.checkpoint_register(name="base-tiny", path=str(dest))
 
 
 def frozen_batch(n=10, category=Category.HELPFULNESS, strength="better"):
@@ -129,7 +129,7 @@ def test_launch_validates_batches_and_base(base):
             config={"margin": "huge"},
         )
     with pytest.raises(ValidationError, match="does not exist"):
-        services.checkpoint_register(name="x", path="/nonexistent/folder")
+        jobs.checkpoint_register(name="x", path="/nonexistent/folder")
 
 
 def test_base_model_creation_excludes_nothing_it_should_not(models_dir):
@@ -249,23 +249,23 @@ def test_interrupted_run_resumes_from_its_checkpoint_when_redelivered(base, monk
     run = services.reward_model_launch(
         kind="helpfulness", base_model=base, batch_ids=[batch.pk], config=config, enqueue=False
     )
-    real_progress = services._Progress.__call__
+    real_progress = jobs._Progress.__call__
 
     def killed_at_step_3(self, p):
         real_progress(self, p)
         if p.step == 3:
             raise _WorkerKilled
 
-    monkeypatch.setattr(services._Progress, "__call__", killed_at_step_3)
+    monkeypatch.setattr(jobs._Progress, "__call__", killed_at_step_3)
     with pytest.raises(_WorkerKilled):
-        services.training_run_execute(run_id=run.pk)
+        jobs.training_run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert (
         run.status == TrainingRun.Status.RUNNING
         and run.result.status == ModelVersion.Status.TRAINING
     )
-    monkeypatch.setattr(services._Progress, "__call__", real_progress)
-    services.training_run_execute(run_id=run.pk)  # what acks_late redelivery does
+    monkeypatch.setattr(jobs._Progress, "__call__", real_progress)
+    jobs.training_run_execute(run_id=run.pk)  # what acks_late redelivery does
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert run.attempts == 2 and "resumed from step 2" in run.log

@@ -11,7 +11,7 @@ import pytest
 from annotation import services as annotation_services
 from annotation.domain import Category
 from annotation.models import Batch
-from modeling import services
+from modeling import jobs, services
 from modeling.models import ModelVersion, TrainingRun
 from tests.conftest import wait_for
 from tests.modeling.test_services import TINY, frozen_batch
@@ -51,7 +51,7 @@ def test_reward_model_trains_in_a_real_worker(
     fresh_broker_connections, worker_models_dir, tiny_base, celery_worker
 ):
     shutil.copytree(tiny_base, worker_models_dir / "base-tiny")
-    base = services.checkpoint_register(name="base-tiny", path=str(worker_models_dir / "base-tiny"))
+    base = jobs.checkpoint_register(name="base-tiny", path=str(worker_models_dir / "base-tiny"))
     batch = frozen_batch(10)
     run = services.reward_model_launch(
         kind="helpfulness", base_model=base, batch_ids=[batch.pk], config=TINY
@@ -80,9 +80,7 @@ def _hh_head(path, n: int) -> io.BytesIO:
 def test_reward_model_on_imported_hh_data(shared_data, tiny_base, tmp_path, settings):
     settings.MODELS_DIR = tmp_path / "models"
     shutil.copytree(tiny_base, settings.MODELS_DIR / "base-tiny")
-    base = services.checkpoint_register(
-        name="base-tiny", path=str(settings.MODELS_DIR / "base-tiny")
-    )
+    base = jobs.checkpoint_register(name="base-tiny", path=str(settings.MODELS_DIR / "base-tiny"))
     batch = annotation_services.batch_create(name="hh-sample")
     for rel, category in (
         ("helpful-base/test.jsonl.gz", Category.HELPFULNESS),
@@ -102,7 +100,7 @@ def test_reward_model_on_imported_hh_data(shared_data, tiny_base, tmp_path, sett
     run = services.reward_model_launch(
         kind="safety", base_model=base, batch_ids=[batch.pk], config=TINY, enqueue=False
     )
-    services.training_run_execute(run_id=run.pk)  # in-process: this test is about the data
+    jobs.training_run_execute(run_id=run.pk)  # in-process: this test is about the data
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     metrics = run.result.metrics

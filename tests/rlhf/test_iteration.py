@@ -86,9 +86,9 @@ def test_two_iterations_end_to_end(rlhf_models):
 
 
 def test_iteration_trains_both_reward_models_with_the_modeling_app(rlhf_models):
-    from modeling import services as modeling_services
+    from modeling import jobs as modeling_jobs
 
-    base = modeling_services.checkpoint_register(name="base-tiny", path=str(rlhf_models["base"]))
+    base = modeling_jobs.checkpoint_register(name="base-tiny", path=str(rlhf_models["base"]))
     iteration = services.iteration_launch(
         batch_ids=[frozen_batch(12, "rm-week").pk],  # fixed name: a deterministic held-out split
         method="rejection_sampling",

@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from tqdm import tqdm
 
-from modeling import services
+from modeling import jobs
 from modeling.models import TrainingRun
 
 
@@ -46,7 +46,7 @@ def run_with_progress(run_id: int, stdout) -> TrainingRun:
     thread.start()
     started = time.monotonic()
     try:
-        services.training_run_execute(run_id=run_id)
+        jobs.training_run_execute(run_id=run_id)
     finally:
         done.set()
         thread.join(timeout=5)

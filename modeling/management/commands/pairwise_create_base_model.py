@@ -8,7 +8,7 @@ python manage.py pairwise_create_base_model --register /path/to/llama-2-7b --nam
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from modeling import services
+from modeling import jobs, services
 from modeling.management.commands._progress import run_to_success
 
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         try:
             if opts["register"]:
-                model = services.checkpoint_register(
+                model = jobs.checkpoint_register(
                     name=opts["name"] or opts["register"].rstrip("/").split("/")[-1],
                     path=opts["register"],
                 )

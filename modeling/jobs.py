@@ -1,0 +1,377 @@
+"""Worker-side code of the modeling app: what a Celery worker (or a CLI command) runs, never
+a web request. It adapts between the ORM and the Django-free ML code in ``modeling.ml``
+(torch is imported only inside the functions that train or score).
+
+``training_run_execute`` runs a queued run to the end; any failure ends the run with a
+readable error, marks its model failed, and leaves every earlier model as it was.
+``score_job_execute`` scores an API score job with reward models held per worker process.
+``checkpoint_register`` registers a local checkpoint folder once it loads.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+import time
+from collections import OrderedDict
+from dataclasses import asdict
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, TextField, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from annotation.models import Batch, Label
+from modeling.ml.training.config import BaseModelConfig, DataRecipe, RewardTrainingConfig
+from modeling.models import ModelKind, ModelVersion, ScoreJob, TrainingRun
+from modeling.services import model_name_check
+
+logger = logging.getLogger(__name__)
+
+CORPUS_FILE = Path(__file__).resolve().parent / "corpus" / "dialogues.jsonl"
+PROGRESS_EVERY_SECONDS = 2.0
+HH_FILES = {
+    "helpful-base/test.jsonl.gz": "helpfulness",
+    "helpful-rejection-sampled/test.jsonl.gz": "helpfulness",
+    "harmless-base/test-dev.jsonl.gz": "safety",
+}
+
+
+def checkpoint_register(
+    *, name: str, path: str, kind: str = ModelKind.BASE, created_by=None
+) -> ModelVersion:
+    """Register an existing local HF-format checkpoint folder (e.g. Llama 2 weights) after
+    checking it loads as a causal LM whose tokenizer has the chat markers."""
+    from modeling.ml.basemodel import CheckpointError, load_checkpoint
+
+    name = model_name_check(name)
+    try:
+        load_checkpoint(path, load_model=False)
+    except CheckpointError as exc:
+        raise ValidationError({"path": str(exc)}) from None
+    return ModelVersion.objects.create(
+        name=name,
+        kind=kind,
+        status=ModelVersion.Status.READY,
+        path=str(path),
+        tokenizer_path=str(path),
+        description="Registered from a local folder.",
+        created_by=created_by,
+    )
+
+
+# --- training runs ---------------------------------------------------------------------
+
+
+def _log(run_id: int, line: str) -> None:
+    stamp = timezone.now().strftime("%H:%M:%S")
+    TrainingRun.objects.filter(pk=run_id).update(
+        log=Concat(F("log"), Value(f"{stamp} {line}\n"), output_field=TextField())
+    )
+    logger.info("run %s: %s", run_id, line)
+
+
+class _Progress:
+    """Writes progress to the run row at most every PROGRESS_EVERY_SECONDS."""
+
+    def __init__(self, run_id: int):
+        self.run_id, self.last = run_id, 0.0
+
+    def __call__(self, p) -> None:
+        now = time.monotonic()
+        if (
+            now - self.last < PROGRESS_EVERY_SECONDS
+            and p.step < p.total_steps
+            and p.phase == "train"
+        ):
+            return
+        self.last = now
+        TrainingRun.objects.filter(pk=self.run_id).update(
+            step=p.step,
+            total_steps=p.total_steps,
+            loss=p.loss,
+            accuracy=p.accuracy,
+            eta_seconds=p.eta_seconds,
+            phase=p.phase,
+        )
+
+
+def _error_message(exc: BaseException) -> str:
+    from modeling.ml.basemodel import CheckpointError
+    from modeling.ml.recipes import RecipeError
+
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"Out of disk space while writing the model ({exc}). Free space under {settings.MODELS_DIR} and launch again."
+    if isinstance(exc, CheckpointError):
+        return f"Unusable checkpoint: {exc}"
+    if isinstance(exc, RecipeError | ValidationError | ValueError):
+        return str(exc.messages[0] if isinstance(exc, ValidationError) else exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def training_run_execute(*, run_id: int) -> None:
+    """Run a queued (or interrupted) run to the end. Idempotent: a finished run is left
+    alone; a run found ``running`` was interrupted (its worker died) and resumes from its
+    last checkpoint."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run_id)
+        if run.status in (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED):
+            return
+        resumed = run.status == TrainingRun.Status.RUNNING
+        run.status, run.attempts = TrainingRun.Status.RUNNING, run.attempts + 1
+        run.started_at = run.started_at or timezone.now()
+        run.save(update_fields=["status", "attempts", "started_at"])
+        if run.result_id:
+            ModelVersion.objects.filter(pk=run.result_id).update(
+                status=ModelVersion.Status.TRAINING
+            )
+    _log(run_id, "resumed after an interruption" if resumed else "started")
+    try:
+        if run.kind == TrainingRun.Kind.BASE:
+            _execute_base(run)
+        else:
+            _execute_reward(run)
+    except Exception as exc:  # noqa: BLE001 - every failure ends the run with its reason
+        message = _error_message(exc)
+        logger.exception("run %s failed", run_id)
+        _log(run_id, f"failed: {message}")
+        TrainingRun.objects.filter(pk=run_id).update(
+            status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now()
+        )
+        if run.result_id:
+            ModelVersion.objects.filter(pk=run.result_id).update(status=ModelVersion.Status.FAILED)
+        return
+    TrainingRun.objects.filter(pk=run_id).update(
+        status=TrainingRun.Status.SUCCEEDED, finished_at=timezone.now(), phase="done"
+    )
+    _log(run_id, "succeeded")
+
+
+def _work_dir(run: TrainingRun) -> Path:
+    return Path(settings.MODELS_DIR) / ".runs" / str(run.pk)
+
+
+def builtin_corpus() -> list[str]:
+    """The small dialogue corpus shipped in modeling/corpus (written for Pairwise), rendered."""
+    import json
+
+    from modeling.ml.chat import render_dialogue
+
+    texts = []
+    for line in CORPUS_FILE.read_text().splitlines():
+        if line.strip():
+            turns = json.loads(line)["turns"]
+            texts.append(render_dialogue(turns[:-1], turns[-1]["content"]))
+    return texts
+
+
+def _base_texts(run: TrainingRun) -> tuple[list[str], dict]:
+    from annotation import importers, selectors
+    from annotation.domain import Category, PreferencePair
+    from modeling.ml.chat import render_dialogue
+    from modeling.ml.recipes import held_out_split
+
+    cfg = run.config
+    texts = builtin_corpus()
+    sources = {"builtin_corpus": len(texts)}
+    pairs: list[PreferencePair] = []
+    if cfg.get("use_frozen_batches", True):
+        frozen = list(Batch.objects.filter(status=Batch.Status.FROZEN).values_list("id", flat=True))
+        if frozen:
+            pairs += selectors.preference_pairs_frozen(batch_ids=frozen)
+    if cfg.get("use_shared_hh"):
+        root = Path(settings.SHARED_DATA_DIR) / "hh-rlhf"
+        for rel, category in HH_FILES.items():
+            if (root / rel).exists():
+                with open(root / rel, "rb") as fh:
+                    parsed = importers.parse_file(fh, fmt="hh", filename=rel, category=category)
+                pairs += [
+                    PreferencePair(
+                        tuple(r.turns), r.response_a.text, r.response_b.text, "", Category(category)
+                    )  # type: ignore[arg-type]
+                    for r in parsed.rows
+                ]
+    split = held_out_split(
+        pairs, fraction=cfg.get("held_out_fraction", 0.1), seed=cfg.get("held_out_seed", 0)
+    )
+    seen = set()
+    for p in split.train:
+        for response in (p.chosen, p.rejected):
+            text = render_dialogue(p.context, response)
+            if text not in seen:
+                seen.add(text)
+                texts.append(text)
+    sources.update(
+        dialogues=len(texts) - sources["builtin_corpus"],
+        held_out_prompts_excluded=len(split.held_out_keys),
+    )
+    return texts, sources
+
+
+def _execute_base(run: TrainingRun) -> None:
+    from modeling.ml.basemodel import base_model_create
+
+    cfg = BaseModelConfig.from_dict(run.config["base"])
+    texts, sources = _base_texts(run)
+    _log(run.pk, f"pretraining text: {sources}")
+    out = Path(settings.MODELS_DIR) / run.result_name
+
+    def progress(step: int, total: int, loss: float, last=[0.0]) -> None:  # noqa: B006 - per-call throttle state
+        if time.monotonic() - last[0] >= PROGRESS_EVERY_SECONDS or step == total:
+            last[0] = time.monotonic()
+            TrainingRun.objects.filter(pk=run.pk).update(
+                step=step, total_steps=total, loss=loss, phase="pretrain"
+            )
+
+    result = base_model_create(
+        texts=texts, output_dir=out, config=cfg, meta={"name": run.result_name}, progress=progress
+    )
+    _log(
+        run.pk,
+        f"pretrained {result.steps} steps, loss {result.initial_loss:.3f} → {result.final_loss:.3f}",
+    )
+    ModelVersion.objects.filter(pk=run.result_id).update(
+        status=ModelVersion.Status.READY,
+        path=str(out),
+        tokenizer_path=str(out),
+        metrics={"pretraining": asdict(result), "text": sources},
+    )
+
+
+def _execute_reward(run: TrainingRun) -> None:
+    from annotation import selectors
+    from annotation.domain import Category
+    from modeling.ml.evaluation import ScoredPair, reward_metrics
+    from modeling.ml.recipes import RecipeError, held_out_split, recipe_select
+    from modeling.ml.training.trainer import reward_model_train
+
+    cfg = RewardTrainingConfig.from_dict(run.config["training"])
+    recipe = DataRecipe.from_dict(run.config["recipe"])
+    batches = list(run.batches.all())
+    empty = [b.name for b in batches if not Label.objects.filter(comparison__batch=b).exists()]
+    if empty:
+        raise RecipeError(f"batch(es) with no labels: {', '.join(empty)}")
+    base = run.base_model
+    if base is None or not base.path:
+        raise RecipeError("the run has no base checkpoint")
+    pairs = selectors.preference_pairs_frozen(batch_ids=[b.pk for b in batches])
+    split = held_out_split(pairs, fraction=cfg.eval_fraction, seed=cfg.seed)
+    train = recipe_select(split.train, recipe)
+    # Test sets: both categories, each imported source separately.
+    eval_pairs = split.held_out
+    TrainingRun.objects.filter(pk=run.pk).update(
+        held_out={
+            "fraction": cfg.eval_fraction,
+            "seed": cfg.seed,
+            "pairs": len(eval_pairs),
+            "train_pairs": len(train),
+            "by_category": {c.value: sum(p.category == c for p in eval_pairs) for c in Category},
+            "prompt_keys": split.held_out_keys,
+        }
+    )
+    _log(run.pk, f"{len(train)} training pairs ({recipe.kind} recipe), {len(eval_pairs)} held out")
+    out = Path(settings.MODELS_DIR) / run.result_name
+    result = reward_model_train(
+        checkpoint=base.path,
+        train_pairs=train,
+        eval_pairs=eval_pairs,
+        output_dir=out,
+        work_dir=_work_dir(run),
+        config=cfg,
+        meta={"name": run.result_name, "parent": base.name, "recipe": recipe.to_dict()},
+        progress=_Progress(run.pk),
+    )
+    if result.resumed_from_step:
+        _log(run.pk, f"resumed from step {result.resumed_from_step}")
+    scored = [
+        ScoredPair(
+            c,
+            r,
+            p.strength or "",
+            p.category if not p.source else f"{p.category} · {p.source}",
+            chosen_length=len(p.chosen.split()),
+            rejected_length=len(p.rejected.split()),
+            turns=sum(t.role == "user" for t in p.context),
+        )
+        for p, (c, r) in zip(eval_pairs, result.eval_rewards, strict=True)
+    ]
+    metrics = reward_metrics(scored)
+    metrics["by_category"] = {
+        c.value: reward_metrics(
+            [s for s, p in zip(scored, eval_pairs, strict=True) if p.category == c]
+        )
+        for c in Category
+    }
+    metrics["training"] = {
+        "steps": result.steps,
+        "train_pairs": result.train_pairs,
+        "seconds": result.train_seconds,
+        "pairs_per_second": result.pairs_per_second,
+        "final_loss": result.final_loss,
+        "train_accuracy": result.train_accuracy,
+    }
+    if metrics["accuracy"] is None:
+        _log(run.pk, "no held-out pairs (too little data for the held-out fraction): no accuracy")
+    else:
+        _log(run.pk, f"held-out accuracy {metrics['accuracy']:.3f} on {len(eval_pairs)} pairs")
+    with transaction.atomic():
+        model = ModelVersion.objects.select_for_update().get(pk=run.result_id)
+        model.status, model.path, model.metrics = ModelVersion.Status.READY, str(out), metrics
+        model.tokenizer_path = str(out)
+        model.trained_on_hashes = {b.name: b.freeze_hash for b in batches}
+        model.save()
+        model.trained_on.set(batches)
+    shutil.rmtree(_work_dir(run), ignore_errors=True)
+
+
+# --- score jobs ------------------------------------------------------------------------
+
+# Per worker process: (model id, path) → loaded scorer, newest last. Two fit the usual
+# traffic (the helpfulness and the safety RM of the week) without holding every RM ever asked for.
+SCORERS_KEPT = 2
+_scorers: OrderedDict[tuple[int, str], object] = OrderedDict()
+
+
+def _scorer(model: ModelVersion):
+    from modeling.ml.inference import RewardScorer
+
+    key = (model.pk, model.path)
+    if key in _scorers:
+        _scorers.move_to_end(key)
+    else:
+        _scorers[key] = RewardScorer.load(model.path)
+        while len(_scorers) > SCORERS_KEPT:
+            _scorers.popitem(last=False)
+    return _scorers[key]
+
+
+def score_job_execute(*, job_id: int) -> None:
+    """Score a queued job in this (worker) process. A finished job is left alone; any
+    failure ends the job with a readable error."""
+    with transaction.atomic():
+        job = ScoreJob.objects.select_for_update().select_related("model").get(pk=job_id)
+        if job.is_done:
+            return
+        job.status = ScoreJob.Status.RUNNING
+        job.save(update_fields=["status"])
+    try:
+        model = job.model
+        if not (model.is_reward and model.is_ready):
+            raise ValidationError(f"{model.name} is no longer a ready reward model.")
+        scorer = _scorer(model)
+        scores = scorer.score(  # type: ignore[attr-defined]
+            [i["dialogue"] for i in job.items], [i["response"] for i in job.items]
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure ends the job with its reason
+        logger.exception("score job %s failed", job_id)
+        ScoreJob.objects.filter(pk=job_id).update(
+            status=ScoreJob.Status.FAILED, error=_error_message(exc), finished_at=timezone.now()
+        )
+        return
+    ScoreJob.objects.filter(pk=job_id).update(
+        status=ScoreJob.Status.SUCCEEDED, scores=scores, finished_at=timezone.now()
+    )

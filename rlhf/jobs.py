@@ -1,0 +1,167 @@
+"""Worker-side code of the rlhf app: what a Celery worker runs, never a web request.
+
+``stage_run`` runs one stage of an iteration (the stage bodies are in ``rlhf.stages``, the
+adapters to the Django-free ML code in ``rlhf.ml``) and queues the next; ``live_turn_generate``
+samples the two responses of a live-annotation turn. torch is imported only inside the
+functions that need it; web code reaches this module only through a Celery message.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from annotation import services as annotation_services
+from annotation.domain import Category, Choice, Role, Turn
+from annotation.importers import ResponseIn
+from annotation.models import Batch
+from rlhf import live, services
+from rlhf.models import Iteration, IterationStage, LiveTurn
+
+logger = logging.getLogger(__name__)
+
+LIVE_TEMPERATURES = (0.7, 1.0)
+LIVE_MAX_NEW_TOKENS = 64
+
+
+def stage_run(*, stage_id: int) -> None:
+    """Run one stage to completion, then queue the next.
+
+    A stage found RUNNING was interrupted (its worker died; the task was redelivered) and
+    starts again: stages write their outputs to ``*.partial`` folders and publish them
+    with one rename, so a rerun never sees half of an earlier attempt.
+    """
+    from rlhf import stages as stage_impls
+
+    with transaction.atomic():
+        stage = (
+            IterationStage.objects.select_for_update().select_related("iteration").get(pk=stage_id)
+        )
+        if stage.status in (IterationStage.Status.DONE, IterationStage.Status.SKIPPED):
+            return  # a duplicate delivery
+        if stage.iteration.status != Iteration.Status.RUNNING:
+            return  # failed or finished meanwhile; resume re-queues explicitly
+        earlier = stage.iteration.stages.filter(order__lt=stage.order).exclude(
+            status__in=[IterationStage.Status.DONE, IterationStage.Status.SKIPPED]
+        )
+        if earlier.exists():
+            raise ValidationError(f"{stage} cannot run before the stages ahead of it are done.")
+        stage.status = IterationStage.Status.RUNNING
+        stage.attempts += 1
+        stage.started_at = timezone.now()
+        stage.error = ""
+        stage.save(update_fields=["status", "attempts", "started_at", "error"])
+    services.stage_log(stage_id, f"started (attempt {stage.attempts})", 0.0)
+    try:
+        result = stage_impls.run(stage)
+    except Exception as exc:  # noqa: BLE001 - every failure is shown in the page; resume retries
+        _stage_fail(stage_id, exc)
+        return
+    with transaction.atomic():
+        IterationStage.objects.filter(pk=stage_id).update(
+            status=IterationStage.Status.DONE,
+            progress=1.0,
+            result=result or {},
+            finished_at=timezone.now(),
+        )
+        services.stage_log(stage_id, "done", 1.0)
+        following = (
+            IterationStage.objects.filter(
+                iteration_id=stage.iteration_id,
+                order__gt=stage.order,
+                status=IterationStage.Status.PENDING,
+            )
+            .order_by("order")
+            .first()
+        )
+        iteration = Iteration.objects.get(pk=stage.iteration_id)
+        if following is not None and iteration.status == Iteration.Status.RUNNING:
+            services.stage_enqueue(following)
+        elif following is None and iteration.status == Iteration.Status.RUNNING:
+            Iteration.objects.filter(pk=iteration.pk).update(
+                status=Iteration.Status.ACCEPTED, finished_at=timezone.now()
+            )
+
+
+def _stage_fail(stage_id: int, exc: BaseException) -> None:
+    message = f"{type(exc).__name__}: {exc}"
+    with transaction.atomic():
+        stage = IterationStage.objects.get(pk=stage_id)
+        IterationStage.objects.filter(pk=stage_id).update(
+            status=IterationStage.Status.FAILED,
+            error=message,
+            finished_at=timezone.now(),
+            log=stage.log + traceback.format_exc(limit=8),
+        )
+        Iteration.objects.filter(pk=stage.iteration_id).update(
+            status=Iteration.Status.FAILED, error=f"{stage.get_name_display()} failed: {message}"
+        )
+    logger.warning("stage %s failed: %s", stage_id, message)
+
+
+# --- live annotation ---------------------------------------------------------------------
+
+
+def live_turn_generate(*, live_turn_id: int) -> None:
+    """In the worker: two responses from the current policy, stored as a comparison."""
+    from rlhf import selectors
+    from rlhf.ml.generation.base import SamplingParams
+    from rlhf.ml.generation.local import LocalGenerator
+
+    turn = LiveTurn.objects.select_related("session").get(pk=live_turn_id)
+    if turn.status != LiveTurn.Status.GENERATING:
+        return
+    session = turn.session
+    try:
+        policy = selectors.policy_current()
+        generator = LocalGenerator.load(policy.path, name=policy.name)
+        outputs = [
+            generator.generate(
+                [session.turns], SamplingParams(temperature=t, max_new_tokens=LIVE_MAX_NEW_TOKENS)
+            )
+            for t in LIVE_TEMPERATURES
+        ]
+        now = timezone.now()
+        with transaction.atomic():
+            batch = session.batch
+            if batch.status not in (Batch.Status.DRAFT, Batch.Status.OPEN):
+                batch = live.live_batch_get_or_create()
+            comparison = annotation_services.comparison_create(
+                batch=batch,
+                turns=[Turn(Role(t["role"]), t["content"]) for t in session.turns],
+                response_a=ResponseIn(
+                    outputs[0].samples[0][0].text or "(empty)",
+                    policy.name,
+                    outputs[0].params.as_provenance(),
+                    now,
+                ),
+                response_b=ResponseIn(
+                    outputs[1].samples[0][0].text or "(empty)",
+                    policy.name,
+                    outputs[1].params.as_provenance(),
+                    now,
+                ),
+                category=Category.HELPFULNESS,
+                source="live",
+                created_by=session.annotator,
+                metadata={"live_session": session.pk},
+            )
+            if batch.status == Batch.Status.DRAFT:
+                annotation_services.batch_transition(batch=batch, to=Batch.Status.OPEN)
+            annotation_services.assignment_create_for(
+                comparison=comparison,
+                annotator=session.annotator,
+                left=random.choice([Choice.A, Choice.B]),
+            )
+            LiveTurn.objects.filter(pk=turn.pk).update(
+                status=LiveTurn.Status.READY, comparison=comparison
+            )
+    except Exception as exc:  # noqa: BLE001 - shown to the annotator in the page
+        LiveTurn.objects.filter(pk=turn.pk).update(
+            status=LiveTurn.Status.FAILED, error=f"{type(exc).__name__}: {exc}"
+        )
