@@ -24,9 +24,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modeling.ml.checkpoints import partial_dir, publish
 from modeling.ml.training.config import BaseModelConfig
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +51,9 @@ class BaseModelResult:
     seconds: float
 
 
-def load_checkpoint(path: str | Path, *, load_model: bool = True):
+def load_checkpoint(
+    path: str | Path, *, load_model: bool = True
+) -> tuple[PreTrainedModel | None, PreTrainedTokenizerBase]:
     """(model or None, tokenizer) from a local HF-format causal-LM directory.
 
     Raises ``CheckpointError`` when the folder is missing, holds no causal LM config, or its
@@ -91,7 +97,7 @@ def load_checkpoint(path: str | Path, *, load_model: bool = True):
     return model, tokenizer
 
 
-def llama_config(cfg: BaseModelConfig, tokenizer):
+def llama_config(cfg: BaseModelConfig, tokenizer: PreTrainedTokenizerBase) -> LlamaConfig:
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -142,7 +148,8 @@ def base_model_create(
     try:
         tokenizer = tokenizer_train(texts, partial, vocab_size=config.vocab_size)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        model = LlamaForCausalLM(llama_config(config, tokenizer)).to(device)
+        # transformers wraps PreTrainedModel.to in functools.wraps, which mypy takes as unbound
+        model = LlamaForCausalLM(llama_config(config, tokenizer)).to(device)  # type: ignore[arg-type]
         n_params = sum(p.numel() for p in model.parameters())
 
         order = list(texts)

@@ -18,13 +18,27 @@ Plain Python: no Django, no torch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 END_OF_TURN = "<|end|>"
 ROLE_MARKERS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
 SPECIAL_TOKENS = [*ROLE_MARKERS.values(), END_OF_TURN]
 
 
-def _role_content(turn) -> tuple[str, str]:
+class TurnLike(Protocol):
+    """A turn as an object (``annotation.domain.Turn``); a mapping with the same keys works too."""
+
+    @property
+    def role(self) -> object: ...
+
+    @property
+    def content(self) -> str: ...
+
+
+Dialogue = Iterable[Mapping[str, object] | TurnLike]
+
+
+def _role_content(turn: Mapping[str, object] | TurnLike) -> tuple[str, str]:
     if isinstance(turn, Mapping):
         return str(turn["role"]), str(turn["content"])
     return str(turn.role), str(turn.content)
@@ -36,7 +50,7 @@ def render_turn(role: str, content: str) -> str:
     return f"{ROLE_MARKERS[role]}\n{content}{END_OF_TURN}\n"
 
 
-def render_prompt(turns: Iterable) -> str:
+def render_prompt(turns: Dialogue) -> str:
     """The dialogue so far plus the assistant marker: what a policy continues from."""
     return "".join(render_turn(*_role_content(t)) for t in turns) + f"{ROLE_MARKERS['assistant']}\n"
 
@@ -46,6 +60,6 @@ def render_response(response: str) -> str:
     return f"{response}{END_OF_TURN}\n"
 
 
-def render_dialogue(turns: Iterable, response: str) -> str:
+def render_dialogue(turns: Dialogue, response: str) -> str:
     """Prompt and response in one string: what a reward model scores."""
     return render_prompt(turns) + render_response(response)

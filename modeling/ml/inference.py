@@ -13,21 +13,33 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from modeling.ml.chat import render_dialogue
+from modeling.ml.chat import Dialogue, render_dialogue
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class RewardScorer:
-    def __init__(self, model, tokenizer, *, max_length: int = 512, device=None):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        max_length: int = 512,
+        device: str | torch.device | None = None,
+    ) -> None:
         import torch
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # see basemodel.py
         self.tokenizer = tokenizer
         self.max_length = max_length
 
     @classmethod
-    def load(cls, path: str | Path, device=None) -> RewardScorer:
+    def load(cls, path: str | Path, device: str | torch.device | None = None) -> RewardScorer:
         """A reward model folder written by ``reward_model_train`` (HF format + pairwise.json)."""
         from modeling.ml.basemodel import CheckpointError, load_checkpoint
         from modeling.ml.training.trainer import PAIRWISE_META, load_reward_model
@@ -44,7 +56,7 @@ class RewardScorer:
 
     def score(
         self,
-        contexts: Sequence[Sequence],
+        contexts: Sequence[Dialogue],
         responses: Sequence[str],
         batch_size: int = 16,
         on_batch: Callable[[int], None] | None = None,

@@ -20,13 +20,19 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modeling.ml.chat import SPECIAL_TOKENS
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 
 
-def tokenizer_train(texts: Iterable[str], out_dir: str | Path, *, vocab_size: int = 8000):
+def tokenizer_train(
+    texts: Iterable[str], out_dir: str | Path, *, vocab_size: int = 8000
+) -> PreTrainedTokenizerFast:
     """Train on ``texts`` and save a Hugging Face tokenizer into ``out_dir``; return it."""
     import sentencepiece as spm
 
@@ -69,7 +75,7 @@ def tokenizer_train(texts: Iterable[str], out_dir: str | Path, *, vocab_size: in
     return tokenizer
 
 
-def tokenizer_from_sentencepiece(model_file: str | Path):
+def tokenizer_from_sentencepiece(model_file: str | Path) -> PreTrainedTokenizerFast:
     """Wrap a SentencePiece BPE ``.model`` file as a ``PreTrainedTokenizerFast``."""
     import sentencepiece as spm
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
@@ -116,7 +122,7 @@ def tokenizer_from_sentencepiece(model_file: str | Path):
     )
 
 
-def tokenizer_check(tokenizer) -> None:
+def tokenizer_check(tokenizer: PreTrainedTokenizerBase) -> None:
     """Raise ``ValueError`` unless every chat marker is a single token of ``tokenizer``."""
     for marker in SPECIAL_TOKENS:
         ids = tokenizer(marker, add_special_tokens=False)["input_ids"]

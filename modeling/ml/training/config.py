@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field, fields
+from typing import Self
 
 from annotation.domain import MarginTable
 
@@ -13,7 +14,7 @@ class _Config:
         return {k: (str(v) if isinstance(v, enum.Enum) else v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, data: dict):
+    def from_dict(cls, data: dict) -> Self:
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         unknown = set(data) - names
         if unknown:
@@ -91,7 +92,7 @@ class RewardTrainingConfig(_Config):
         },
     )
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "margin", MarginTable(self.margin))
         if self.batch_size < 1 or self.grad_accum_steps < 1:
             raise ValueError("batch_size and grad_accum_steps must be at least 1")
@@ -124,7 +125,7 @@ class DataRecipe(_Config):
     )
     seed: int = field(default=0, metadata={"help": "Seeds the sampling of the other category."})
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in ("helpfulness", "safety"):
             raise ValueError(f"recipe kind must be helpfulness or safety, got {self.kind!r}")
         if self.other_ratio is not None and self.other_ratio < 0:

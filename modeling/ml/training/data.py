@@ -35,11 +35,15 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from annotation.domain import MarginTable, margin_for
 from modeling.ml.chat import render_dialogue
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +54,7 @@ class EncodedPair:
     index: int  # position in the caller's pair list, to map rewards back
     shared: int = 0  # leading tokens the two views have in common (the prompt)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not (0 <= self.shared < min(len(self.chosen_ids), len(self.rejected_ids))):
             raise ValueError("shared must leave at least one token of each response")
 
@@ -60,7 +64,9 @@ class EncodedPair:
         return len(self.chosen_ids) + len(self.rejected_ids) - self.shared
 
 
-def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+def encode_texts(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int
+) -> list[list[int]]:
     """Token ids with BOS, truncated from the LEFT to ``max_length`` (keeps the response end)."""
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
@@ -68,7 +74,11 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[list[
 
 
 def encode_pairs(
-    tokenizer, pairs: Sequence, *, max_length: int, margin: MarginTable | str
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence,
+    *,
+    max_length: int,
+    margin: MarginTable | str,
 ) -> list[EncodedPair]:
     """Encode ``PreferencePair``-like objects (context, chosen, rejected, strength).
 
@@ -89,7 +99,9 @@ def encode_pairs(
     ]
 
 
-def _encoded_pair(chosen: list[int], rejected: list[int], max_length: int, margin, index):
+def _encoded_pair(
+    chosen: list[int], rejected: list[int], max_length: int, margin: float, index: int
+) -> EncodedPair:
     common = 0
     for a, b in zip(chosen, rejected, strict=False):
         if a != b:

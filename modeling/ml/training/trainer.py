@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -35,6 +36,9 @@ from modeling.ml.checkpoints import partial_dir, publish
 from modeling.ml.training.config import RewardTrainingConfig
 from modeling.ml.training.data import EncodedPair, PairCollator, batch_order, encode_pairs
 from modeling.ml.training.losses import ranking_loss_with_margin
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +95,9 @@ def _set_threads(n: int) -> None:
         torch.set_num_threads(cpu_threads(n))
 
 
-def rewards_of(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def rewards_of(
+    model: PreTrainedModel, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass over a batch of pairs → (chosen rewards, rejected rewards).
 
     A packed batch (``PairCollator(packed=True)``) runs the transformer once over each
@@ -109,7 +115,8 @@ def rewards_of(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tor
         last = torch.stack(
             [hidden[rows, batch["chosen_index"]], hidden[rows, batch["rejected_index"]]]
         )
-        rewards = model.score(last).squeeze(-1).float()
+        head = cast(torch.nn.Module, model.score)  # a submodule; nn.Module.__getattr__ is untyped
+        rewards = head(last).squeeze(-1).float()
         return rewards[0], rewards[1]
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     rewards = logits.squeeze(-1).float()
@@ -117,7 +124,7 @@ def rewards_of(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tor
     return rewards[:half], rewards[half:]
 
 
-def _mask_for(model, allowed: torch.Tensor) -> torch.Tensor:
+def _mask_for(model: PreTrainedModel, allowed: torch.Tensor) -> torch.Tensor:
     """The packed block mask as the attention implementation takes a custom 4D mask:
     booleans for SDPA, an additive float mask (0 / -inf) for the eager kernels."""
     if model.config._attn_implementation == "sdpa":
@@ -128,7 +135,7 @@ def _mask_for(model, allowed: torch.Tensor) -> torch.Tensor:
     )
 
 
-def supports_packing(model) -> bool:
+def supports_packing(model: PreTrainedModel) -> bool:
     """Packed pairs need the backbone and scalar head apart (``base_model``, ``score``: the
     Llama family, Mistral, Qwen...) and an attention kernel that takes a custom 4D mask."""
     return (
@@ -142,7 +149,7 @@ class PairScorer(torch.nn.Module):
     """The reward model behind one ``forward(batch) → (chosen, rejected)``: what the
     trainer prepares with ``accelerate``, so a multi-GPU wrapper sees every forward."""
 
-    def __init__(self, model):
+    def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()
         self.model = model
 
@@ -150,7 +157,12 @@ class PairScorer(torch.nn.Module):
         return rewards_of(self.model, batch)
 
 
-def load_reward_model(checkpoint: str | Path, tokenizer, *, dtype=None):
+def load_reward_model(
+    checkpoint: str | Path,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    dtype: torch.dtype | None = None,
+) -> PreTrainedModel:
     """The causal LM at ``checkpoint`` with its next-token head replaced by a scalar head
     (or a reward model we wrote, head included)."""
     from transformers import AutoModelForSequenceClassification
@@ -169,7 +181,11 @@ def load_reward_model(checkpoint: str | Path, tokenizer, *, dtype=None):
 
 @torch.no_grad()
 def score_encoded(
-    model, encoded: Sequence[EncodedPair], collate: PairCollator, batch_size: int, device
+    model: PreTrainedModel,
+    encoded: Sequence[EncodedPair],
+    collate: PairCollator,
+    batch_size: int,
+    device: torch.device,
 ) -> list[tuple[float, float]]:
     """(r_chosen, r_rejected) for each pair, in order; batches sorted by length for speed."""
     model.eval()
@@ -184,7 +200,9 @@ def score_encoded(
     return [out[i] for i in range(len(encoded))]
 
 
-def _save_atomic(model, tokenizer, output_dir: Path, meta: dict) -> None:
+def _save_atomic(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, output_dir: Path, meta: dict
+) -> None:
     partial = partial_dir(output_dir)
     partial.mkdir()
     try:
@@ -197,7 +215,14 @@ def _save_atomic(model, tokenizer, output_dir: Path, meta: dict) -> None:
         raise
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, stats: dict) -> None:
+def _save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    step: int,
+    stats: dict,
+) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(
         {
@@ -274,7 +299,8 @@ def reward_model_train(
     )
     total_steps = math.ceil(len(batches) / config.grad_accum_steps)
 
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
     optimizer = torch.optim.AdamW(
