@@ -40,6 +40,9 @@ CASES = [
     {"preferred_side": "left", "strength": "better", "comment": ["x"]},
     {"preferred_side": "left", "strength": "better", "comment": "x" * 5001},
     {"preferred_side": "left", "strength": "better", "comment": " " + "x" * 5000 + " "},
+    {"preferred_side": "left", "strength": "better", "comment": "a\x00b"},  # NUL
+    {"preferred_side": "left", "strength": "better", "comment": "a\ud800b"},  # lone surrogate
+    {"preferred_side": "left", "strength": "better", "comment": "\x00" + "x" * 5000},  # both
     {"preferred_side": "left", "strength": "better", "time_spent_ms": -1},
     {"preferred_side": "left", "strength": "better", "time_spent_ms": 24 * 3600 * 1000 + 1},
     {"preferred_side": "left", "strength": "better", "time_spent_ms": "soon"},
