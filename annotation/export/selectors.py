@@ -13,7 +13,7 @@ from django.db import connections
 from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, QuerySet
 from django.db.models.functions import Greatest
 
-from annotation.domain import Category, SafetyBin, Strength
+from annotation.domain import Category, SafetyBin, Strength, text_problem
 from annotation.export.formats import LabelRow, ResponseRow
 from annotation.models import Batch, Comparison, Label, Snapshot
 
@@ -51,6 +51,9 @@ class SnapshotFilters:
             if isinstance(value, str):
                 value = [v for v in (p.strip() for p in value.split(",")) if v]
             value = tuple(sorted({str(v) for v in value}))
+            if problems := [p for v in value if (p := text_problem(v))]:
+                errors[key] = f"A value {problems[0]}."
+                return ()  # not a query parameter PostgreSQL can take
             if allowed is not None and (bad := [v for v in value if v not in allowed]):
                 errors[key] = f"Unknown value(s) {bad}; choose from {sorted(allowed)}."
             return value

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from annotation.domain import DEFAULT_MARGIN_TABLE, MARGINS
+from annotation.domain import DEFAULT_MARGIN_TABLE, MARGINS, text_problem
 from annotation.export import formats, selectors
 from annotation.export.selectors import NO_BIN, UNRATED, SnapshotFilters
 from annotation.models import Snapshot
@@ -233,6 +233,8 @@ def snapshot_request(
 
     Filters that match nothing still give a snapshot: empty files and a manifest saying so.
     """
+    if problem := text_problem(name):
+        raise ValidationError({"name": f"The name {problem}."})
     if isinstance(filters, dict):
         filters = SnapshotFilters.from_dict(filters)
     total = selectors.labels_selected(filters).count()

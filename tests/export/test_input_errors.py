@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
 from annotation.export import services
@@ -32,6 +33,27 @@ def test_the_last_date_of_the_calendar_is_a_400_naming_the_field(client, researc
     assert not Snapshot.objects.exists()
     ok = api.post("/api/v1/data/snapshots/", {field: "9999-12-30"}, format="json")
     assert ok.status_code == 201, ok.content
+
+
+@pytest.mark.parametrize("field", ["name", "batches"])
+def test_text_a_database_cannot_store_is_a_400_naming_the_field(client, researcher, field):
+    value = "week\u00001" if field == "name" else ["week\u00001"]
+    client.force_login(researcher)
+    page = client.post("/data/snapshots/", {field: value})
+    assert page.status_code == 400 and "contains a NUL character" in page.content.decode()
+    api = APIClient()
+    api.force_authenticate(researcher)
+    answer = api.post("/api/v1/data/snapshots/", {field: value}, format="json")
+    assert answer.status_code == 400
+    assert any(key.startswith(field) for key in answer.json().get("errors", answer.json()))
+    lone = "week\ud8001"  # a lone surrogate, as JSON's \ud800 escape gives it
+    with pytest.raises(ValidationError) as refused:
+        services.snapshot_request(
+            filters={"batches": [lone]} if field == "batches" else {},
+            name=lone if field == "name" else "",
+        )
+    assert field in refused.value.message_dict
+    assert not Snapshot.objects.exists()
 
 
 def test_removed_snapshot_files_are_410_without_server_paths(client, researcher, settings):
