@@ -3,15 +3,14 @@
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from annotation.models import Batch
-from modeling import services
+from modeling import selectors, services
 from modeling.models import ModelVersion, ScoreJob, TrainingRun
 
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "status", "parent", "created_at"]
-    list_filter = ["kind", "status"]
+    list_display = ["name", "kind", "status", "is_judge", "parent", "created_at"]
+    list_filter = ["kind", "status", "is_judge"]
     search_fields = ["name"]
     readonly_fields = [
         "status",
@@ -19,15 +18,32 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "tokenizer_path",
         "metrics",
         "trained_on_hashes",
+        "is_judge",
         "created_at",
         "updated_at",
     ]
-    actions = ["create_base_model", "train_reward_models"]
+    actions = ["create_base_model", "train_reward_models", "mark_judge", "unmark_judge"]
 
     def has_change_permission(self, request, obj=None):
         return super().has_change_permission(request, obj) and request.user.has_perm(
             "modeling.launch_training"
         )
+
+    @admin.action(description="Mark as judge (scores new policies it was not optimised against)")
+    def mark_judge(self, request, queryset):
+        self._set_judge(request, queryset, True)
+
+    @admin.action(description="Unmark as judge")
+    def unmark_judge(self, request, queryset):
+        self._set_judge(request, queryset, False)
+
+    def _set_judge(self, request, queryset, is_judge: bool) -> None:
+        for model in queryset:
+            try:
+                services.model_version_set_judge(model=model, is_judge=is_judge)
+                self.message_user(request, f"{model.name}: judge {'on' if is_judge else 'off'}.")
+            except ValidationError as exc:
+                self.message_user(request, "; ".join(exc.messages), messages.ERROR)
 
     @admin.action(description="Create a new default base model (selection ignored)")
     def create_base_model(self, request, queryset):
@@ -41,9 +57,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         description="Train helpfulness and safety RMs from the selected base model on all frozen batches"
     )
     def train_reward_models(self, request, queryset):
-        batch_ids = list(
-            Batch.objects.filter(status=Batch.Status.FROZEN).values_list("id", flat=True)
-        )
+        batch_ids = list(selectors.batches_frozen().values_list("id", flat=True))
         for base in queryset:
             for kind in ("helpfulness", "safety"):
                 try:

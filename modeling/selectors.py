@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from annotation.models import Batch
 from modeling.ml.evaluation import BUCKET_LABELS, BUCKETS
-from modeling.models import REWARD_KINDS, ModelVersion, ScoreJob, TrainingRun
+from modeling.models import REWARD_KINDS, ModelKind, ModelVersion, ScoreJob, TrainingRun
 
 
 def model_version_list() -> QuerySet[ModelVersion]:
@@ -21,6 +21,12 @@ def model_version_ready(*, kind: str | None = None) -> QuerySet[ModelVersion]:
 def model_version_latest_ready(*, kind: str) -> ModelVersion | None:
     """The newest ready model of ``kind`` (the rlhf app picks its reward models this way)."""
     return model_version_ready(kind=kind).order_by("-created_at").first()
+
+
+def base_model_latest() -> ModelVersion | None:
+    """The newest ready base model: what reward models train from and the first iteration
+    starts from when nothing else is named. The one place that decides which base is current."""
+    return model_version_latest_ready(kind=ModelKind.BASE)
 
 
 def model_version_get(*, model_id: int) -> ModelVersion | None:
@@ -47,8 +53,46 @@ def training_run_get(*, run_id: int) -> TrainingRun | None:
     )
 
 
+def judges() -> QuerySet[ModelVersion]:
+    """Ready reward models an admin marked as judges, newest first."""
+    return ModelVersion.objects.filter(is_judge=True, status=ModelVersion.Status.READY).order_by(
+        "-created_at"
+    )
+
+
+def judge_shared_data(*, judge: ModelVersion, batch_ids: set[int], paths: set[str]) -> list[str]:
+    """What ``judge`` shares with the data of the reward models a policy was optimised
+    against (the batches in ``batch_ids``, and the registered models at ``paths``): the
+    names of the batches both trained on, matched by id or by freeze hash, and the judge
+    itself when it is one of those models. Empty: the judge is independent of them."""
+    shared = []
+    if judge.path and judge.path in paths:
+        shared.append(f"{judge.name} is itself one of the reward models")
+    proxies = ModelVersion.objects.filter(path__in=paths).exclude(path="")
+    proxy_batches = set(batch_ids)
+    proxy_hashes: set[str] = set()
+    for proxy in proxies.prefetch_related("trained_on"):
+        proxy_batches |= {b.pk for b in proxy.trained_on.all()}
+        proxy_hashes |= set(proxy.trained_on_hashes.values())
+    proxy_hashes |= set(
+        Batch.objects.filter(pk__in=proxy_batches)
+        .exclude(freeze_hash="")
+        .values_list("freeze_hash", flat=True)
+    )
+    for batch in judge.trained_on.all():
+        if batch.pk in proxy_batches or (batch.freeze_hash and batch.freeze_hash in proxy_hashes):
+            shared.append(batch.name)
+    for name, freeze_hash in judge.trained_on_hashes.items():
+        if freeze_hash in proxy_hashes and name not in shared:
+            shared.append(name)
+    return shared
+
+
 def batches_frozen() -> QuerySet[Batch]:
-    return Batch.objects.filter(status=Batch.Status.FROZEN).order_by("-frozen_at")
+    """The frozen batches a model may train on: evaluation batches never are."""
+    return Batch.objects.filter(
+        status=Batch.Status.FROZEN, purpose=Batch.Purpose.TRAINING
+    ).order_by("-frozen_at")
 
 
 def reward_model_table() -> dict:

@@ -128,6 +128,11 @@ def reward_model_launch(
         raise ValidationError(
             {"batches": f"Only frozen batches train models; not frozen: {', '.join(not_frozen)}."}
         )
+    evaluation = [b.name for b in batches if b.is_evaluation]
+    if evaluation:
+        raise ValidationError(
+            {"batches": f"Evaluation batches never train models: {', '.join(evaluation)}."}
+        )
     try:
         cfg = RewardTrainingConfig.from_dict(config or {})
         rec = DataRecipe.from_dict({**(recipe or {}), "kind": kind})
@@ -155,6 +160,21 @@ def reward_model_launch(
     if enqueue:
         _enqueue(run)
     return run
+
+
+def model_version_set_judge(*, model: ModelVersion, is_judge: bool) -> ModelVersion:
+    """Mark (or unmark) a ready reward model as a judge: it then scores new policies in
+    their evaluations, next to the reward models they were optimised against."""
+    if is_judge and not (model.is_reward and model.is_ready):
+        raise ValidationError(
+            {
+                "model": f"Only a ready reward model can judge; {model.name} is a "
+                f"{model.status} {model.get_kind_display()} model."
+            }
+        )
+    ModelVersion.objects.filter(pk=model.pk).update(is_judge=is_judge)
+    model.is_judge = is_judge
+    return model
 
 
 def model_version_delete_files(*, model: ModelVersion) -> None:
@@ -200,6 +220,7 @@ __all__ = [
     "base_model_launch",
     "model_name_check",
     "model_version_delete_files",
+    "model_version_set_judge",
     "reward_model_launch",
     "score_job_create",
 ]

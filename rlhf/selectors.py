@@ -7,7 +7,14 @@ from pathlib import Path
 
 from django.db.models import Prefetch, QuerySet
 
-from rlhf.models import Iteration, IterationStage, PolicyEvaluation
+from rlhf.models import (
+    HumanEvaluation,
+    Iteration,
+    IterationStage,
+    JudgedBy,
+    PolicyEvaluation,
+    WinRate,
+)
 
 
 @dataclass(frozen=True)
@@ -157,3 +164,50 @@ def _row(
         if ppo and ppo.status == "done" and ppo.result.get("steps")
         else None,
     )
+
+
+_OUTCOME_KEYS = ("n", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high")
+
+
+def lineage_win_rates() -> dict[str, dict[str, dict[str, dict]]]:
+    """For every policy version: its win rate against its parent and against the first
+    policy, by each judge that measured it (Llama 2 Fig. 11 / 16):
+    ``{"RLHF-V2": {"parent": {"proxy": {...}, "judge": {...}, "people": {...}}, "first": ...}}``,
+    each an outcome dict (n, wins, ties, losses, win_rate, ci_low, ci_high) plus ``judge_name``.
+    People's rates are read from the labels of the versions' blind evaluation batches so far."""
+    from rlhf.human_evaluation import human_evaluation_result_get
+
+    iterations = list(Iteration.objects.order_by("number"))
+    first = iterations[0].start_policy_name if iterations else None
+    parents = {it.policy_name: it.start_policy_name for it in iterations if it.policy_name}
+    out: dict[str, dict[str, dict[str, dict]]] = {}
+
+    def put(candidate: str, baseline: str, judged_by: str, outcome: dict, judge_name: str) -> None:
+        for key, name in (("parent", parents.get(candidate)), ("first", first)):
+            if baseline == name:
+                row = {k: outcome[k] for k in _OUTCOME_KEYS}
+                out.setdefault(candidate, {}).setdefault(key, {})[judged_by] = {
+                    **row,
+                    "judge_name": judge_name,
+                }
+
+    for w in WinRate.objects.order_by("created_at"):
+        put(
+            w.candidate_name,
+            w.baseline_name,
+            w.judged_by,
+            {k: getattr(w, k) for k in _OUTCOME_KEYS},
+            w.judge_name,
+        )
+    evaluations = HumanEvaluation.objects.filter(batch__isnull=False).order_by("created_at")
+    for evaluation in evaluations:
+        result = human_evaluation_result_get(evaluation)
+        if result["n"]:
+            put(
+                evaluation.candidate_name,
+                evaluation.baseline_name,
+                JudgedBy.PEOPLE,
+                result,
+                f"blind evaluation #{evaluation.pk}",
+            )
+    return out

@@ -20,6 +20,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotation.models import Batch
+from rlhf.judges import judge_for_launch
 from rlhf.models import Iteration, IterationStage
 from rlhf.settings import IterationSettings, IterationSettingsError
 
@@ -110,6 +111,16 @@ def iteration_launch(
         raise ValidationError(
             {"batches": f"Only frozen batches train models; not frozen: {', '.join(not_frozen)}."}
         )
+    evaluation = [b.name for b in batches if b.is_evaluation]
+    if evaluation:
+        raise ValidationError(
+            {"batches": f"Evaluation batches never train models: {', '.join(evaluation)}."}
+        )
+    judge_for_launch(
+        name=config.evaluation.judge,
+        batch_ids=[b.pk for b in batches],
+        proxy_paths={p for p in (config.reward_helpfulness_path, config.reward_safety_path) if p},
+    )
     if Iteration.objects.select_for_update().filter(status=Iteration.Status.RUNNING).exists():
         raise ValidationError(
             {"iteration": "An iteration is already running; resume or finish it first."}

@@ -84,6 +84,24 @@ class SamplingSettings:
 
 
 @dataclass(frozen=True)
+class EvaluationSettings:
+    """Who judges the new policy, against what, and the over-optimisation monitor."""
+
+    # A reward model an admin marked judge, by name; "": the newest judge that shares no
+    # training data with the proxy reward models (none marked: the proxies alone judge).
+    judge: Annotated[str, at.MaxLen(200)] = ""
+    # Also compare with this version: "first" (the policy the first iteration started
+    # from), a version's name (RLHF-V2, base-v1), or "" (the parent only).
+    versus: Annotated[str, at.MaxLen(200)] = "first"
+    # Accept only if the judge, too, gives the new policy accept_min_win_rate.
+    require_judge: bool = False
+    # Monitor: every probe_every training steps (0: off), the proxies' and the judge's mean
+    # reward on the first probe_prompts held-out prompts, against the KL.
+    probe_prompts: Annotated[int, at.Ge(1), at.Le(10_000)] = 8
+    probe_every: Annotated[int, at.Ge(0), at.Le(100_000)] = 2
+
+
+@dataclass(frozen=True)
 class IterationSettings:
     # --- prompts ---
     # prompts taken from the frozen batches for RS / PPO
@@ -102,6 +120,7 @@ class IterationSettings:
     # --- evaluation and acceptance ---
     # the new policy must win at least this share
     accept_min_win_rate: Annotated[float, at.Ge(0), at.Le(1)] = 0.5
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     # --- next batch ---
     next_batch_prompts: Annotated[int, at.Ge(1), at.Le(1_000_000)] = 32
     # two samples, one per temperature
@@ -170,7 +189,7 @@ class IterationSettings:
 
 
 _ADAPTER = pydantic.TypeAdapter(IterationSettings)
-_SECTIONS = ("sampling", *METHOD_SECTIONS)
+_SECTIONS = ("sampling", "evaluation", *METHOD_SECTIONS)
 _DEFAULT_JSON = IterationSettings().as_json()
 
 

@@ -8,8 +8,10 @@ row. Outputs on disk go through ``*.partial`` folders renamed when whole.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import transaction
@@ -17,8 +19,9 @@ from django.utils import timezone
 
 from annotation import services as annotation_services
 from annotation.domain import Category, Role, Turn
-from annotation.importers import ResponseIn
+from annotation.importers import ResponseIn, turns_hash
 from annotation.models import Batch, Comparison
+from rlhf.ml.prompt_fit import PromptFit, fit_prompts
 from rlhf.ml.prompts import PromptExample
 from rlhf.models import Iteration, IterationStage, PolicyEvaluation
 from rlhf.settings import IterationSettings
@@ -53,13 +56,30 @@ def _reporter(stage: IterationStage, every: float = 1.0) -> Callable[[str, float
 # --- prompts ---------------------------------------------------------------------------
 
 
-def iteration_prompts(
-    iteration: Iteration, config: IterationSettings
-) -> tuple[list[PromptExample], list[PromptExample]]:
-    """(training prompts, held-out prompts) from the iteration's frozen batches.
+@dataclass(frozen=True)
+class IterationPrompts:
+    """The iteration's prompts, split and fitted to the policy's context."""
+
+    train: list[PromptExample]
+    held_out: list[PromptExample]
+    fit: PromptFit  # what fitting did to the over-long ones (``fit.message()``)
+    train_original: list[PromptExample]  # train[i] before fitting: what a new batch stores
+
+    def log(self, report) -> dict:
+        """Say in the stage's log what fitting did; the stage result's "prompts" entry."""
+        if self.fit.overlong:
+            report(self.fit.message(), force=True)
+        return self.fit.as_json()
+
+
+def iteration_prompts(iteration: Iteration, config: IterationSettings) -> IterationPrompts:
+    """Training and held-out prompts from the iteration's frozen batches, each fitted to the
+    policy's context (``sampling.overlong_prompts``) before any stage samples them.
 
     The split is by prompt content hash, so the same prompt is held out in every stage and
-    every rerun."""
+    every rerun; it is made before fitting, so leaving prompts out never moves one across."""
+    from rlhf.ml.generation.local import load_tokenizer_and_context
+
     rows = (
         Comparison.objects.filter(batch__in=iteration.batches.all())
         .values_list("prompt__content_hash", "prompt__turns", "category")
@@ -77,8 +97,27 @@ def iteration_prompts(
             f"The batches of {iteration} hold {len(prompts)} prompt(s); at least 2 are needed "
             "(some for training, some held out)."
         )
-    held_out = max(1, round(config.eval_fraction * len(prompts)))
-    return prompts[held_out:], prompts[:held_out]
+    n_held_out = max(1, round(config.eval_fraction * len(prompts)))
+    tokenizer, context = load_tokenizer_and_context(iteration.start_policy_path)
+    try:
+        fit = fit_prompts(
+            prompts,
+            tokenizer,
+            context=context,
+            max_new_tokens=config.sampling.max_new_tokens,
+            policy=config.sampling.overlong_prompts,
+        )
+    except ValueError as exc:
+        raise StageError(str(exc)) from None
+    held_out = [p for i, p in zip(fit.kept, fit.prompts, strict=True) if i < n_held_out]
+    train = fit.prompts[len(held_out) :]
+    train_original = [prompts[i] for i in fit.kept[len(held_out) :]]
+    if not train or not held_out:
+        raise StageError(
+            f"{fit.message()} That leaves {len(train)} training and {len(held_out)} held-out "
+            "prompt(s); set sampling.overlong_prompts to truncate_left to keep the end of them."
+        )
+    return IterationPrompts(train, held_out, fit, train_original)
 
 
 def _reward(iteration: Iteration):
@@ -99,6 +138,17 @@ def _load_policy(path: str | Path):
     if not (Path(path) / "config.json").exists():
         raise StageError(f"No policy checkpoint at {path}.")
     return LocalGenerator.load(path)
+
+
+def policy_load(path: str | Path):
+    """A local generator for the policy checkpoint at ``path`` (StageError if none)."""
+    return _load_policy(path)
+
+
+def reward_proxies(iteration: Iteration):
+    """The combined reward of the iteration's two reward models: what its policy was
+    optimised against."""
+    return _reward(iteration)
 
 
 # --- stages ----------------------------------------------------------------------------
@@ -134,16 +184,14 @@ def _reward_models_train(
 ) -> tuple[str, str]:
     """Train both RMs on the iteration's batches with the modeling app, in this worker.
 
-    A rerun reuses a reward model an earlier attempt finished (found by name)."""
+    A rerun reuses a reward model an earlier attempt finished (found by name), and resumes
+    one an interrupted attempt left unfinished (from its last checkpoint)."""
     from modeling import jobs as modeling_jobs
     from modeling import services as modeling_services
-    from modeling.models import ModelKind, ModelVersion, TrainingRun
+    from modeling.models import ModelVersion, TrainingRun
+    from modeling.selectors import base_model_latest
 
-    base = (
-        ModelVersion.objects.filter(kind=ModelKind.BASE, status=ModelVersion.Status.READY)
-        .order_by("-created_at")
-        .first()
-    )
+    base = base_model_latest()
     if base is None:
         if previous is not None:
             report(
@@ -164,22 +212,32 @@ def _reward_models_train(
         name = f"RM-{kind}-for-{iteration.name}"
         done = ModelVersion.objects.filter(name=name, status=ModelVersion.Status.READY).first()
         if done is None:
-            attempt = ModelVersion.objects.filter(name__startswith=name).count()
-            run = modeling_services.reward_model_launch(
-                kind=kind,
-                base_model=base,
-                batch_ids=batch_ids,
-                name=name if attempt == 0 else f"{name}-{attempt}",
-                config=config.reward_training,
-                enqueue=False,
-            )
+            unfinished = [
+                r
+                for r in TrainingRun.objects.filter(
+                    result_name__startswith=name,
+                    status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING],
+                ).order_by("-pk")
+                if re.fullmatch(rf"{re.escape(name)}(-\d+)?", r.result_name)
+            ]
+            if unfinished:
+                run = unfinished[0]
+            else:
+                attempt = ModelVersion.objects.filter(name__startswith=name).count()
+                run = modeling_services.reward_model_launch(
+                    kind=kind,
+                    base_model=base,
+                    batch_ids=batch_ids,
+                    name=name if attempt == 0 else f"{name}-{attempt}",
+                    config=config.reward_training,
+                    enqueue=False,
+                )
             report(
                 f"training the {kind} reward model ({run.result_name}) from {base.name}",
                 0.1 + 0.4 * i,
                 force=True,
             )
-            modeling_jobs.training_run_execute(run_id=run.pk)
-            run.refresh_from_db()
+            run = modeling_jobs.training_run_finish(run_id=run.pk)
             if run.status != TrainingRun.Status.SUCCEEDED:
                 raise StageError(f"Training the {kind} reward model failed: {run.error}")
             done = ModelVersion.objects.get(pk=run.result_id)
@@ -198,7 +256,9 @@ def rejection_sampling(
     from rlhf.ml.rejection_sampling.run import run_rejection_sampling
 
     report = _reporter(stage)
-    train_prompts, _ = iteration_prompts(iteration, config)
+    selected = iteration_prompts(iteration, config)
+    fitted = selected.log(report)
+    train_prompts = selected.train
     policy = _load_policy(iteration.start_policy_path)
     rs_config = config.rejection_sampling
     report(
@@ -222,34 +282,115 @@ def rejection_sampling(
         1.0,
         force=True,
     )
-    return {**summary, "checkpoint": str(result.checkpoint)}
+    note = _did_not_move(report, losses=result.sft_losses)
+    return {**summary, "checkpoint": str(result.checkpoint), "note": note, "prompt_fit": fitted}
 
 
 def ppo(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
     from rlhf.ml.ppo.trainer import PPOTrainer
 
     report = _reporter(stage)
-    train_prompts, _ = iteration_prompts(iteration, config)
+    selected = iteration_prompts(iteration, config)
+    fitted = selected.log(report)
+    train_prompts = selected.train
     rs = iteration.stages.filter(
         name=Stage.REJECTION_SAMPLING, status=IterationStage.Status.DONE
     ).first()
     start = rs.result["checkpoint"] if rs else iteration.start_policy_path
     _load_policy(start)  # a clear error if the folder is not a checkpoint
     trainer = PPOTrainer.from_pretrained(start, _reward(iteration), config.ppo)
+    monitor = _probe_monitor(iteration, config)
+    sample = _probe_sampler(trainer.policy.lm, trainer.tokenizer, config)
+    if monitor.due(0, config.ppo.steps):
+        monitor.probe(0, 0.0, sample)
     steps = []
 
     def on_step(stats) -> None:
         steps.append(stats.as_dict())
+        probed = ""
+        if monitor.due(stats.step, config.ppo.steps):
+            point = monitor.probe(stats.step, stats.kl, sample)
+            probed = f"; probe: proxy {point.proxy:.3f}" + (
+                f", judge {point.judge:.3f}" if point.judge is not None else ""
+            )
         report(
             f"step {stats.step}/{config.ppo.steps}: reward {stats.reward:.3f}, KL {stats.kl:.3f}, "
-            f"entropy {stats.entropy:.3f}, value loss {stats.value_loss:.3f}, clip {stats.clip_fraction:.2f}",
+            f"entropy {stats.entropy:.3f}, value loss {stats.value_loss:.3f}, clip {stats.clip_fraction:.2f}"
+            + probed,
             stats.step / config.ppo.steps,
             force=True,
         )
 
     trainer.train(train_prompts, on_step=on_step)
     checkpoint = trainer.save(policy_dir(iteration) / "ppo")
-    return {"started_from": str(start), "steps": steps, "checkpoint": str(checkpoint)}
+    return {
+        "started_from": str(start),
+        "steps": steps,
+        "checkpoint": str(checkpoint),
+        "monitor": _monitor_result(monitor, report),
+        "note": _did_not_move(report, kls=[s["kl"] for s in steps]),
+        "prompt_fit": fitted,
+    }
+
+
+def _probe_monitor(iteration: Iteration, config: IterationSettings):
+    """The over-optimisation monitor of a training stage: the first held-out prompts,
+    scored by the proxies and by the judge (when one is independent of the proxies)."""
+    from rlhf import judges
+    from rlhf.ml.monitor import ProbeMonitor
+    from rlhf.ml.scoring import load_score_fn
+
+    settings = config.evaluation
+    held_out = iteration_prompts(iteration, config).held_out
+    try:
+        judge = judges.judge_for_iteration(iteration, settings.judge)
+    except judges.JudgeRefused as exc:
+        raise StageError(str(exc)) from None
+    return ProbeMonitor(
+        held_out[: settings.probe_prompts],
+        _reward(iteration),
+        load_score_fn(judge.path) if judge is not None else None,
+        every=settings.probe_every,
+    )
+
+
+def _probe_sampler(model, tokenizer, config: IterationSettings):
+    """Samples the model as it is now, one response per probe prompt, without disturbing
+    the training run's random state."""
+    import torch
+
+    from rlhf.ml.generation.base import SamplingParams
+    from rlhf.ml.generation.local import LocalGenerator
+
+    params = SamplingParams(
+        temperature=1.0, max_new_tokens=config.sampling.max_new_tokens, seed=config.seed
+    )
+
+    def sample(prompts) -> list[str]:
+        state = torch.get_rng_state()
+        try:
+            result = LocalGenerator(model, tokenizer).generate([p.turns for p in prompts], params)
+        finally:
+            torch.set_rng_state(state)
+        return [row[0].text for row in result.samples]
+
+    return sample
+
+
+def _monitor_result(monitor, report) -> dict:
+    result = monitor.as_dict()
+    if result["flag"]:
+        report(result["flag"]["message"], force=True)
+    return result
+
+
+def _did_not_move(report, *, kls=(), losses=()) -> str:
+    from rlhf.ml.monitor import policy_did_not_move
+
+    note = policy_did_not_move(kls=kls, losses=losses)
+    if note:
+        report(note, force=True)
+    return note
 
 
 def register(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
@@ -318,7 +459,9 @@ def evaluate(iteration: Iteration, stage: IterationStage, config: IterationSetti
     report = _reporter(stage)
     iteration.refresh_from_db()
     settings = config.evaluation
-    _, held_out = iteration_prompts(iteration, config)
+    selected = iteration_prompts(iteration, config)
+    fitted = selected.log(report)
+    held_out = selected.held_out
     try:
         judge = judges.judge_for_iteration(iteration, settings.judge)
     except judges.JudgeRefused as exc:
@@ -397,6 +540,7 @@ def evaluate(iteration: Iteration, stage: IterationStage, config: IterationSetti
         "judge": judge.name if judge is not None else "",
         "prompts": prompts,
         "versus": results,
+        "prompt_fit": fitted,
     }
 
 
@@ -483,8 +627,10 @@ def next_batch(iteration: Iteration, stage: IterationStage, config: IterationSet
             "comparisons": existing.comparisons.count(),
             "reused": True,
         }
-    train_prompts, _ = iteration_prompts(iteration, config)
-    prompts = train_prompts[: config.next_batch_prompts]
+    selected = iteration_prompts(iteration, config)
+    fitted = selected.log(report)
+    prompts = selected.train[: config.next_batch_prompts]
+    originals = selected.train_original[: config.next_batch_prompts]
     dialogues = [p.turns for p in prompts]
     t_a, t_b = config.next_batch_temperatures
     if config.next_batch_server_url:
@@ -528,23 +674,28 @@ def next_batch(iteration: Iteration, stage: IterationStage, config: IterationSet
                 iteration=iteration.number,
                 description=f"Sampled by {iteration.name} for annotation; next week's training data.",
             )
-        for prompt, a, b in zip(prompts, first.samples, second.samples, strict=True):
+        for prompt, original, a, b in zip(
+            prompts, originals, first.samples, second.samples, strict=True
+        ):
             text_a, text_b = a[0].text, b[0].text
             if not text_a or not text_b or text_a == text_b:
                 continue  # nothing for an annotator to choose between
+            # The whole dialogue is stored (and shown); the provenance says when the policy
+            # saw only its end.
+            cut = {"prompt_truncated_left": True} if prompt is not original else {}
             annotation_services.comparison_create(
                 batch=batch,
-                turns=[Turn(Role(t["role"]), t["content"]) for t in prompt.turns],
+                turns=[Turn(Role(t["role"]), t["content"]) for t in original.turns],
                 response_a=ResponseIn(
                     text_a,
                     iteration.name,
-                    {**first.params.as_provenance(), "backend": first.backend},
+                    {**first.params.as_provenance(), "backend": first.backend, **cut},
                     now,
                 ),
                 response_b=ResponseIn(
                     text_b,
                     second_model,
-                    {**second.params.as_provenance(), "backend": second.backend},
+                    {**second.params.as_provenance(), "backend": second.backend, **cut},
                     now,
                 ),
                 category=Category.SAFETY if prompt.safety_tagged else Category.HELPFULNESS,
@@ -563,6 +714,7 @@ def next_batch(iteration: Iteration, stage: IterationStage, config: IterationSet
         "comparisons": created,
         "temperatures": [t_a, t_b],
         "second_model": second_model,
+        "prompt_fit": fitted,
     }
 
 

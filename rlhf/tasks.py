@@ -18,3 +18,11 @@ def live_turn_generate(live_turn_id: int) -> None:
     from rlhf import jobs
 
     jobs.live_turn_generate(live_turn_id=live_turn_id)
+
+
+@shared_task(acks_late=True)
+def human_evaluation_build(evaluation_id: int) -> None:
+    """Sample both versions and open the blind evaluation batch."""
+    from rlhf import human_evaluation
+
+    human_evaluation.human_evaluation_build(evaluation_id=evaluation_id)

@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.permissions import ANNOTATE, LAUNCH_TRAINING
-from rlhf import live, selectors, services
+from rlhf import human_evaluation, live, selectors, services
 from rlhf.forms import IterationLaunchForm
 from rlhf.models import Iteration
 from rlhf.plots import best_of_k_svg, line_chart_svg
@@ -52,6 +52,18 @@ def _iteration_context(iteration) -> dict:
     for stage in stages:
         if stage.name == "rejection_sampling" and stage.result.get("curve"):
             charts["rs"] = best_of_k_svg(stage.result["curve"])
+        points = (stage.result.get("monitor") or {}).get("points") or []
+        if len(points) >= 2:
+            series = {"proxy reward": [p["proxy"] for p in points]}
+            if all(p["judge"] is not None for p in points):
+                series["judge reward"] = [p["judge"] for p in points]
+            charts[f"{stage.name}_overoptimisation"] = line_chart_svg(
+                [p["sqrt_kl"] for p in points],
+                series,
+                title="Probe prompts: reward against √KL",
+                x_label="√KL to the starting policy",
+                y_label="mean reward",
+            )
         if stage.name == "ppo" and stage.result.get("steps"):
             steps = stage.result["steps"]
             charts["ppo"] = line_chart_svg(
@@ -62,7 +74,22 @@ def _iteration_context(iteration) -> dict:
                 y_label="value",
             )
     busy = any(s.status in ("queued", "running") for s in stages) and iteration.status == "running"
+    warnings = [
+        (stage, text)
+        for stage in stages
+        for text in (
+            stage.result.get("note", ""),
+            ((stage.result.get("monitor") or {}).get("flag") or {}).get("message", ""),
+        )
+        if text
+    ]
+    # The iteration's over-long prompts were fitted the same way in every stage: say it once.
+    fits = [s for s in stages if (s.result.get("prompt_fit") or {}).get("message")]
+    if fits:
+        warnings.insert(0, (fits[0], fits[0].result["prompt_fit"]["message"]))
     return {
+        "warnings": warnings,
+        "win_rates": list(iteration.win_rates.all()),
         "iteration": iteration,
         "stages": stages,
         "charts": charts,
@@ -158,7 +185,84 @@ def lineage(request):
     for row in rows:
         row.__dict__.setdefault("chart", None)
     charts = {row.name: best_of_k_svg(row.rs_curve) for row in rows if row.rs_curve}
-    return render(request, "rlhf/lineage.html", {"rows": rows, "charts": charts})
+    win_rates = selectors.lineage_win_rates()
+    progress = [
+        (
+            row,
+            [
+                win_rates.get(row.name, {}).get(against, {}).get(key)
+                for against in ("parent", "first")
+                for key, _ in JUDGE_ORDER
+            ],
+        )
+        for row in rows
+        if row.kind == "policy"
+    ]
+    return render(
+        request,
+        "rlhf/lineage.html",
+        {"rows": rows, "charts": charts, "progress": progress, "judges": JUDGE_ORDER},
+    )
+
+
+JUDGE_ORDER = [("proxy", "Proxies"), ("judge", "Judge"), ("people", "People")]
+
+
+# --- human evaluation batches ---------------------------------------------------------------
+
+
+@require_GET
+@permission(LAUNCH_TRAINING)
+def human_evaluations(request):
+    return render(
+        request,
+        "rlhf/human_evaluations.html",
+        {
+            "evaluations": human_evaluation.human_evaluation_list(),
+            "versions": human_evaluation.policy_versions(),
+        },
+    )
+
+
+@require_POST
+@permission(LAUNCH_TRAINING)
+def human_evaluation_create(request):
+    try:
+        n_prompts = int(request.POST.get("n_prompts") or 50)
+    except ValueError:
+        messages.error(request, "n_prompts: a whole number of prompts.")
+        return redirect("rlhf:human_evaluations")
+    try:
+        evaluation = human_evaluation.human_evaluation_create(
+            candidate=request.POST.get("candidate", ""),
+            baseline=request.POST.get("baseline", ""),
+            n_prompts=n_prompts,
+            created_by=request.user,
+        )
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+        return redirect("rlhf:human_evaluations")
+    messages.success(
+        request,
+        f"Blind evaluation of {evaluation.candidate_name} against {evaluation.baseline_name} queued.",
+    )
+    return redirect("rlhf:human_evaluation", evaluation_id=evaluation.pk)
+
+
+@require_GET
+@permission(LAUNCH_TRAINING)
+def human_evaluation_detail(request, evaluation_id: int):
+    evaluation = human_evaluation.human_evaluation_list().filter(pk=evaluation_id).first()
+    if evaluation is None:
+        raise Http404
+    return render(
+        request,
+        "rlhf/human_evaluation.html",
+        {
+            "evaluation": evaluation,
+            "result": human_evaluation.human_evaluation_result_get(evaluation),
+        },
+    )
 
 
 # --- live multi-turn annotation ------------------------------------------------------------

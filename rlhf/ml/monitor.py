@@ -100,8 +100,12 @@ def policy_did_not_move(
             f"the KL to the starting policy stayed below {kl_floor:g} nats (at most "
             f"{max(abs(k) for k in kls):.5f})"
         )
-    if len(losses) >= 2 and losses[-1] >= losses[0]:
-        notes.append(f"the loss did not fall ({losses[0]:.3f} → {losses[-1]:.3f})")
+    if len(losses) >= 2:
+        # Mean of the first and the last quarter: single steps see different mini-batches.
+        k = max(1, len(losses) // 4)
+        first, last = statistics.fmean(losses[:k]), statistics.fmean(losses[-k:])
+        if last >= first:
+            notes.append(f"the loss did not fall ({first:.3f} → {last:.3f})")
     if not notes:
         return ""
     return (
@@ -109,3 +113,39 @@ def policy_did_not_move(
         + " and ".join(notes)
         + ". Raise the learning rate or the number of steps/epochs for a model of this size."
     )
+
+
+class ProbeMonitor:
+    """Probes a policy during training on a fixed set of held-out prompts, every ``every``
+    steps (and at the start and the end): ``sample(prompts) -> responses`` is the policy
+    as it is at that moment."""
+
+    def __init__(self, prompts, proxy: ProxyFn, judge: ScoreFn | None, *, every: int):
+        self.prompts, self.proxy, self.judge, self.every = list(prompts), proxy, judge, every
+        self.points: list[ProbePoint] = []
+
+    def due(self, step: int, last_step: int) -> bool:
+        return (
+            self.every > 0 and bool(self.prompts) and (step % self.every == 0 or step == last_step)
+        )
+
+    def probe(self, step: int, kl: float, sample: Callable[[list], list[str]]) -> ProbePoint:
+        point = probe_point(
+            step=step,
+            kl=kl,
+            contexts=[list(p.turns) for p in self.prompts],
+            safety_tagged=[p.safety_tagged for p in self.prompts],
+            responses=sample(self.prompts),
+            proxy=self.proxy,
+            judge=self.judge,
+        )
+        self.points.append(point)
+        return point
+
+    def as_dict(self) -> dict:
+        return {
+            "every": self.every,
+            "prompts": len(self.prompts),
+            "points": [p.as_dict() for p in self.points],
+            "flag": overoptimisation_flag(self.points),
+        }

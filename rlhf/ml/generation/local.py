@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,12 +25,26 @@ from rlhf.ml.generation.base import (
     require_prompts,
 )
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-def context_length(model) -> int:
+
+def context_length(model: PreTrainedModel) -> int:
     return int(getattr(model.config, "max_position_embeddings", 2048))
 
 
-def end_of_turn_id(tokenizer) -> int:
+def load_tokenizer_and_context(path: str | Path) -> tuple[PreTrainedTokenizerBase, int]:
+    """The tokenizer of the checkpoint at ``path`` and its context length, without loading
+    the weights: what ``rlhf.ml.prompt_fit`` needs to fit prompts before sampling."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path), int(
+        getattr(config, "max_position_embeddings", 2048)
+    )
+
+
+def end_of_turn_id(tokenizer: PreTrainedTokenizerBase) -> int:
     token_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
     if token_id is None or token_id == tokenizer.unk_token_id:
         raise ValueError(
@@ -37,7 +53,7 @@ def end_of_turn_id(tokenizer) -> int:
     return int(token_id)
 
 
-def prepare_tokenizer(tokenizer) -> None:
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
     """Left padding (generation continues from the right edge) and a pad token."""
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -57,7 +73,10 @@ class SampledTokens:
 
 @torch.no_grad()
 def sample_tokens(
-    model, tokenizer, prompt_texts: Sequence[str], params: SamplingParams
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_texts: Sequence[str],
+    params: SamplingParams,
 ) -> SampledTokens:
     """Sample ``params.num_samples`` continuations of each prompt text in one ``generate`` call.
 
@@ -108,7 +127,7 @@ def sample_tokens(
     )
 
 
-def decode_responses(tokenizer, sampled: SampledTokens) -> list[str]:
+def decode_responses(tokenizer: PreTrainedTokenizerBase, sampled: SampledTokens) -> list[str]:
     rows = []
     response = sampled.sequences[:, sampled.prompt_width :]
     for ids, mask in zip(response, sampled.response_mask, strict=True):
@@ -123,18 +142,28 @@ class LocalGenerator:
     ``max_batch_rows`` bounds prompts×samples per ``generate`` call (memory, not speed).
     """
 
-    def __init__(self, model, tokenizer, *, name: str = "local", max_batch_rows: int = 512):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        name: str = "local",
+        max_batch_rows: int = 512,
+    ) -> None:
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.max_batch_rows = max_batch_rows
         prepare_tokenizer(tokenizer)
 
     @classmethod
-    def load(cls, path, *, device: str | None = None, name: str | None = None) -> LocalGenerator:
+    def load(
+        cls, path: str | Path, *, device: str | None = None, name: str | None = None
+    ) -> LocalGenerator:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model = model.to(device).eval()  # type: ignore[arg-type]  # see modeling/ml/basemodel.py
         tokenizer = AutoTokenizer.from_pretrained(path)
         return cls(model, tokenizer, name=name or str(path))
 
