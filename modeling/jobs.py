@@ -180,7 +180,11 @@ def _base_texts(run: TrainingRun) -> tuple[list[str], dict]:
     sources = {"builtin_corpus": len(texts)}
     pairs: list[PreferencePair] = []
     if cfg.get("use_frozen_batches", True):
-        frozen = list(Batch.objects.filter(status=Batch.Status.FROZEN).values_list("id", flat=True))
+        frozen = list(
+            Batch.objects.filter(
+                status=Batch.Status.FROZEN, purpose=Batch.Purpose.TRAINING
+            ).values_list("id", flat=True)
+        )
         if frozen:
             pairs += selectors.preference_pairs_frozen(batch_ids=frozen)
     if cfg.get("use_shared_hh"):
