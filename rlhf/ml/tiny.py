@@ -8,8 +8,12 @@ default base model comes from the modeling app. The tokenizer carries
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modeling.ml.chat import SPECIAL_TOKENS
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 WORDS = [
     "yes",
@@ -77,7 +81,7 @@ WORDS = [
 ]
 
 
-def make_tiny_tokenizer():
+def make_tiny_tokenizer() -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -104,7 +108,7 @@ def make_tiny_policy(
     layers: int = 2,
     seed: int = 0,
     context: int = 256,
-):
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """Returns ``(model, tokenizer)``; saves both to ``path`` when given."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -26,7 +26,7 @@ from rlhf.ml.generation.base import (
 )
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
 
 def context_length(model: PreTrainedModel) -> int:
@@ -46,11 +46,11 @@ def load_tokenizer_and_context(path: str | Path) -> tuple[PreTrainedTokenizerBas
 
 def end_of_turn_id(tokenizer: PreTrainedTokenizerBase) -> int:
     token_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
-    if token_id is None or token_id == tokenizer.unk_token_id:
+    if not isinstance(token_id, int) or token_id == tokenizer.unk_token_id:
         raise ValueError(
             f"The tokenizer has no {END_OF_TURN!r} token; add modeling.ml.chat.SPECIAL_TOKENS."
         )
-    return int(token_id)
+    return token_id
 
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
@@ -98,7 +98,7 @@ def sample_tokens(
     if params.seed is not None:
         torch.manual_seed(params.seed)
     sampling = params.temperature > 0
-    out = model.generate(
+    out = cast("GenerationMixin", model).generate(  # causal LMs mix generation in
         input_ids=input_ids,
         attention_mask=attention_mask,
         do_sample=sampling,
@@ -132,7 +132,7 @@ def decode_responses(tokenizer: PreTrainedTokenizerBase, sampled: SampledTokens)
     response = sampled.sequences[:, sampled.prompt_width :]
     for ids, mask in zip(response, sampled.response_mask, strict=True):
         kept = ids[mask.bool()].tolist()
-        rows.append(tokenizer.decode(kept, skip_special_tokens=True).strip())
+        rows.append(cast(str, tokenizer.decode(kept, skip_special_tokens=True)).strip())
     return rows
 
 

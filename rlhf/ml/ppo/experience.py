@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,6 +23,12 @@ from rlhf.ml.ppo.losses import approx_kl, gae, masked_mean, masked_whiten
 from rlhf.ml.ppo.model import gather_logprobs, reference_logprobs
 from rlhf.ml.prompts import PromptExample, RewardFn
 from rlhf.ml.rewards import squash_then_logit, whiten
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from rlhf.ml.ppo.config import PPOConfig
+    from rlhf.ml.ppo.model import PolicyWithValueHead
 
 
 class NonFiniteError(FloatingPointError):
@@ -58,12 +65,12 @@ def shape_scores(
 
 @torch.no_grad()
 def make_experience(
-    policy,
-    ref_lm,
-    tokenizer,
+    policy: PolicyWithValueHead,
+    ref_lm: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[PromptExample],
     reward: RewardFn,
-    config,
+    config: PPOConfig,
     kl_coef: float,
 ) -> Experience:
     """Sample one response per prompt from ``policy`` and build everything PPO trains on."""

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rlhf.ml.ppo.config import PPOConfig
+
 
 class FixedKLController:
     """A constant β (Llama 2 uses 0.01 for 7B/13B, 0.005 for 34B/70B)."""
@@ -25,7 +30,7 @@ class AdaptiveKLController:
         self.value *= 1.0 + error * n_samples / self.horizon
 
 
-def kl_controller(config) -> FixedKLController | AdaptiveKLController:
+def kl_controller(config: PPOConfig) -> FixedKLController | AdaptiveKLController:
     if config.adaptive_kl:
         return AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
     return FixedKLController(config.kl_coef)

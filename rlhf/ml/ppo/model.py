@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -18,7 +23,7 @@ def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 class PolicyWithValueHead(nn.Module):
     """A causal LM sharing its trunk with a value head V(s_t) = w·h_t + b."""
 
-    def __init__(self, lm):
+    def __init__(self, lm: PreTrainedModel) -> None:
         super().__init__()
         self.lm = lm
         self.value_head = nn.Linear(lm.config.hidden_size, 1)
@@ -45,7 +50,10 @@ class PolicyWithValueHead(nn.Module):
 
 @torch.no_grad()
 def reference_logprobs(
-    ref_lm, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int
+    ref_lm: PreTrainedModel,
+    sequences: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prompt_width: int,
 ) -> torch.Tensor:
     out = ref_lm(
         input_ids=sequences,

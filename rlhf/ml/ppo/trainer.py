@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -30,6 +31,9 @@ from rlhf.ml.ppo.losses import (
 from rlhf.ml.ppo.model import PolicyWithValueHead, gather_logprobs
 from rlhf.ml.ppo.replay_buffer import ReplayBuffer
 from rlhf.ml.prompts import PromptExample, RewardFn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,15 @@ class PPOResult:
 
 
 class PPOTrainer:
-    def __init__(self, lm, tokenizer, reward: RewardFn, config: PPOConfig, *, ref_lm=None):
+    def __init__(
+        self,
+        lm: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        reward: RewardFn,
+        config: PPOConfig,
+        *,
+        ref_lm: PreTrainedModel | None = None,
+    ) -> None:
         self.config, self.tokenizer, self.reward = config, tokenizer, reward
         torch.manual_seed(config.seed)
         self.policy = PolicyWithValueHead(lm)
@@ -85,7 +97,8 @@ class PPOTrainer:
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        lm = lm.to(device)  # type: ignore[arg-type]  # see modeling/ml/basemodel.py
         return cls(lm, AutoTokenizer.from_pretrained(path), reward, config)
 
     def step(self, prompts: Sequence[PromptExample]) -> PPOStepStats:
@@ -157,7 +170,7 @@ class PPOTrainer:
         order: list[PromptExample] = []
         history = []
         for _ in range(steps):
-            batch = []
+            batch: list[PromptExample] = []
             while len(batch) < self.config.rollout_batch_size:  # cycles through the prompt set
                 if not order:
                     order = list(prompts)

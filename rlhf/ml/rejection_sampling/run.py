@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modeling.ml.checkpoints import partial_dir, publish
 from rlhf.ml.generation.base import SamplingParams
@@ -18,6 +19,9 @@ from rlhf.ml.prompts import PromptExample, RewardFn
 from rlhf.ml.rejection_sampling.config import RejectionSamplingConfig
 from rlhf.ml.rejection_sampling.curve import CurvePoint, best_of_k_curve
 from rlhf.ml.rejection_sampling.sft import finetune_on_targets
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,8 @@ class RejectionSamplingResult:
 
 
 def run_rejection_sampling(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[PromptExample],
     reward: RewardFn,
     config: RejectionSamplingConfig,

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from modeling.ml.chat import render_prompt, render_response
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from rlhf.ml.rejection_sampling.config import RejectionSamplingConfig
+
 IGNORE_INDEX = -100
 
 
 def build_sft_batch(
-    tokenizer, examples: Sequence[tuple[Sequence[dict], str]], max_length: int
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[tuple[Sequence[dict], str]],
+    max_length: int,
 ) -> dict[str, torch.Tensor]:
     """Right-padded ids with labels masked (IGNORE_INDEX) on the prompt and padding.
 
@@ -37,10 +45,10 @@ def build_sft_batch(
 
 
 def finetune_on_targets(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[tuple[Sequence[dict], str]],
-    config,
+    config: RejectionSamplingConfig,
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> list[float]:
     """AdamW over ``config.epochs`` passes; returns the loss of each optimizer step."""
