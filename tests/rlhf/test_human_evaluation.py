@@ -170,3 +170,27 @@ def test_bad_requests_are_refused_and_the_command(accepted_iteration, client, ad
     assert "No labels yet" in page and evaluation.batch.name in page
     listing = client.get("/rlhf/evaluations/").content.decode()
     assert "RLHF-V1" in listing and "Make the evaluation batch" in listing
+
+
+def test_base_model_pretraining_leaves_out_evaluation_batches(settings, tmp_path):
+    from modeling.models import TrainingRun
+
+    settings.MODELS_DIR = tmp_path / "models"
+    evaluation_batch()
+    run = modeling_services.base_model_launch(
+        config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "max_steps": 2,
+            "max_seconds": 0,
+            "vocab_size": 400,
+            "seq_length": 64,
+            "batch_size": 2,
+        },
+    )
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.result.metrics["text"]["dialogues"] == 0  # the frozen evaluation batch: none
