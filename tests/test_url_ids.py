@@ -66,3 +66,20 @@ def test_ids_beyond_the_column_are_404_on_every_route(client, django_user_model)
     for bad in ("0", "99999999999999999999999999999"):
         assert client.get(f"/api/v1/tasks/{bad}/label/").status_code == 404
         assert client.get(f"/rlhf/live/{bad}/").status_code == 404
+
+
+def test_the_schema_declares_path_ids_as_bounded_integers():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    ids = [
+        p["schema"]
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+        for p in operation.get("parameters", [])
+        if p["in"] == "path" and p["name"].endswith("_id")
+    ]
+    assert len(ids) >= 12
+    assert all(
+        s == {"type": "integer", "format": "int64", "minimum": 1, "maximum": ID_MAX} for s in ids
+    )
