@@ -8,6 +8,7 @@ DJANGO_DEBUG=false, DJANGO_SECRET_KEY, DATABASE_URL=postgres://..., CELERY_BROKE
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from annotation.columns import ID_MAX  # plain constants: safe before apps load
 
@@ -33,7 +34,9 @@ SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=not DEB
 CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
-SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# The preload flag only allows a submission to the browsers' preload list (a deliberate
+# step of the domain's owner); it submits nothing itself.
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=not DEBUG)
 if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -151,6 +154,11 @@ STORAGES = {
 # Uploads of preference data can be large; files are streamed to disk above this size.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=50 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Imports from the batch page and the API: the largest file, and the largest data once
+# decompressed (HH's helpful-base train split is 16 MB gzipped, 70 MB of JSONL); larger
+# files go through `manage.py pairwise_import`. Problems listed per import (then counted).
+PAIRWISE_IMPORT_MAX_BYTES = env.int("PAIRWISE_IMPORT_MAX_BYTES", default=100 * 1024 * 1024)
+PAIRWISE_IMPORT_MAX_PROBLEMS = env.int("PAIRWISE_IMPORT_MAX_PROBLEMS", default=200)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -173,14 +181,39 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Annotation queue, labels, batches, models and exports of Pairwise.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
+    # One name per choice set that several fields share (else drf-spectacular guesses).
+    "ENUM_NAME_OVERRIDES": {
+        "ChoiceEnum": "annotation.models.CHOICE_CHOICES",
+        "SafetyTagEnum": "annotation.models.SAFETY_TAG_CHOICES",
+        "BatchStatusEnum": "annotation.models.Batch.Status",
+        "SnapshotStatusEnum": "annotation.models.Snapshot.Status",
+        "ModelVersionStatusEnum": "modeling.models.ModelVersion.Status",
+        "ScoreJobStatusEnum": "modeling.models.ScoreJob.Status",
+        "IterationStatusEnum": "rlhf.models.Iteration.Status",
+        "StageStatusEnum": "rlhf.models.IterationStage.Status",
+    },
     # <id:...> in paths (annotation/url_converters.py): an integer within the id columns.
     "PATH_CONVERTER_OVERRIDES": {
         "id": {"type": "integer", "format": "int64", "minimum": 1, "maximum": ID_MAX}
     },
+    # Every 4xx in the one error shape (config/api_errors.py), declared on every operation.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.api_schema.declare_error_responses",
+    ],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+
+# Long jobs (training runs, score jobs, iteration stages, snapshot builds) hold a lease with a
+# heartbeat (config/leases.py): a running job stamps it every JOB_STALE_SECONDS / 6, and a
+# sweep queues again any job whose heartbeat is older than JOB_STALE_SECONDS. Celery beat
+# runs the sweep every JOB_SWEEP_SECONDS; each worker runs it when it starts and once more
+# JOB_STALE_SECONDS + JOB_SWEEP_SECONDS later. A killed worker's job resumes within about
+# JOB_STALE_SECONDS + JOB_SWEEP_SECONDS.
+JOB_STALE_SECONDS = env.int("PAIRWISE_JOB_STALE_SECONDS", default=180)
+JOB_SWEEP_SECONDS = env.int("PAIRWISE_JOB_SWEEP_SECONDS", default=60)
 
 # Celery. The filesystem broker needs no server; its folders live under DATA_DIR.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
@@ -194,10 +227,22 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+else:
+    # Redis gives an unacknowledged message back (its worker died) after this many seconds;
+    # its default is an hour. A redelivered message of a job that is still running is a
+    # no-op (the lease), so this need not exceed the longest job, only the countdown of the
+    # sweep a starting worker sends (JOB_STALE_SECONDS + JOB_SWEEP_SECONDS).
+    _visibility_timeout = env.int("PAIRWISE_BROKER_VISIBILITY_TIMEOUT", default=900)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility_timeout}
+    if _visibility_timeout <= JOB_STALE_SECONDS + JOB_SWEEP_SECONDS:
+        raise ImproperlyConfigured(
+            "PAIRWISE_BROKER_VISIBILITY_TIMEOUT must exceed PAIRWISE_JOB_STALE_SECONDS + "
+            "PAIRWISE_JOB_SWEEP_SECONDS, or the worker-start sweep is delivered twice."
+        )
 # Job state lives in our own tables (runs, iterations, snapshots), not in a result backend.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-CELERY_TASK_ACKS_LATE = True  # a killed worker's task is redelivered and resumes
+CELERY_TASK_ACKS_LATE = True  # a killed worker's message is redelivered (and the sweep, above)
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = env("PAIRWISE_QUEUE", default="default")
@@ -211,6 +256,10 @@ CELERY_BEAT_SCHEDULE = {
     "release-expired-assignments": {
         "task": "annotation.tasks.release_expired_assignments",
         "schedule": 300.0,
+    },
+    "requeue-stale-jobs": {
+        "task": "config.celery.jobs_requeue_stale",
+        "schedule": float(JOB_SWEEP_SECONDS),
     },
 }
 

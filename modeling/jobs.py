@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -26,9 +27,16 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from annotation.models import Batch, Label
+from config.leases import JobKind, LeaseLost, heartbeat_seconds, job_beat, job_claim, job_heartbeat
 from modeling.ml.training.config import BaseModelConfig, DataRecipe, RewardTrainingConfig
 from modeling.models import ModelKind, ModelVersion, ScoreJob, TrainingRun
 from modeling.services import model_name_check
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from modeling.ml.inference import RewardScorer
+    from modeling.ml.training.trainer import TrainingProgress
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +50,7 @@ HH_FILES = {
 
 
 def checkpoint_register(
-    *, name: str, path: str, kind: str = ModelKind.BASE, created_by=None
+    *, name: str, path: str, kind: str = ModelKind.BASE, created_by: User | None = None
 ) -> ModelVersion:
     """Register an existing local HF-format checkpoint folder (e.g. Llama 2 weights) after
     checking it loads as a causal LM whose tokenizer has the chat markers."""
@@ -75,13 +83,44 @@ def _log(run_id: int, line: str) -> None:
     logger.info("run %s: %s", run_id, line)
 
 
+def _requeue_run(run_id: int) -> None:
+    from modeling.tasks import training_run_execute as task
+
+    task.delay(run_id)
+
+
+def _requeue_score_job(job_id: int) -> None:
+    from modeling.tasks import score_job_execute as task
+
+    task.delay(job_id)
+
+
+TRAINING_RUNS = JobKind(
+    label="training run",
+    model=TrainingRun,
+    running=TrainingRun.Status.RUNNING,
+    queued=TrainingRun.Status.QUEUED,
+    finished=(TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED),
+    requeue=_requeue_run,
+)
+SCORE_JOBS = JobKind(
+    label="score job",
+    model=ScoreJob,
+    running=ScoreJob.Status.RUNNING,
+    queued=ScoreJob.Status.QUEUED,
+    finished=(ScoreJob.Status.SUCCEEDED, ScoreJob.Status.FAILED),
+    requeue=_requeue_score_job,
+)
+
+
 class _Progress:
-    """Writes progress to the run row at most every PROGRESS_EVERY_SECONDS."""
+    """Writes progress (and so a heartbeat) to the run row at most every
+    PROGRESS_EVERY_SECONDS; raises ``LeaseLost`` if another worker took the run over."""
 
-    def __init__(self, run_id: int):
-        self.run_id, self.last = run_id, 0.0
+    def __init__(self, run_id: int, lease: int) -> None:
+        self.run_id, self.lease, self.last = run_id, lease, 0.0
 
-    def __call__(self, p) -> None:
+    def __call__(self, p: TrainingProgress) -> None:
         now = time.monotonic()
         if (
             now - self.last < PROGRESS_EVERY_SECONDS
@@ -90,7 +129,10 @@ class _Progress:
         ):
             return
         self.last = now
-        TrainingRun.objects.filter(pk=self.run_id).update(
+        job_beat(
+            TRAINING_RUNS,
+            self.run_id,
+            self.lease,
             step=p.step,
             total_steps=p.total_steps,
             loss=p.loss,
@@ -114,41 +156,63 @@ def _error_message(exc: BaseException) -> str:
 
 
 def training_run_execute(*, run_id: int) -> None:
-    """Run a queued (or interrupted) run to the end. Idempotent: a finished run is left
-    alone; a run found ``running`` was interrupted (its worker died) and resumes from its
-    last checkpoint."""
-    with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().get(pk=run_id)
-        if run.status in (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED):
-            return
-        resumed = run.status == TrainingRun.Status.RUNNING
-        run.status, run.attempts = TrainingRun.Status.RUNNING, run.attempts + 1
-        run.started_at = run.started_at or timezone.now()
-        run.save(update_fields=["status", "attempts", "started_at"])
-        if run.result_id:
-            ModelVersion.objects.filter(pk=run.result_id).update(
-                status=ModelVersion.Status.TRAINING
-            )
-    _log(run_id, "resumed after an interruption" if resumed else "started")
+    """Run a queued (or interrupted) run to the end, in this process.
+
+    Idempotent: a finished run, or one another worker is running (fresh heartbeat), is
+    left alone; a run whose worker died (stale heartbeat, see ``config.leases``) is taken
+    over and resumes from its last checkpoint with the same total step count. Only the
+    lease holder writes the outcome."""
+    lease = job_claim(TRAINING_RUNS, run_id)
+    if lease is None:
+        return
+    TrainingRun.objects.filter(pk=run_id, started_at=None).update(started_at=timezone.now())
+    run = TrainingRun.objects.get(pk=run_id)
+    if run.result_id:
+        ModelVersion.objects.filter(pk=run.result_id).update(status=ModelVersion.Status.TRAINING)
+    _log(run_id, f"resumed after an interruption (attempt {lease})" if lease > 1 else "started")
+    held = TrainingRun.objects.filter(pk=run_id, attempts=lease)
     try:
-        if run.kind == TrainingRun.Kind.BASE:
-            _execute_base(run)
-        else:
-            _execute_reward(run)
+        with job_heartbeat(TRAINING_RUNS, run_id, lease):
+            if run.kind == TrainingRun.Kind.BASE:
+                _execute_base(run)
+            else:
+                _execute_reward(run)
+    except LeaseLost:
+        _log(run_id, f"attempt {lease} stopped: another worker took the run over")
+        return
     except Exception as exc:  # noqa: BLE001 - every failure ends the run with its reason
         message = _error_message(exc)
         logger.exception("run %s failed", run_id)
-        _log(run_id, f"failed: {message}")
-        TrainingRun.objects.filter(pk=run_id).update(
-            status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now()
-        )
-        if run.result_id:
-            ModelVersion.objects.filter(pk=run.result_id).update(status=ModelVersion.Status.FAILED)
+        if held.update(status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now()):
+            _log(run_id, f"failed: {message}")
+            if run.result_id:
+                ModelVersion.objects.filter(pk=run.result_id).update(
+                    status=ModelVersion.Status.FAILED
+                )
         return
-    TrainingRun.objects.filter(pk=run_id).update(
-        status=TrainingRun.Status.SUCCEEDED, finished_at=timezone.now(), phase="done"
-    )
-    _log(run_id, "succeeded")
+    if held.update(status=TrainingRun.Status.SUCCEEDED, finished_at=timezone.now(), phase="done"):
+        _log(run_id, "succeeded")
+
+
+def training_run_finish(*, run_id: int) -> TrainingRun:
+    """Run the run here, or wait while another live worker runs it; returns it finished.
+
+    For callers that need the model before going on (the iteration's reward-model stage):
+    waiting, it keeps trying to take the run over, so a run whose worker dies meanwhile
+    goes on here instead of waiting for the sweep."""
+    while True:
+        training_run_execute(run_id=run_id)
+        run = TrainingRun.objects.get(pk=run_id)
+        if not run.is_active:
+            return run
+        time.sleep(heartbeat_seconds())
+
+
+def _result_id(run: TrainingRun) -> int:
+    """The model ``run`` writes (the launch services always create it)."""
+    if run.result_id is None:
+        raise ValueError(f"run {run.pk} has no model to write")
+    return run.result_id
 
 
 def _work_dir(run: TrainingRun) -> Path:
@@ -196,7 +260,7 @@ def _base_texts(run: TrainingRun) -> tuple[list[str], dict]:
                 pairs += [
                     PreferencePair(
                         tuple(r.turns), r.response_a.text, r.response_b.text, "", Category(category)
-                    )  # type: ignore[arg-type]
+                    )
                     for r in parsed.rows
                 ]
     split = held_out_split(
@@ -224,11 +288,17 @@ def _execute_base(run: TrainingRun) -> None:
     _log(run.pk, f"pretraining text: {sources}")
     out = Path(settings.MODELS_DIR) / run.result_name
 
-    def progress(step: int, total: int, loss: float, last=[0.0]) -> None:  # noqa: B006 - per-call throttle state
+    def progress(step: int, total: int, loss: float, last: list[float] = [0.0]) -> None:  # noqa: B006 - per-call throttle state
         if time.monotonic() - last[0] >= PROGRESS_EVERY_SECONDS or step == total:
             last[0] = time.monotonic()
-            TrainingRun.objects.filter(pk=run.pk).update(
-                step=step, total_steps=total, loss=loss, phase="pretrain"
+            job_beat(
+                TRAINING_RUNS,
+                run.pk,
+                run.attempts,
+                step=step,
+                total_steps=total,
+                loss=loss,
+                phase="pretrain",
             )
 
     result = base_model_create(
@@ -238,7 +308,7 @@ def _execute_base(run: TrainingRun) -> None:
         run.pk,
         f"pretrained {result.steps} steps, loss {result.initial_loss:.3f} → {result.final_loss:.3f}",
     )
-    ModelVersion.objects.filter(pk=run.result_id).update(
+    ModelVersion.objects.filter(pk=_result_id(run)).update(
         status=ModelVersion.Status.READY,
         path=str(out),
         tokenizer_path=str(out),
@@ -287,7 +357,7 @@ def _execute_reward(run: TrainingRun) -> None:
         work_dir=_work_dir(run),
         config=cfg,
         meta={"name": run.result_name, "parent": base.name, "recipe": recipe.to_dict()},
-        progress=_Progress(run.pk),
+        progress=_Progress(run.pk, run.attempts),
     )
     if result.resumed_from_step:
         _log(run.pk, f"resumed from step {result.resumed_from_step}")
@@ -323,7 +393,7 @@ def _execute_reward(run: TrainingRun) -> None:
     else:
         _log(run.pk, f"held-out accuracy {metrics['accuracy']:.3f} on {len(eval_pairs)} pairs")
     with transaction.atomic():
-        model = ModelVersion.objects.select_for_update().get(pk=run.result_id)
+        model = ModelVersion.objects.select_for_update().get(pk=_result_id(run))
         model.status, model.path, model.metrics = ModelVersion.Status.READY, str(out), metrics
         model.tokenizer_path = str(out)
         model.trained_on_hashes = {b.name: b.freeze_hash for b in batches}
@@ -337,10 +407,10 @@ def _execute_reward(run: TrainingRun) -> None:
 # Per worker process: (model id, path) → loaded scorer, newest last. Two fit the usual
 # traffic (the helpfulness and the safety RM of the week) without holding every RM ever asked for.
 SCORERS_KEPT = 2
-_scorers: OrderedDict[tuple[int, str], object] = OrderedDict()
+_scorers: OrderedDict[tuple[int, str], RewardScorer] = OrderedDict()
 
 
-def _scorer(model: ModelVersion):
+def _scorer(model: ModelVersion) -> RewardScorer:
     from modeling.ml.inference import RewardScorer
 
     key = (model.pk, model.path)
@@ -354,28 +424,27 @@ def _scorer(model: ModelVersion):
 
 
 def score_job_execute(*, job_id: int) -> None:
-    """Score a queued job in this (worker) process. A finished job is left alone; any
+    """Score a queued job in this (worker) process. A finished job, or one another worker
+    is scoring (fresh heartbeat), is left alone; one whose worker died is scored again; any
     failure ends the job with a readable error."""
-    with transaction.atomic():
-        job = ScoreJob.objects.select_for_update().select_related("model").get(pk=job_id)
-        if job.is_done:
-            return
-        job.status = ScoreJob.Status.RUNNING
-        job.save(update_fields=["status"])
+    lease = job_claim(SCORE_JOBS, job_id)
+    if lease is None:
+        return
+    job = ScoreJob.objects.select_related("model").get(pk=job_id)
+    held = ScoreJob.objects.filter(pk=job_id, attempts=lease)
     try:
-        model = job.model
-        if not (model.is_reward and model.is_ready):
-            raise ValidationError(f"{model.name} is no longer a ready reward model.")
-        scorer = _scorer(model)
-        scores = scorer.score(  # type: ignore[attr-defined]
-            [i["dialogue"] for i in job.items], [i["response"] for i in job.items]
-        )
+        with job_heartbeat(SCORE_JOBS, job_id, lease):
+            model = job.model
+            if not (model.is_reward and model.is_ready):
+                raise ValidationError(f"{model.name} is no longer a ready reward model.")
+            scorer = _scorer(model)
+            scores = scorer.score(
+                [i["dialogue"] for i in job.items], [i["response"] for i in job.items]
+            )
     except Exception as exc:  # noqa: BLE001 - every failure ends the job with its reason
         logger.exception("score job %s failed", job_id)
-        ScoreJob.objects.filter(pk=job_id).update(
+        held.update(
             status=ScoreJob.Status.FAILED, error=_error_message(exc), finished_at=timezone.now()
         )
         return
-    ScoreJob.objects.filter(pk=job_id).update(
-        status=ScoreJob.Status.SUCCEEDED, scores=scores, finished_at=timezone.now()
-    )
+    held.update(status=ScoreJob.Status.SUCCEEDED, scores=scores, finished_at=timezone.now())

@@ -134,6 +134,11 @@ class TrainingRun(models.Model):
     attempts = models.PositiveSmallIntegerField(
         default=0, help_text="Times a worker started it (more than 1: resumed)."
     )
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Last sign of life from the worker running it (config.leases).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -181,6 +186,12 @@ class ScoreJob(models.Model):
     )
     scores = models.JSONField(null=True, blank=True, help_text="One float per item, in order.")
     error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker started it.")
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Last sign of life from the worker running it (config.leases).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -20,6 +20,8 @@ from annotation import services as annotation_services
 from annotation.domain import Category, Choice, Role, Turn
 from annotation.importers import ResponseIn
 from annotation.models import Batch
+from annotation.queue import assignments
+from config.leases import JobKind, job_claim, job_heartbeat
 from rlhf import live, services
 from rlhf.models import Iteration, IterationStage, LiveTurn
 
@@ -29,41 +31,63 @@ LIVE_TEMPERATURES = (0.7, 1.0)
 LIVE_MAX_NEW_TOKENS = 64
 
 
+def _requeue_stage(stage_id: int) -> None:
+    from rlhf import tasks
+
+    tasks.stage_run.delay(stage_id)
+
+
+ITERATION_STAGES = JobKind(
+    label="iteration stage",
+    model=IterationStage,
+    running=IterationStage.Status.RUNNING,
+    queued=IterationStage.Status.QUEUED,
+    # PENDING: not this stage's turn yet (the stage before queues it); FAILED: resume does.
+    finished=(
+        IterationStage.Status.DONE,
+        IterationStage.Status.SKIPPED,
+        IterationStage.Status.FAILED,
+        IterationStage.Status.PENDING,
+    ),
+    requeue=_requeue_stage,
+)
+
+
 def stage_run(*, stage_id: int) -> None:
     """Run one stage to completion, then queue the next.
 
-    A stage found RUNNING was interrupted (its worker died; the task was redelivered) and
-    starts again: stages write their outputs to ``*.partial`` folders and publish them
-    with one rename, so a rerun never sees half of an earlier attempt.
+    A duplicate message, or one redelivered while another worker runs the stage (fresh
+    heartbeat), does nothing. A stage whose worker died (stale heartbeat, ``config.leases``)
+    starts again: stages write their outputs to ``*.partial`` folders and publish them with
+    one rename, so a rerun never sees half of an earlier attempt.
     """
     from rlhf import stages as stage_impls
 
-    with transaction.atomic():
-        stage = (
-            IterationStage.objects.select_for_update().select_related("iteration").get(pk=stage_id)
-        )
-        if stage.status in (IterationStage.Status.DONE, IterationStage.Status.SKIPPED):
-            return  # a duplicate delivery
-        if stage.iteration.status != Iteration.Status.RUNNING:
-            return  # failed or finished meanwhile; resume re-queues explicitly
-        earlier = stage.iteration.stages.filter(order__lt=stage.order).exclude(
-            status__in=[IterationStage.Status.DONE, IterationStage.Status.SKIPPED]
-        )
-        if earlier.exists():
-            raise ValidationError(f"{stage} cannot run before the stages ahead of it are done.")
-        stage.status = IterationStage.Status.RUNNING
-        stage.attempts += 1
-        stage.started_at = timezone.now()
-        stage.error = ""
-        stage.save(update_fields=["status", "attempts", "started_at", "error"])
-    services.stage_log(stage_id, f"started (attempt {stage.attempts})", 0.0)
+    stage = IterationStage.objects.select_related("iteration").get(pk=stage_id)
+    if stage.iteration.status != Iteration.Status.RUNNING:
+        return  # failed or finished meanwhile; resume re-queues explicitly
+    earlier = stage.iteration.stages.filter(order__lt=stage.order).exclude(
+        status__in=[IterationStage.Status.DONE, IterationStage.Status.SKIPPED]
+    )
+    if earlier.exists():
+        raise ValidationError(f"{stage} cannot run before the stages ahead of it are done.")
+    lease = job_claim(ITERATION_STAGES, stage_id, started_at=timezone.now(), error="")
+    if lease is None:
+        return  # done, not its turn, or running in a live worker
+    stage.refresh_from_db()
+    services.stage_log(stage_id, f"started (attempt {lease})", 0.0)
     try:
-        result = stage_impls.run(stage)
+        with job_heartbeat(ITERATION_STAGES, stage_id, lease) as held:
+            result = stage_impls.run(stage)
     except Exception as exc:  # noqa: BLE001 - every failure is shown in the page; resume retries
-        _stage_fail(stage_id, exc)
+        if not held.lost:
+            _stage_fail(stage_id, exc)
+        return
+    if held.lost:
+        logger.warning("stage %s: attempt %s finished after being taken over", stage_id, lease)
         return
     with transaction.atomic():
-        IterationStage.objects.filter(pk=stage_id).update(
+        IterationStage.objects.filter(pk=stage_id, attempts=lease).update(
             status=IterationStage.Status.DONE,
             progress=1.0,
             result=result or {},
@@ -111,7 +135,9 @@ def live_turn_generate(*, live_turn_id: int) -> None:
     """In the worker: two responses from the current policy, stored as a comparison."""
     from rlhf import selectors
     from rlhf.ml.generation.base import SamplingParams
-    from rlhf.ml.generation.local import LocalGenerator
+    from rlhf.ml.generation.local import LocalGenerator, context_length
+    from rlhf.ml.prompt_fit import fit_prompts
+    from rlhf.ml.prompts import PromptExample
 
     turn = LiveTurn.objects.select_related("session").get(pk=live_turn_id)
     if turn.status != LiveTurn.Status.GENERATING:
@@ -120,9 +146,21 @@ def live_turn_generate(*, live_turn_id: int) -> None:
     try:
         policy = selectors.policy_current()
         generator = LocalGenerator.load(policy.path, name=policy.name)
+        # A long conversation: the policy sees its end (the whole of it is stored and shown).
+        fit = fit_prompts(
+            [PromptExample(tuple(session.turns))],
+            generator.tokenizer,
+            context=context_length(generator.model),
+            max_new_tokens=LIVE_MAX_NEW_TOKENS,
+            policy="truncate_left",
+        )
+        cut = {"prompt_truncated_left": True} if fit.overlong else {}
+        if fit.overlong:
+            logger.info("live turn %s: %s", turn.pk, fit.message())
         outputs = [
             generator.generate(
-                [session.turns], SamplingParams(temperature=t, max_new_tokens=LIVE_MAX_NEW_TOKENS)
+                [fit.prompts[0].turns],
+                SamplingParams(temperature=t, max_new_tokens=LIVE_MAX_NEW_TOKENS),
             )
             for t in LIVE_TEMPERATURES
         ]
@@ -137,13 +175,13 @@ def live_turn_generate(*, live_turn_id: int) -> None:
                 response_a=ResponseIn(
                     outputs[0].samples[0][0].text or "(empty)",
                     policy.name,
-                    outputs[0].params.as_provenance(),
+                    {**outputs[0].params.as_provenance(), **cut},
                     now,
                 ),
                 response_b=ResponseIn(
                     outputs[1].samples[0][0].text or "(empty)",
                     policy.name,
-                    outputs[1].params.as_provenance(),
+                    {**outputs[1].params.as_provenance(), **cut},
                     now,
                 ),
                 category=Category.HELPFULNESS,
@@ -153,7 +191,7 @@ def live_turn_generate(*, live_turn_id: int) -> None:
             )
             if batch.status == Batch.Status.DRAFT:
                 annotation_services.batch_transition(batch=batch, to=Batch.Status.OPEN)
-            annotation_services.assignment_create_for(
+            assignments.assignment_create_for(
                 comparison=comparison,
                 annotator=session.annotator,
                 left=random.choice([Choice.A, Choice.B]),

@@ -20,6 +20,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotation.models import Batch
+from config.leases import stale_before
 from rlhf.judges import judge_for_launch
 from rlhf.models import Iteration, IterationStage
 from rlhf.settings import IterationSettings, IterationSettingsError
@@ -57,13 +58,9 @@ STAGES_BY_METHOD = {
 def base_policy() -> tuple[str, Path]:
     """The first iteration's starting policy: the newest ready base model in the registry,
     else the folder ``MODELS_DIR/base``."""
-    from modeling.models import ModelKind, ModelVersion
+    from modeling.selectors import base_model_latest
 
-    base = (
-        ModelVersion.objects.filter(kind=ModelKind.BASE, status=ModelVersion.Status.READY)
-        .order_by("-created_at")
-        .first()
-    )
+    base = base_model_latest()
     if base is not None:
         return base.name, Path(base.path)
     return "base", Path(settings.MODELS_DIR) / "base"
@@ -169,6 +166,15 @@ def iteration_resume(*, iteration_id: int) -> IterationStage:
     )
     if stage is None:
         raise ValidationError({"iteration": f"All stages of {iteration} are done."})
+    if (
+        stage.status == IterationStage.Status.RUNNING
+        and stage.heartbeat_at is not None
+        and stage.heartbeat_at >= stale_before()
+    ):
+        # Queued again, it would run twice at once; a dead worker's stage comes back by itself.
+        raise ValidationError(
+            {"iteration": f"{stage.get_name_display()} of {iteration} is running in a worker."}
+        )
     Iteration.objects.filter(pk=iteration.pk).update(status=Iteration.Status.RUNNING, error="")
     IterationStage.objects.filter(pk=stage.pk).update(error="", message="resumed")
     stage_enqueue(stage)

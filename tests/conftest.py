@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import IO
 
 import pytest
 from django.conf import settings
@@ -112,13 +113,80 @@ def _worker_database_url() -> str:
     return f"postgres://{user}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 
-@pytest.fixture
-def celery_worker(transactional_db, tmp_path):
-    """A real ``celery worker`` process on a private queue, using the test database.
+class CeleryWorkers:
+    """Real ``celery worker`` processes on one private queue, using the test database.
 
-    Broker: the configured one (Redis in CI, else the filesystem broker). The worker and
+    ``start()`` starts one and waits until it is ready; ``kill(proc)`` ends it with SIGKILL,
+    as a crash or the OOM killer would (no warm shutdown, no acknowledgement).
+    """
+
+    def __init__(self, queue: str, env: dict[str, str], log_dir: Path):
+        self.queue, self.env, self.log_dir = queue, env, log_dir
+        self.procs: list[tuple[subprocess.Popen, IO[str]]] = []
+
+    def start(self, **env: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"worker-{len(self.procs)}.log", "w+")  # noqa: SIM115 - closed in stop_all
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-P",
+                "solo",
+                "-Q",
+                self.queue,
+                "-n",
+                f"worker{len(self.procs)}@%h",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+                "-l",
+                "INFO",
+            ],
+            cwd=REPO,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append((proc, log))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            log.seek(0)
+            if "ready." in log.read():
+                return proc
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"celery worker exited early:\n{log.read()}")
+            time.sleep(0.2)
+        raise RuntimeError("celery worker did not become ready in 60 s")
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        proc.kill()
+        proc.wait(timeout=20)
+
+    def stop_all(self) -> None:
+        for proc, log in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            log.seek(0)
+            print(log.read()[-4000:])
+            log.close()
+
+
+@pytest.fixture
+def celery_workers(transactional_db, tmp_path):
+    """Start and kill real workers (``CeleryWorkers``) on a private queue.
+
+    Broker: the configured one (Redis in CI, else the filesystem broker). The workers and
     the test process share it; a queue of its own keeps other workers (a running demo)
-    from taking the test's tasks. Yields the queue name; the test process sends there.
+    from taking the test's tasks. The test process sends there.
     """
     queue = f"test-{uuid.uuid4().hex[:8]}"
     env = {
@@ -134,54 +202,20 @@ def celery_worker(transactional_db, tmp_path):
     celery_app.conf.task_default_queue = queue
     celery_app.conf.task_routes = {"*": {"queue": queue}}
     reset_celery_caches()
-    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-P",
-            "solo",
-            "-Q",
-            queue,
-            "--without-heartbeat",
-            "--without-mingle",
-            "--without-gossip",
-            "-l",
-            "INFO",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    workers = CeleryWorkers(queue, env, tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            log.seek(0)
-            if "ready." in log.read():
-                break
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"celery worker exited early:\n{log.read()}")
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("celery worker did not become ready in 60 s")
-        yield queue
+        yield workers
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        workers.stop_all()
         celery_app.conf.task_default_queue, celery_app.conf.task_routes = old_queue, old_routes
         reset_celery_caches()
-        log.seek(0)
-        print(log.read()[-4000:])
-        log.close()
+
+
+@pytest.fixture
+def celery_worker(celery_workers):
+    """One real ``celery worker`` process (see ``celery_workers``); yields its queue name."""
+    celery_workers.start()
+    return celery_workers.queue
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):

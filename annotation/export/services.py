@@ -31,6 +31,7 @@ from annotation.domain import DEFAULT_MARGIN_TABLE, MARGINS, text_problem
 from annotation.export import formats, selectors
 from annotation.export.selectors import NO_BIN, UNRATED, SnapshotFilters
 from annotation.models import Snapshot
+from config.leases import JobKind, job_beat, job_claim, job_heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -252,27 +253,48 @@ def snapshot_request(
     return snapshot
 
 
+def _requeue_build(snapshot_id: int) -> None:
+    from annotation.export.tasks import snapshot_build_task
+
+    snapshot_build_task.delay(snapshot_id)
+
+
+SNAPSHOT_BUILDS = JobKind(
+    label="snapshot build",
+    model=Snapshot,
+    running=Snapshot.Status.BUILDING,
+    queued=Snapshot.Status.PENDING,
+    finished=(Snapshot.Status.READY,),  # a failed one is built again when asked
+    requeue=_requeue_build,
+)
+
+
 def snapshot_build(*, snapshot_id: int) -> Snapshot:
     """Build a requested snapshot's files and mark it ready (or failed, with the reason).
 
-    Idempotent: a ready snapshot is returned as it is; a redelivered task rebuilds from scratch.
+    Idempotent: a ready snapshot, or one a live worker is building (``config.leases``), is
+    returned as it is; a build whose worker died is started again from scratch.
     """
     snapshot = Snapshot.objects.get(pk=snapshot_id)
     if snapshot.status == Snapshot.Status.READY:
         return snapshot
+    lease = job_claim(SNAPSHOT_BUILDS, snapshot.pk, progress_done=0, error="")
+    if lease is None:
+        return Snapshot.objects.get(pk=snapshot.pk)
     filters = SnapshotFilters.from_dict(snapshot.filters)
     root = Path(settings.SNAPSHOTS_DIR)
-    work_dir = root / f".building-{snapshot.pk}"
-    shutil.rmtree(work_dir, ignore_errors=True)
-    Snapshot.objects.filter(pk=snapshot.pk).update(
-        status=Snapshot.Status.BUILDING, progress_done=0, error=""
-    )
+    # A folder per attempt: a worker that lost its lease never writes into the new one's.
+    for left_behind in root.glob(f".building-{snapshot.pk}-*"):
+        shutil.rmtree(left_behind, ignore_errors=True)
+    work_dir = root / f".building-{snapshot.pk}-{lease}"
+    held = Snapshot.objects.filter(pk=snapshot.pk, attempts=lease)
 
     def progress(done: int) -> None:
-        Snapshot.objects.filter(pk=snapshot.pk).update(progress_done=done)
+        job_beat(SNAPSHOT_BUILDS, snapshot.pk, lease, progress_done=done)
 
     try:
-        result = snapshot_build_files(filters=filters, work_dir=work_dir, progress=progress)
+        with job_heartbeat(SNAPSHOT_BUILDS, snapshot.pk, lease):
+            result = snapshot_build_files(filters=filters, work_dir=work_dir, progress=progress)
         final = root / result.content_hash
         try:
             work_dir.rename(final)
@@ -288,14 +310,16 @@ def snapshot_build(*, snapshot_id: int) -> Snapshot:
                 work_dir.rename(final)
     except Exception as exc:
         shutil.rmtree(work_dir, ignore_errors=True)
-        Snapshot.objects.filter(pk=snapshot.pk).update(
+        failed = held.update(
             status=Snapshot.Status.FAILED,
             error=f"{type(exc).__name__}: {exc}",
             finished_at=timezone.now(),
         )
+        if not failed:  # taken over by another worker (LeaseLost): its build counts
+            return Snapshot.objects.get(pk=snapshot.pk)
         logger.exception("snapshot %s failed", snapshot.pk)
         raise
-    Snapshot.objects.filter(pk=snapshot.pk).update(
+    held.update(
         status=Snapshot.Status.READY,
         content_hash=result.content_hash,
         manifest=result.manifest,

@@ -64,3 +64,23 @@ def _no_stale_broker_pools():
     pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def worker_models_dir(tmp_path, monkeypatch, settings):
+    """Models go to a temp folder in this process AND in the worker started after it."""
+    path = tmp_path / "models"
+    monkeypatch.setenv("PAIRWISE_MODELS_DIR", str(path))
+    settings.MODELS_DIR = path
+    return path
+
+
+@pytest.fixture
+def fresh_broker_connections():
+    """Eager tests earlier in the session may have opened a connection pool to the default
+    broker folder; drop it before the worker starts (and after, for later tests)."""
+    from tests.conftest import reset_celery_caches
+
+    reset_celery_caches()
+    yield
+    reset_celery_caches()

@@ -6,11 +6,13 @@ import errno
 import io
 import json
 import shutil
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.test import override_settings
+from django.utils import timezone
 
 from annotation import services as annotation_services
 from annotation.domain import Category
@@ -265,7 +267,11 @@ def test_interrupted_run_resumes_from_its_checkpoint_when_redelivered(base, monk
         and run.result.status == ModelVersion.Status.TRAINING
     )
     monkeypatch.setattr(jobs._Progress, "__call__", real_progress)
-    jobs.training_run_execute(run_id=run.pk)  # what acks_late redelivery does
+    jobs.training_run_execute(run_id=run.pk)  # a redelivery while its heartbeat is fresh...
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.RUNNING and run.attempts == 1  # ...is left alone
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    jobs.training_run_execute(run_id=run.pk)  # what the sweep or a late redelivery does
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert run.attempts == 2 and "resumed from step 2" in run.log

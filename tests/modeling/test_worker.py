@@ -17,34 +17,6 @@ from tests.conftest import wait_for
 from tests.modeling.test_services import TINY, frozen_batch
 
 
-@pytest.fixture
-def worker_models_dir(tmp_path, monkeypatch, settings):
-    """Models go to a temp folder in this process AND in the worker started after it."""
-    path = tmp_path / "models"
-    monkeypatch.setenv("PAIRWISE_MODELS_DIR", str(path))
-    settings.MODELS_DIR = path
-    return path
-
-
-def _reset_broker_connections():
-    from kombu import pools
-
-    from config.celery import app
-
-    pools.reset()  # kombu keeps closed pools in a global registry keyed by broker URL
-    app._pool = None  # the next send opens a pool with the current broker options
-    app.amqp._producer_pool = None
-
-
-@pytest.fixture
-def fresh_broker_connections():
-    """Eager tests earlier in the session may have opened a connection pool to the default
-    broker folder; drop it before the worker starts (and after, for later tests)."""
-    _reset_broker_connections()
-    yield
-    _reset_broker_connections()
-
-
 @pytest.mark.slow
 @pytest.mark.celery_worker
 def test_reward_model_trains_in_a_real_worker(

@@ -13,7 +13,7 @@ from django.db.models import Q
 from annotation.models import Batch
 from modeling import selectors, services
 from modeling.management.commands._progress import run_to_success
-from modeling.models import ModelKind, ModelVersion
+from modeling.models import ModelVersion
 
 
 class Command(BaseCommand):
@@ -39,7 +39,7 @@ class Command(BaseCommand):
         if opts["base"]:
             base = ModelVersion.objects.filter(name=opts["base"]).first()
         else:
-            base = selectors.model_version_latest_ready(kind=ModelKind.BASE)
+            base = selectors.base_model_latest()
         if base is None:
             raise CommandError(
                 "no base model: run pairwise_create_base_model first (or pass --base NAME)"
