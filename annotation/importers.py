@@ -39,17 +39,24 @@ import hashlib
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import IO, Any
 
-from annotation.domain import Category, Role, Strength, Turn, strength_for_margin
+from annotation.domain import Category, Role, Strength, Turn, strength_for_margin, text_problem
 
 MAX_LINE_BYTES = (
     1 << 20
 )  # 1 MiB: one comparison is never this large; a bigger line is a broken file
 MAX_TEXT_CHARS = 200_000
+MAX_NAME_CHARS = 200  # model versions, ids and rater names: the length of their columns
+# A row is an object of lists of objects (depth 3, a few more in ``sampling``). Python's
+# json recurses once per level and fails with RecursionError near 1,000, so deeper lines
+# are refused before they are parsed.
+MAX_JSON_DEPTH = 32
+UTF8_BOM = b"\xef\xbb\xbf"
 
 HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
 HH_ROLES = {"Human": Role.USER, "Assistant": Role.ASSISTANT}
@@ -100,19 +107,81 @@ class ImportProblem:
     message: str
 
     def __str__(self) -> str:
+        if not self.line and not self.field:
+            return self.message  # about the file as a whole
         where = f"line {self.line}" + (f", field '{self.field}'" if self.field else "")
         return f"{where}: {self.message}"
 
 
 class ImportFileError(ValueError):
-    """The file as a whole cannot be imported; ``problems`` lists every bad line."""
+    """The file cannot be imported: ``problems`` lists the first bad lines (at most the
+    problem limit of ``parse_file``) and ``more_problems`` counts the ones not listed."""
 
-    def __init__(self, filename: str, problems: list[ImportProblem]):
+    def __init__(
+        self,
+        filename: str,
+        problems: list[ImportProblem],
+        *,
+        more_problems: int = 0,
+        lines_unchecked: int = 0,
+    ):
         self.filename = filename
         self.problems = problems
+        self.more_problems = more_problems
+        self.lines_unchecked = lines_unchecked
+        total = len(problems) + more_problems
+        unchecked = (
+            f"; checking stopped there, {lines_unchecked} more line(s) not checked"
+            if lines_unchecked
+            else ""
+        )
+        if total == 1 and not unchecked:
+            super().__init__(f"{filename}: {problems[0]}")
+            return
         shown = "; ".join(str(p) for p in problems[:5])
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        super().__init__(f"{filename}: {len(problems)} invalid row(s): {shown}{more}")
+        more = f" (and {total - 5} more)" if total > 5 else ""
+        super().__init__(f"{filename}: {total} invalid row(s): {shown}{more}{unchecked}")
+
+    @property
+    def total(self) -> int:
+        return len(self.problems) + self.more_problems
+
+
+class ImportTooLargeError(ImportFileError):
+    """The file is over the size limit given to ``parse_file``; nothing past it was read."""
+
+    def __init__(self, filename: str, *, limit: int, decompressed: bool):
+        self.limit = limit
+        what = "once decompressed, the file is" if decompressed else "the file is"
+        message = f"{what} larger than the import limit of {_size(limit)}"
+        super().__init__(filename, [ImportProblem(0, "", message)])
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):.4g} MiB" if n >= 1 << 20 else f"{n:,} bytes"
+
+
+@dataclass
+class ProblemList:
+    """The first ``limit`` problems found (all when None) and how many there were in all,
+    so that a file of a million bad lines costs a counter, not a million messages."""
+
+    limit: int | None = None
+    shown: list[ImportProblem] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, problem: ImportProblem) -> None:
+        self.total += 1
+        if self.limit is None or len(self.shown) < self.limit:
+            self.shown.append(problem)
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.shown)
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.total >= self.limit
 
 
 class RowError(ValueError):
@@ -163,40 +232,139 @@ def format_hh_dialogue(turns: list[Turn] | tuple[Turn, ...], response: str) -> s
     return f"{body}\n\nAssistant: {response}"
 
 
-def _read_lines(stream: IO[bytes], filename: str) -> Iterator[tuple[int, str | ImportProblem]]:
-    """Yield (line number, decoded text or a problem) for each non-blank line."""
-    head = stream.read(2)
-    stream.seek(0) if stream.seekable() else None
-    if head == b"\x1f\x8b":
-        stream = gzip.GzipFile(
-            fileobj=stream if stream.seekable() else io.BytesIO(head + stream.read())
-        )
-    number = 0
-    while True:
-        raw = stream.readline(MAX_LINE_BYTES + 1)
-        if not raw:
-            return
-        number += 1
-        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            # Swallow the rest of the oversized line without holding it in memory.
-            while raw and not raw.endswith(b"\n"):
-                raw = stream.readline(MAX_LINE_BYTES)
-            yield number, ImportProblem(number, "", f"line is longer than {MAX_LINE_BYTES} bytes")
-            continue
+class _LineReader:
+    """The non-blank lines of a plain or gzip-compressed file, read one at a time (never
+    more than one held in memory), a UTF-8 byte-order mark skipped.
+
+    Iterating yields (line number, decoded text or a problem). Raises ``ImportFileError``
+    where the file itself cannot be read on (gzip data that is corrupt or ends early:
+    nothing of it is imported, even with ``skip_invalid``) and ``ImportTooLargeError`` past
+    ``max_bytes``, of the file and of its data once decompressed.
+    """
+
+    def __init__(self, stream: IO[bytes], filename: str, *, max_bytes: int | None = None):
+        if not stream.seekable():
+            stream = io.BytesIO(stream.read() if max_bytes is None else stream.read(max_bytes + 1))
+        if max_bytes is not None and stream.seek(0, io.SEEK_END) > max_bytes:
+            raise ImportTooLargeError(filename, limit=max_bytes, decompressed=False)
+        stream.seek(0)
+        self.compressed = stream.read(2) == b"\x1f\x8b"
+        stream.seek(0)
+        self.stream: IO[bytes] = gzip.GzipFile(fileobj=stream) if self.compressed else stream
+        self.filename = filename
+        self.max_bytes = max_bytes
+        self.number = 0  # lines read so far
+        self.bytes_read = 0
+
+    def _read(self, size: int, *, line: bool) -> bytes:
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield (
-                number,
-                ImportProblem(
-                    number,
-                    "",
-                    f"not valid UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})",
-                ),
-            )
-            continue
-        if text.strip():
-            yield number, text
+            raw = self.stream.readline(size) if line else self.stream.read(size)
+        except EOFError:
+            message = "the gzip data ends early (a truncated .gz file?)"
+        except (gzip.BadGzipFile, zlib.error) as exc:
+            message = f"the file starts like gzip but is not valid gzip data ({exc})"
+        else:
+            self.bytes_read += len(raw)
+            if self.max_bytes is not None and self.bytes_read > self.max_bytes:
+                raise ImportTooLargeError(
+                    self.filename, limit=self.max_bytes, decompressed=self.compressed
+                )
+            return raw
+        raise ImportFileError(self.filename, [ImportProblem(self.number + 1, "", message)])
+
+    def __iter__(self) -> Iterator[tuple[int, str | ImportProblem]]:
+        while raw := self._read(MAX_LINE_BYTES + 1, line=True):
+            self.number += 1
+            if self.number == 1 and raw.startswith(UTF8_BOM):
+                raw = raw[len(UTF8_BOM) :]  # what spreadsheets and Windows tools write first
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                # Swallow the rest of the oversized line without holding it in memory.
+                while raw and not raw.endswith(b"\n"):
+                    raw = self._read(MAX_LINE_BYTES, line=True)
+                yield (
+                    self.number,
+                    ImportProblem(self.number, "", f"line is longer than {MAX_LINE_BYTES} bytes"),
+                )
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                byte = raw[exc.start : exc.start + 1]
+                problem = f"not valid UTF-8 (byte {exc.start}: {byte!r})"
+                yield self.number, ImportProblem(self.number, "", problem)
+                continue
+            if text.strip():
+                yield self.number, text
+
+    def count_rest(self) -> int:
+        """How many lines are left to read (blank ones too), counted in blocks, not parsed."""
+        count, last = 0, b"\n"
+        while block := self._read(1 << 20, line=False):
+            count, last = count + block.count(b"\n"), block[-1:]
+        return count + (last != b"\n")
+
+
+# A JSON string (to the end of the text when unterminated, so a match never backtracks)
+# or one bracket.
+_JSON_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]++|\\(?:.|\Z))*+(?:"|\Z)|[\[\]{}]', re.DOTALL)
+
+
+def nesting_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> int | None:
+    """The offset in ``text`` where JSON arrays and objects first nest deeper than
+    ``limit``, or None. Brackets inside strings do not count; the text need not be valid."""
+    if text.count("[") + text.count("{") <= limit:
+        return None  # never deeper than its number of opening brackets
+    depth = 0
+    for token in _JSON_STRING_OR_BRACKET.finditer(text):
+        first = text[token.start()]
+        if first in "[{":
+            depth += 1
+            if depth > limit:
+                return token.start()
+        elif first in "]}":
+            depth -= 1
+    return None
+
+
+def json_error_message(exc: json.JSONDecodeError, *, with_line: bool = False) -> str:
+    """json's message with where it happened, worded for people (some of json's messages
+    end in "at": "Invalid control character at")."""
+    where = f"line {exc.lineno}, column {exc.colno}" if with_line else f"column {exc.colno}"
+    joiner = " " if exc.msg.endswith(" at") else " at "
+    return f"malformed JSON: {exc.msg}{joiner}{where}"
+
+
+def _text_problem_in(value: Any) -> tuple[str, str] | None:
+    """The first string (or object key) of a parsed row that the database cannot store,
+    as (its field path, what is wrong), or None. Iterative: rows may be wide."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if (problem := text_problem(item)) is not None:
+                return where, problem
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                if (problem := text_problem(key)) is not None:
+                    return where, f"has a key that {problem}"
+                children.append((f"{where}.{key}" if where else key, child))
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            stack.extend(reversed([(f"{where}[{i}]", child) for i, child in enumerate(item)]))
+    return None
+
+
+def load_line(text: str) -> tuple[Any, str | None]:
+    """(one line's JSON value, None), or (None, why it has none): nesting deeper than
+    ``MAX_JSON_DEPTH`` (checked before parsing: json would recurse until RecursionError)
+    or malformed JSON. Returned, not raised: a file of bad lines is mostly this path."""
+    if (at := nesting_too_deep(text)) is not None:
+        return None, f"JSON nested more than {MAX_JSON_DEPTH} levels deep (at column {at + 1})"
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, json_error_message(exc)
 
 
 def _text(value: Any, field_name: str, *, allow_empty: bool = False) -> str:
@@ -206,6 +374,13 @@ def _text(value: Any, field_name: str, *, allow_empty: bool = False) -> str:
         raise RowError(field_name, "is empty")
     if len(value) > MAX_TEXT_CHARS:
         raise RowError(field_name, f"is {len(value)} characters, over the {MAX_TEXT_CHARS} limit")
+    return value
+
+
+def _name(value: str, field_name: str) -> str:
+    """A model version, id or rater name, which is stored in a column of bounded length."""
+    if len(value) > MAX_NAME_CHARS:
+        raise RowError(field_name, f"is {len(value)} characters, over the {MAX_NAME_CHARS} limit")
     return value
 
 
@@ -273,6 +448,7 @@ def _response(obj: Any, field_name: str) -> ResponseIn:
     model_version = obj.get("model_version", "")
     if not isinstance(model_version, str):
         raise RowError(f"{field_name}.model_version", "must be a string")
+    _name(model_version, f"{field_name}.model_version")
     return ResponseIn(
         _text(obj["text"], f"{field_name}.text"), model_version, sampling, generated_at
     )
@@ -327,7 +503,7 @@ def parse_native_row(obj: Any, line: int, default_category: Category | None) -> 
         response_a=a,
         response_b=b,
         category=category,
-        external_id=str(external_id),
+        external_id=_name(str(external_id), "id"),
     )
 
 
@@ -399,14 +575,14 @@ def parse_pairwise_row(
     annotator = obj.get("annotator")
     if annotator is not None and not isinstance(annotator, str):
         raise RowError("annotator", "must be a string")
-    rater = annotator or f"{source}:line-{line}"
+    rater = _name(annotator or f"{source}:line-{line}", "annotator")
     return ComparisonIn(
         line=line,
         turns=parse_turns(obj["prompt"]),
         response_a=ResponseIn(chosen),
         response_b=ResponseIn(rejected),
         category=category,
-        external_id=str(obj.get("comparison_id", line)),
+        external_id=_name(str(obj.get("comparison_id", line)), "comparison_id"),
         labels=(LabelIn(preferred="A", source_annotator=rater, strength=_strength(obj)),),
     )
 
@@ -417,7 +593,7 @@ def _pair_key(row: ComparisonIn) -> str:
     return comparison_hash(row.turns, texts[0], texts[1], row.category)
 
 
-def _merge_pairwise(rows: list[ComparisonIn], problems: list[ImportProblem]) -> list[ComparisonIn]:
+def _merge_pairwise(rows: list[ComparisonIn], problems: ProblemList) -> list[ComparisonIn]:
     """Fold rows on the same pair into one comparison (first row's orientation), one label per row."""
     merged: dict[str, ComparisonIn] = {}
     raters: dict[str, dict[str, int]] = {}
@@ -430,7 +606,7 @@ def _merge_pairwise(rows: list[ComparisonIn], problems: list[ImportProblem]) -> 
             raters[key] = {label.source_annotator: row.line}
             continue
         if (seen := raters[key].get(label.source_annotator)) is not None:
-            problems.append(
+            problems.add(
                 ImportProblem(
                     row.line, "annotator", f"duplicate of line {seen}: same pair, same annotator"
                 )
@@ -447,20 +623,42 @@ ANNOTATOR_KEY = re.compile(r"annotator\d+")
 MAX_JSON_ARRAY_BYTES = 512 << 20
 
 
-def _json_array_items(stream: IO[bytes]) -> Iterator[tuple[int, int, Any]]:
+def _json_array_items(
+    stream: IO[bytes], filename: str, *, max_bytes: int | None = None
+) -> Iterator[tuple[int, int, Any]]:
     """Yield (line, index, value) for each element of a JSON array file.
 
-    Decodes element by element so every error names the line it starts on.
+    Decodes element by element so every error names the line it starts on. The whole file
+    is held in memory (it is one JSON value), so it is refused past ``max_bytes`` (and past
+    ``MAX_JSON_ARRAY_BYTES``), as is gzip data that is corrupt or ends early and nesting
+    deeper than ``MAX_JSON_DEPTH`` inside an item.
     """
-    raw = stream.read(MAX_JSON_ARRAY_BYTES + 1)
+    limit = MAX_JSON_ARRAY_BYTES if max_bytes is None else min(max_bytes, MAX_JSON_ARRAY_BYTES)
+    raw = stream.read(limit + 1)
+    if len(raw) > limit:
+        raise ImportTooLargeError(filename, limit=limit, decompressed=False)
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    if len(raw) > MAX_JSON_ARRAY_BYTES:
-        raise RowError("", f"the file is larger than {MAX_JSON_ARRAY_BYTES >> 20} MiB")
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
+                raw = unzipped.read(limit + 1)
+        except EOFError:
+            message = "the gzip data ends early (a truncated .gz file?)"
+            raise ImportFileError(filename, [ImportProblem(0, "", message)]) from None
+        except (gzip.BadGzipFile, zlib.error) as exc:
+            message = f"the file starts like gzip but is not valid gzip data ({exc})"
+            raise ImportFileError(filename, [ImportProblem(0, "", message)]) from None
+        if len(raw) > limit:
+            raise ImportTooLargeError(filename, limit=limit, decompressed=True)
+    if raw.startswith(UTF8_BOM):
+        raw = raw[len(UTF8_BOM) :]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RowError("", f"not valid UTF-8 at byte {exc.start}") from None
+    if (at := nesting_too_deep(text, MAX_JSON_DEPTH + 1)) is not None:  # +1: the array
+        line = text.count("\n", 0, at) + 1
+        message = f"JSON nested more than {MAX_JSON_DEPTH} levels deep inside an item"
+        raise ImportFileError(filename, [ImportProblem(line, "", message)])
     decoder = json.JSONDecoder()
     ws = re.compile(r"\s*")
     pos = ws.match(text, 0).end()
@@ -475,9 +673,7 @@ def _json_array_items(stream: IO[bytes]) -> Iterator[tuple[int, int, Any]]:
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            raise RowError(
-                "", f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-            ) from None
+            raise RowError("", json_error_message(exc, with_line=True)) from None
         yield line, index, value
         index += 1
         pos = ws.match(text, pos).end()
@@ -532,6 +728,8 @@ def parse_pandalm_row(obj: Any, line: int, category: Category) -> ComparisonIn:
         if isinstance(cmp_key, str) and cmp_key.count("_") == 1
         else [str(cmp_key)] * 2
     )
+    for model in models:
+        _name(model, "cmp_key")
     prompt = instruction + (f"\n\n{extra}" if extra.strip() else "")
     return ComparisonIn(
         line=line,
@@ -539,7 +737,7 @@ def parse_pandalm_row(obj: Any, line: int, category: Category) -> ComparisonIn:
         response_a=ResponseIn(a, model_version=models[0]),
         response_b=ResponseIn(b, model_version=models[1]),
         category=category,
-        external_id=str(idx),
+        external_id=_name(str(idx), "idx"),
         labels=tuple(labels),
         metadata={
             k: obj[k]
@@ -549,38 +747,51 @@ def parse_pandalm_row(obj: Any, line: int, category: Category) -> ComparisonIn:
     )
 
 
-def _parse_pandalm(stream: IO[bytes], category: Category) -> ParseResult:
+def _parse_pandalm(
+    stream: IO[bytes],
+    category: Category,
+    filename: str,
+    problems: ProblemList,
+    max_bytes: int | None,
+) -> ParseResult:
     rows: list[ComparisonIn] = []
-    problems: list[ImportProblem] = []
     seen: dict[str, int] = {}
     count = 0
     try:
-        for line, index, obj in _json_array_items(stream):
+        for line, index, obj in _json_array_items(stream, filename, max_bytes=max_bytes):
             count += 1
             try:
+                if (found := _text_problem_in(obj)) is not None:
+                    raise RowError(*found)
                 row = parse_pandalm_row(obj, line, category)
             except RowError as exc:
-                problems.append(ImportProblem(line, exc.field, f"item {index}: {exc}"))
+                problems.add(ImportProblem(line, exc.field, f"item {index}: {exc}"))
                 continue
             first = seen.setdefault(row.content_hash, line)
             if first != line:
-                problems.append(
+                problems.add(
                     ImportProblem(line, "", f"item {index}: duplicate of the item on line {first}")
                 )
                 continue
             rows.append(row)
     except RowError as exc:
-        problems.append(ImportProblem(0, exc.field, str(exc)))
-    if count == 0 and not problems:
-        problems.append(ImportProblem(0, "", "the array is empty"))
-    return ParseResult(rows, problems, count)
+        problems.add(ImportProblem(0, exc.field, str(exc)))
+    if count == 0 and not problems.total:
+        problems.add(ImportProblem(0, "", "the array is empty"))
+    return ParseResult(rows, problems.shown, count, problems.more)
 
 
 @dataclass
 class ParseResult:
     rows: list[ComparisonIn]
-    problems: list[ImportProblem]
+    problems: list[ImportProblem]  # the first ones found, at most the problem limit
     lines_read: int
+    more_problems: int = 0  # found beyond the limit, counted but not listed
+    lines_unchecked: int = 0  # left unread once the limit was reached (stop_at_max_problems)
+
+    @property
+    def problems_total(self) -> int:
+        return len(self.problems) + self.more_problems
 
 
 def parse_file(
@@ -591,36 +802,52 @@ def parse_file(
     category: Category | str | None = None,
     with_labels: bool = True,
     source: str = "",
+    max_bytes: int | None = None,
+    max_problems: int | None = None,
+    stop_at_max_problems: bool = False,
 ) -> ParseResult:
-    """Parse every line, collecting all problems (not just the first) with line and field.
+    """Parse every line, collecting problems with line and field: all of them, or with
+    ``max_problems`` the first ones and a count of the rest. Memory stays flat however bad
+    the file is: lines are read one at a time and only valid rows are kept. With
+    ``stop_at_max_problems`` (an all-or-nothing import, which has failed by then) checking
+    stops at the limit and the lines left are only counted (``lines_unchecked``), so the
+    work is bounded by the limit, not by the file (JSON lines only).
 
-    Duplicate rows inside the file are problems too: the second names the first.
+    Duplicate rows inside the file are problems too: the second names the first. Raises
+    ``ImportTooLargeError`` past ``max_bytes`` (None: no limit) of the file or of its data
+    once decompressed, and ``ImportFileError`` when the file itself cannot be read (bad
+    gzip): such a file is refused whole.
     """
     default_category = Category(category) if category else None
     if fmt not in FORMATS:
         raise ValueError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
+    problems = ProblemList(max_problems)
     if fmt == "pandalm":
-        return _parse_pandalm(stream, default_category or Category.HELPFULNESS)
+        return _parse_pandalm(
+            stream, default_category or Category.HELPFULNESS, filename, problems, max_bytes
+        )
     if fmt == "hh" and default_category is None:
         raise ValueError("HH files carry no category: choose helpfulness or safety")
     source = source or ("anthropic-hh" if fmt == "hh" else "import")
     rows: list[ComparisonIn] = []
-    problems: list[ImportProblem] = []
     seen: dict[str, int] = {}
-    lines_read = 0
-    for number, text in _read_lines(stream, filename):
+    lines = _LineReader(stream, filename, max_bytes=max_bytes)
+    lines_read = lines_unchecked = 0
+    for number, text in lines:
+        if stop_at_max_problems and problems.full:
+            lines_unchecked = 1 + lines.count_rest()
+            break
         lines_read = number
         if isinstance(text, ImportProblem):
-            problems.append(text)
+            problems.add(text)
+            continue
+        obj, problem = load_line(text)
+        if problem is not None:
+            problems.add(ImportProblem(number, "", problem))
             continue
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            problems.append(
-                ImportProblem(number, "", f"malformed JSON: {exc.msg} at column {exc.colno}")
-            )
-            continue
-        try:
+            if (found := _text_problem_in(obj)) is not None:
+                raise RowError(*found)  # a NUL or lone surrogate, named by its field
             if fmt == "hh":
                 row = parse_hh_row(
                     obj, number, default_category, with_labels=with_labels, source=source
@@ -630,19 +857,19 @@ def parse_file(
             else:
                 row = parse_pairwise_row(obj, number, default_category, source=source)
         except RowError as exc:
-            problems.append(ImportProblem(number, exc.field, str(exc)))
+            problems.add(ImportProblem(number, exc.field, str(exc)))
             continue
         if fmt == "pairwise":
             rows.append(row)  # rows on one pair are folded below, not duplicates
             continue
         first = seen.setdefault(row.content_hash, number)
         if first != number:
-            problems.append(ImportProblem(number, "", f"duplicate of line {first}"))
+            problems.add(ImportProblem(number, "", f"duplicate of line {first}"))
             continue
         rows.append(row)
     if fmt == "pairwise":
         rows = _merge_pairwise(rows, problems)
-        problems.sort(key=lambda p: p.line)
-    if lines_read == 0:
-        problems.append(ImportProblem(0, "", "the file is empty"))
-    return ParseResult(rows, problems, lines_read)
+        problems.shown.sort(key=lambda p: p.line)
+    if lines_read == 0 and not lines_unchecked:
+        problems.add(ImportProblem(0, "", "the file is empty"))
+    return ParseResult(rows, problems.shown, lines_read, problems.more, lines_unchecked)

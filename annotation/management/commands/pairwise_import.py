@@ -7,7 +7,8 @@
 
 Formats: hh, native, pairwise (Pairwise's own pairwise export), pandalm (JSON array with
 annotator1..N). All or nothing unless ``--skip-invalid``; rows already in the batch are
-reported, not duplicated. The batch is created (as a draft) when it does not exist.
+reported, not duplicated. The batch is created (as a draft) when it does not exist, in the
+same transaction as the import: a failed import leaves no batch behind.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from annotation import importers, services
 from annotation.models import Batch
@@ -45,11 +47,11 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"No such file: {path}")
         batch = Batch.objects.filter(name=opts["batch"]).first()
+        created = batch is None
         try:
-            if batch is None:
-                batch = services.batch_create(name=opts["batch"])
-                self.stdout.write(f"Created batch {batch.name!r} (draft).")
-            with open(path, "rb") as stream:
+            with transaction.atomic(), open(path, "rb") as stream:
+                if created:
+                    batch = services.batch_create(name=opts["batch"])
                 report = services.comparisons_import(
                     batch=batch,
                     stream=stream,
@@ -60,13 +62,24 @@ class Command(BaseCommand):
                     skip_invalid=opts["skip_invalid"],
                 )
         except importers.ImportFileError as exc:
+            unmade = f", and batch {opts['batch']!r} was not created" if created else ""
+            if exc.total == 1 and not exc.lines_unchecked:
+                raise CommandError(f"{exc}. Nothing was imported{unmade}.") from None
             for problem in exc.problems:
                 self.stderr.write(f"  {problem}")
+            if exc.more_problems:
+                self.stderr.write(f"  … and {exc.more_problems} more")
+            if exc.lines_unchecked:
+                self.stderr.write(f"  checking stopped there: {exc.lines_unchecked} line(s) left")
             raise CommandError(
-                f"{path.name}: {len(exc.problems)} invalid row(s); nothing was imported."
+                f"{path.name}: {exc.total} invalid row(s); nothing was imported{unmade}."
             ) from None
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
+        if created:
+            self.stdout.write(f"Created batch {batch.name!r} (draft).")
         for problem in report.skipped_invalid:
             self.stdout.write(f"  skipped {problem}")
+        if report.more_skipped_invalid:
+            self.stdout.write(f"  … and {report.more_skipped_invalid} more skipped")
         self.stdout.write(self.style.SUCCESS(report.summary()))
