@@ -9,25 +9,32 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Model
+
+Built = TypeVar("Built")
+M = TypeVar("M", bound=Model)
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s")
 REPREPARE_FIRST = 16
 REPREPARE_MAX = 4096
 
 
-def cached_sql(build):
+def cached_sql(build: Callable[..., Built]) -> Callable[..., Built]:
     """Cache what a statement builder returns, per database vendor and arguments.
 
     The hot-path statements are built from model metadata (table and column names,
     quoting, backend features): the same text every time, but ~0.1 ms of Python to build
     on every request. The vendor is part of the key because the text differs by backend.
     """
-    built: dict = {}
+    built: dict[tuple[str, tuple[Any, ...]], Built] = {}
 
     @functools.wraps(build)
-    def get(*args):
+    def get(*args: Any) -> Built:
         key = (connection.vendor, args)
         text = built.get(key)
         if text is None:
@@ -37,7 +44,9 @@ def cached_sql(build):
     return get
 
 
-def prepared_execute(cursor, name: str, sql: str, params) -> None:
+def prepared_execute(
+    cursor: CursorWrapper, name: str, sql: str, params: Sequence[Any] | Mapping[str, Any]
+) -> None:
     """Run ``sql`` with ``params`` (a list for ``%s``, a dict for ``%(name)s``) on ``cursor``.
 
     On PostgreSQL the statement is a server-side prepared statement: ``PREPARE`` once per
@@ -63,12 +72,13 @@ def prepared_execute(cursor, name: str, sql: str, params) -> None:
         cursor.execute(sql, params)
         return
     raw = db.connection
-    prepared = getattr(db, "_pairwise_prepared", None)
+    # (raw connection, {statement name: [executions so far, executions at which to re-prepare]})
+    prepared: tuple[Any, dict[str, list[int]]] | None = getattr(db, "_pairwise_prepared", None)
     if prepared is None or prepared[0] is not raw:  # a new connection: nothing prepared yet
         prepared = (raw, {})
         db._pairwise_prepared = prepared
     text, order = numbered(sql)
-    state = prepared[1].get(name)  # [executions so far, executions at which to re-prepare]
+    state = prepared[1].get(name)
     if state is None or state[0] >= state[1]:
         with raw.cursor() as setup:
             if state is not None:
@@ -80,18 +90,19 @@ def prepared_execute(cursor, name: str, sql: str, params) -> None:
             min(max(2 * runs, REPREPARE_FIRST), runs + REPREPARE_MAX),
         ]
     state[0] += 1
-    values = [params[key] for key in order]
+    lookup: Any = params  # a list (int keys) or a dict (str keys)
+    values = [lookup[key] for key in order]
     cursor.execute(f"EXECUTE {name}({', '.join(['%s'] * len(values))})", values)
 
 
 @functools.lru_cache(maxsize=64)
-def numbered(sql: str) -> tuple[str, tuple]:
+def numbered(sql: str) -> tuple[str, tuple[int | str, ...]]:
     """``sql`` with ``$1, $2, ...`` for its placeholders, and the parameter key of each
     (list indexes for ``%s``, names for ``%(name)s``; a repeated name is one parameter)."""
-    order: list = []
+    order: list[int | str] = []
 
-    def number(match: re.Match) -> str:
-        key = match.group(1)
+    def number(match: re.Match[str]) -> str:
+        key: int | str | None = match.group(1)
         if key is None:
             key = len(order)
         elif key in order:
@@ -102,7 +113,7 @@ def numbered(sql: str) -> tuple[str, tuple]:
     return _PLACEHOLDER.sub(number, sql), tuple(order)
 
 
-def instance_from_row(model, attnames: tuple[str, ...], values) -> object:
+def instance_from_row(model: type[M], attnames: tuple[str, ...], values: Sequence[Any]) -> M:
     """A model instance from plain-SQL values (columns ``attnames``, in order), with the
     database's value converters applied as the ORM would (SQLite returns naive datetimes)."""
     values = list(values)
@@ -113,7 +124,9 @@ def instance_from_row(model, attnames: tuple[str, ...], values) -> object:
 
 
 @functools.cache
-def _converters(model, attnames: tuple[str, ...], vendor: str) -> list[tuple[int, object, list]]:
+def _converters(
+    model: type[Model], attnames: tuple[str, ...], vendor: str
+) -> list[tuple[int, Any, list[Any]]]:
     """(index, column, converters) for each of ``attnames`` that the backend converts."""
     by_attname = {f.attname: f for f in model._meta.concrete_fields}
     found = []
@@ -128,7 +141,7 @@ def _converters(model, attnames: tuple[str, ...], vendor: str) -> list[tuple[int
 # --- inserts -------------------------------------------------------------------------------
 
 
-def insert(obj, name: str) -> None:
+def insert(obj: Model, name: str) -> None:
     """Insert a new model instance with one plain-SQL statement (prepared on PostgreSQL),
     setting its primary key: what ``Model.objects.create`` does, without the ~0.4 ms of
     CPU the ORM spends compiling each insert. ``auto_now_add`` fields must be set by the
@@ -139,7 +152,7 @@ def insert(obj, name: str) -> None:
         mark_inserted(obj, cursor.fetchone()[0] if returning else cursor.lastrowid)
 
 
-def insert_values(obj) -> list:
+def insert_values(obj: Model) -> list[Any]:
     """``insert_sql``'s parameters for ``obj``: every concrete column but the primary key."""
     opts = obj._meta
     return [
@@ -149,7 +162,7 @@ def insert_values(obj) -> list:
     ]
 
 
-def mark_inserted(obj, pk) -> None:
+def mark_inserted(obj: Model, pk: Any) -> None:
     """Record on ``obj`` that it was saved with primary key ``pk``, as ``save()`` would."""
     obj.pk = pk
     obj._state.adding = False
@@ -157,15 +170,22 @@ def mark_inserted(obj, pk) -> None:
 
 
 @cached_sql
-def insert_sql(model) -> tuple[str, bool]:
+def insert_sql(model: type[Model]) -> tuple[str, bool]:
     """``insert``'s statement for ``model``, and whether it returns the new primary key."""
     opts = model._meta
     fields = [f for f in opts.concrete_fields if f is not opts.pk]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    columns = ", ".join(connection.ops.quote_name(column_of(f)) for f in fields)
     sql = "INSERT INTO {} ({}) VALUES ({})".format(
         opts.db_table, columns, ", ".join(["%s"] * len(fields))
     )
     returning = connection.features.can_return_columns_from_insert
     if returning:
-        sql += " RETURNING " + connection.ops.quote_name(opts.pk.column)
+        sql += " RETURNING " + connection.ops.quote_name(column_of(opts.pk))
     return sql, returning
+
+
+def column_of(field: Any) -> str:
+    """A concrete field's column name (the stubs allow None, for fields without a column)."""
+    column = field.column
+    assert isinstance(column, str), field
+    return column

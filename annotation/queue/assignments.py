@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -17,6 +18,9 @@ from annotation.models import Assignment, Batch, Comparison
 from annotation.prepared import insert, instance_from_row, prepared_execute
 from annotation.queue import reads, statements
 from annotation.queue.statements import ASSIGNMENT_COLUMNS
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 class AssignmentGone(ValidationError):
@@ -31,11 +35,11 @@ def random_left() -> Choice:
     return random.choice((Choice.A, Choice.B))
 
 
-def _assignment_from_row(row) -> Assignment:
+def _assignment_from_row(row: tuple[Any, ...]) -> Assignment:
     return instance_from_row(Assignment, ASSIGNMENT_COLUMNS, row[: len(ASSIGNMENT_COLUMNS)])
 
 
-def _assignment_current(annotator) -> Assignment | None:
+def _assignment_current(annotator: User) -> Assignment | None:
     """The annotator's oldest unanswered task in an open batch.
 
     Plain SQL (a prepared statement on PostgreSQL) because it runs on every label: the
@@ -53,7 +57,7 @@ def _assignment_current(annotator) -> Assignment | None:
     return None if row is None else _assignment_from_row(row)
 
 
-def _assignment_claim(annotator) -> Assignment | None:
+def _assignment_claim(annotator: User) -> Assignment | None:
     """Claim a free slot and record the assignment. Call inside a transaction."""
     with connection.cursor() as cursor:
         prepared_execute(
@@ -69,7 +73,7 @@ def _assignment_claim(annotator) -> Assignment | None:
     return assignment
 
 
-def assignment_next(*, annotator) -> Assignment | None:
+def assignment_next(*, annotator: User) -> Assignment | None:
     """The annotator's current task, or a new claim on a comparison with a free slot.
 
     The one queue of Pairwise: the pages and the API both take work from here (as a
@@ -93,7 +97,7 @@ def assignment_next(*, annotator) -> Assignment | None:
         return _assignment_claim(annotator)
 
 
-def task_next(*, annotator) -> reads.Task | None:
+def task_next(*, annotator: User) -> reads.Task | None:
     """``assignment_next`` as a task with its dialogue, responses and the annotator's
     counts (``reads.task_get``): what the API answers with, and the page shows. None when
     nothing is left.
@@ -119,7 +123,7 @@ def task_next(*, annotator) -> reads.Task | None:
     return None if row is None else reads.task_from_row(row)
 
 
-def assignment_for_update(assignment_id: int, annotator) -> Assignment:
+def assignment_for_update(assignment_id: int, annotator: User) -> Assignment:
     """The annotator's assignment, row-locked, with its comparison (``category``,
     ``batch_id``) and batch (``status``, ``name``) as unsaved in-memory instances. Call
     inside a transaction. Raises ``AssignmentGone`` when it does not exist or is another
@@ -155,7 +159,7 @@ def count_finished(annotator_id: int, batch_id: int, *, done: int = 0, skipped: 
 
 
 @transaction.atomic
-def assignment_skip(*, assignment_id: int, annotator, reason: str) -> Assignment:
+def assignment_skip(*, assignment_id: int, annotator: User, reason: str) -> Assignment:
     """Skip a task with a reason; it goes back to the pool for others, never to this annotator."""
     reason = reason.strip()
     if not reason:
@@ -196,7 +200,7 @@ def assignments_release_expired(*, ttl_seconds: int | None = None) -> int:
 
 @transaction.atomic
 def assignment_create_for(
-    *, comparison: Comparison, annotator, left: Choice | str = Choice.A
+    *, comparison: Comparison, annotator: User, left: Choice | str = Choice.A
 ) -> Assignment:
     """Hand one specific comparison to one annotator (live annotation: they wrote its prompt).
 

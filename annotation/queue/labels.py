@@ -8,6 +8,8 @@ the assignment, the label's three writes in one, the next task in one, and the c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -18,13 +20,16 @@ from annotation.queue import reads, statements
 from annotation.queue.assignments import assignment_for_update, task_next
 from annotation.queue.rules import LabelInput, ShownLabelInput, label_fields
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 
 class IdempotencyKeyReused(Exception):
     """The client sent an Idempotency-Key it already used for a different task."""
 
 
 def _label_write(
-    assignment_id: int, annotator, data: LabelInput | ShownLabelInput
+    assignment_id: int, annotator: User, data: LabelInput | ShownLabelInput
 ) -> tuple[Label, bool]:
     """Lock the assignment, insert the label, mark the assignment labelled. Call inside a
     transaction; an IntegrityError means the idempotency key was used before."""
@@ -87,7 +92,7 @@ def _label_write(
     return label, True
 
 
-def _label_for_repeated_key(assignment_id: int, annotator, key: str) -> Label:
+def _label_for_repeated_key(assignment_id: int, annotator: User, key: str) -> Label:
     """After the insert hit ``label_idempotency_key_once_per_annotator``: the earlier label
     if it was for this very task, else ``IdempotencyKeyReused``."""
     earlier = reads.label_get_by_idempotency_key(annotator=annotator, key=key)
@@ -101,7 +106,7 @@ def _label_for_repeated_key(assignment_id: int, annotator, key: str) -> Label:
 
 
 def label_submit(
-    *, assignment_id: int, annotator, data: LabelInput | ShownLabelInput
+    *, assignment_id: int, annotator: User, data: LabelInput | ShownLabelInput
 ) -> tuple[Label, bool]:
     """Record the annotator's label for their assignment. Returns (label, created).
 
@@ -125,7 +130,7 @@ def label_submit(
 
 
 def label_submit_and_next(
-    *, assignment_id: int, annotator, data: LabelInput | ShownLabelInput
+    *, assignment_id: int, annotator: User, data: LabelInput | ShownLabelInput
 ) -> tuple[Label, bool, reads.Task | None]:
     """``label_submit`` then ``assignments.task_next`` in one transaction: one commit per
     label. What the page and the API's label-and-next both call.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
@@ -12,6 +14,9 @@ from annotation.prepared import prepared_execute
 from annotation.queue import statements
 from annotation.queue.statements import REMAINING_COUNT_CAP
 from annotation.selectors import guideline_active
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 @dataclass(frozen=True)
@@ -45,12 +50,12 @@ class Task:
     turns: list[dict]
     left: TaskResponse
     right: TaskResponse
-    assigned_at: object
+    assigned_at: datetime | str  # as the driver returns it: SQLite's is text
     guideline: Guideline | None
     counts: AnnotatorCounts
 
 
-def counts_params(annotator) -> dict:
+def counts_params(annotator: User) -> dict[str, Any]:
     """Parameters of ``statements.counts_sql`` (and of the task statements) for ``annotator``."""
     return {
         "me": annotator.pk,
@@ -59,7 +64,7 @@ def counts_params(annotator) -> dict:
     }
 
 
-def task_get(*, assignment_id: int, annotator) -> Task | None:
+def task_get(*, assignment_id: int, annotator: User) -> Task | None:
     """The annotator's own assignment as a task (None if it is not theirs or is gone).
 
     One statement: the assignment with its dialogue and both responses, and the
@@ -77,7 +82,7 @@ def task_get(*, assignment_id: int, annotator) -> Task | None:
     return task_from_row(row)
 
 
-def task_from_row(row) -> Task:
+def task_from_row(row: tuple[Any, ...]) -> Task:
     """A ``Task`` from a row of ``statements.task_select_sql``."""
     (
         pk,
@@ -109,7 +114,7 @@ def task_from_row(row) -> Task:
     )
 
 
-def annotator_counts(annotator, *, cap: int = REMAINING_COUNT_CAP) -> AnnotatorCounts:
+def annotator_counts(annotator: User, *, cap: int = REMAINING_COUNT_CAP) -> AnnotatorCounts:
     """Done, skipped and remaining for the task screen: one query, O(cap) rather than O(batch).
 
     An exact count of remaining tasks reads every open comparison (~100 ms at 20k rows on
@@ -144,7 +149,7 @@ def _counts_from_row(
     )
 
 
-def label_get_by_idempotency_key(*, annotator, key: str) -> Label | None:
+def label_get_by_idempotency_key(*, annotator: User, key: str) -> Label | None:
     """The annotator's label submitted under ``key`` (a client's Idempotency-Key), if any."""
     if not key:
         return None

@@ -20,7 +20,7 @@ COMMENT_MAX_CHARS = 5000
 TIME_SPENT_MAX_MS = 24 * 3600 * 1000  # a day: longer is a client's clock, not a judgement
 # The column's width: a longer key is refused, never cut (two long keys sharing their
 # first 100 characters would otherwise name one label).
-IDEMPOTENCY_KEY_MAX_CHARS = Label._meta.get_field("idempotency_key").max_length
+IDEMPOTENCY_KEY_MAX_CHARS: int = Label._meta.get_field("idempotency_key").max_length or 100
 DISPLAY_SIDES = ("left", "right")
 
 
