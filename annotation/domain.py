@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 
 class Strength(enum.StrEnum):
@@ -157,7 +158,7 @@ class PreferencePair:
     context: tuple[Turn, ...]
     chosen: str
     rejected: str
-    strength: Strength
+    strength: Strength | Literal[""]  # "": unrated binary data (e.g. Anthropic HH), no margin
     category: Category
     safety_bin: SafetyBin | None = None
     source: str = ""

@@ -5,6 +5,7 @@ The annotator's task and counts are read in ``annotation.queue.reads``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.core.cache import cache
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
@@ -17,6 +18,11 @@ from annotation.models import (
     Guideline,
     Label,
 )
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from annotation.domain import PreferencePair
 
 
 def batch_list() -> QuerySet[Batch]:
@@ -94,7 +100,7 @@ def guideline_cache_clear(category: str) -> None:
     cache.delete(_guideline_cache_key(category))
 
 
-def label_list_for(annotator) -> QuerySet[Label]:
+def label_list_for(annotator: User) -> QuerySet[Label]:
     """An annotator's own labels, newest first. Never other annotators' labels."""
     return (
         Label.objects.filter(annotator=annotator)
@@ -157,7 +163,7 @@ def batch_list_with_progress() -> QuerySet[Batch]:
     ).order_by("-created_at")
 
 
-def preference_pairs_frozen(*, batch_ids: list[int]):
+def preference_pairs_frozen(*, batch_ids: list[int]) -> list[PreferencePair]:
     """Every label of the given FROZEN batches as a ``domain.PreferencePair`` (chosen =
     the preferred response), in label order; raises ``ValueError`` naming any batch that is
     not frozen. Strength stays blank ("") for unrated imported labels."""
@@ -191,7 +197,7 @@ def preference_pairs_frozen(*, batch_ids: list[int]):
             "comparison__response_b__text",
         )
     )
-    pairs = []
+    pairs: list[PreferencePair] = []
     for preferred, strength, bin_, category, source, turns, text_a, text_b in rows.iterator(
         chunk_size=2000
     ):

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
@@ -32,6 +32,9 @@ from annotation.models import (
     Response,
 )
 from annotation.permissions import ROLE_PERMISSIONS
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def roles_ensure() -> None:
         group.permissions.add(*wanted)
 
 
-def user_set_role(*, user, role: str) -> None:
+def user_set_role(*, user: User, role: str) -> None:
     if role not in ROLE_PERMISSIONS:
         raise ValidationError(
             {"role": f"Unknown role {role!r}; choose one of {sorted(ROLE_PERMISSIONS)}."}
@@ -83,7 +86,7 @@ def batch_create(
     iteration: int = 0,
     labels_per_comparison: int = 1,
     purpose: str = Batch.Purpose.TRAINING,
-    created_by=None,
+    created_by: User | None = None,
 ) -> Batch:
     """A draft batch. ``purpose="evaluation"`` marks a blind evaluation batch, which no
     model ever trains on."""
@@ -115,8 +118,8 @@ def batch_content_hash(batch: Batch) -> str:
         .order_by("id")
         .values_list("id", "content_hash", "category")
     )
-    for row in comparisons.iterator(chunk_size=2000):
-        digest.update(json.dumps(["c", *row]).encode())
+    for comparison in comparisons.iterator(chunk_size=2000):
+        digest.update(json.dumps(["c", *comparison]).encode())
     labels = (
         Label.objects.filter(comparison__batch=batch)
         .order_by("id")
@@ -135,13 +138,13 @@ def batch_content_hash(batch: Batch) -> str:
             "time_spent_ms",
         )
     )
-    for row in labels.iterator(chunk_size=2000):
-        digest.update(json.dumps(["l", *row]).encode())
+    for label in labels.iterator(chunk_size=2000):
+        digest.update(json.dumps(["l", *label]).encode())
     return digest.hexdigest()
 
 
 @transaction.atomic
-def batch_transition(*, batch: Batch, to: str, by=None) -> Batch:
+def batch_transition(*, batch: Batch, to: str, by: User | None = None) -> Batch:
     """Move a batch along draft → open → closed → frozen (closed may reopen).
 
     Freezing records the content hash; a frozen batch never changes again.
@@ -186,7 +189,10 @@ def batch_transition(*, batch: Batch, to: str, by=None) -> Batch:
 
 
 def prompt_get_or_create(
-    *, turns: tuple[Turn, ...] | list[Turn], source: str = "", created_by=None
+    *,
+    turns: tuple[Turn, ...] | list[Turn],
+    source: str = "",
+    created_by: User | None = None,
 ) -> Prompt:
     content_hash = importers.turns_hash(turns)
     prompt, _ = Prompt.objects.get_or_create(
@@ -220,7 +226,7 @@ def comparison_create(
     source: str = "",
     external_id: str = "",
     metadata: dict | None = None,
-    created_by=None,
+    created_by: User | None = None,
 ) -> Comparison:
     _require_editable(batch)
     category = Category(category)
@@ -290,7 +296,7 @@ def comparisons_import(
     with_labels: bool = True,
     skip_invalid: bool = False,
     source: str = "",
-    created_by=None,
+    created_by: User | None = None,
     max_bytes: int | None = None,
 ) -> ImportReport:
     """Import a JSONL file into ``batch``: all of it or nothing.

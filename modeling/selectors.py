@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db.models import QuerySet
 
 from annotation.models import Batch
 from modeling.ml.evaluation import BUCKET_LABELS, BUCKETS
 from modeling.models import REWARD_KINDS, ModelKind, ModelVersion, ScoreJob, TrainingRun
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 def model_version_list() -> QuerySet[ModelVersion]:
@@ -124,7 +129,7 @@ def reward_model_table() -> dict:
     return {"columns": [BUCKET_LABELS[b] for b in BUCKETS], "test_sets": test_sets, "rows": rows}
 
 
-def score_job_get(*, job_id: int, user) -> ScoreJob | None:
+def score_job_get(*, job_id: int, user: User) -> ScoreJob | None:
     """A score job, if ``user`` may see it: their own, or any for a superuser."""
     jobs = ScoreJob.objects.select_related("model").filter(pk=job_id)
     if not user.is_superuser:

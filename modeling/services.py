@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -18,6 +19,9 @@ from django.db import transaction
 from annotation.models import Batch
 from modeling.ml.training.config import BaseModelConfig, DataRecipe, RewardTrainingConfig
 from modeling.models import REWARD_KINDS, ModelKind, ModelVersion, ScoreJob, TrainingRun
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +68,7 @@ def base_model_launch(
     use_shared_hh: bool = False,
     held_out_fraction: float = 0.1,
     held_out_seed: int = 0,
-    created_by=None,
+    created_by: User | None = None,
     enqueue: bool = True,
 ) -> TrainingRun:
     """Queue creation of the default base model (tokenizer + pretrained small Llama).
@@ -108,7 +112,7 @@ def reward_model_launch(
     name: str = "",
     config: dict | None = None,
     recipe: dict | None = None,
-    created_by=None,
+    created_by: User | None = None,
     enqueue: bool = True,
 ) -> TrainingRun:
     """Queue training of a helpfulness or safety RM from ``base_model`` on frozen batches."""
@@ -192,7 +196,11 @@ MAX_SCORE_ITEMS = 64
 
 @transaction.atomic
 def score_job_create(
-    *, model: ModelVersion, items: list[dict], single: bool = False, created_by=None
+    *,
+    model: ModelVersion,
+    items: list[dict],
+    single: bool = False,
+    created_by: User | None = None,
 ) -> ScoreJob:
     """Queue scoring of ``items`` ({"dialogue": [turns], "response": str}) with ``model``.
 

@@ -143,7 +143,14 @@ def lineage_rows() -> list[LineageRow]:
 
 
 def _row(
-    kind, name, path, parent, batches, status, metrics, iteration: Iteration | None
+    kind: str,
+    name: str,
+    path: str,
+    parent: str,
+    batches: list[str],
+    status: str,
+    metrics: dict,
+    iteration: Iteration | None,
 ) -> LineageRow:
     evaluation = rs = ppo = None
     if iteration is not None:

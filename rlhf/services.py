@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -24,6 +25,9 @@ from config.leases import stale_before
 from rlhf.judges import judge_for_launch
 from rlhf.models import Iteration, IterationStage
 from rlhf.settings import IterationSettings, IterationSettingsError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ def iteration_launch(
     batch_ids: list[int],
     method: str = Iteration.Method.BOTH,
     settings_json: dict | None = None,
-    created_by=None,
+    created_by: User | None = None,
     start_policy_name: str | None = None,
     start_policy_path: str | None = None,
 ) -> Iteration:
@@ -144,7 +148,9 @@ def iteration_launch(
         for i, name in enumerate(STAGES_BY_METHOD[Iteration.Method(method)])
     ]
     IterationStage.objects.bulk_create(stages)
-    stage_enqueue(iteration.stages.order_by("order").first())
+    first = iteration.stages.order_by("order").first()
+    assert first is not None  # every method has stages
+    stage_enqueue(first)
     logger.info("launched %s (%s) on batches %s", iteration, method, [b.name for b in batches])
     return iteration
 
@@ -185,7 +191,10 @@ def stage_log(stage_id: int, message: str, progress: float | None = None) -> Non
     """Append a line to a stage's log (and set its progress); the running task is the only writer."""
     stage = IterationStage.objects.get(pk=stage_id)
     stamp = timezone.now().strftime("%H:%M:%S")
-    fields = {"log": stage.log + f"[{stamp}] {message}\n", "message": message[:300]}
+    fields: dict[str, str | float] = {
+        "log": stage.log + f"[{stamp}] {message}\n",
+        "message": message[:300],
+    }
     if progress is not None:
         fields["progress"] = max(0.0, min(1.0, progress))
     IterationStage.objects.filter(pk=stage_id).update(**fields)

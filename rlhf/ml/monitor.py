@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rlhf.ml.prompts import PromptExample
 
 # (contexts, responses) -> one score each; the judge is a reward model's ScoreFn.
 ScoreFn = Callable[[list[list[dict]], list[str]], list[float]]
@@ -120,7 +124,14 @@ class ProbeMonitor:
     steps (and at the start and the end): ``sample(prompts) -> responses`` is the policy
     as it is at that moment."""
 
-    def __init__(self, prompts, proxy: ProxyFn, judge: ScoreFn | None, *, every: int):
+    def __init__(
+        self,
+        prompts: Iterable[PromptExample],
+        proxy: ProxyFn,
+        judge: ScoreFn | None,
+        *,
+        every: int,
+    ) -> None:
         self.prompts, self.proxy, self.judge, self.every = list(prompts), proxy, judge, every
         self.points: list[ProbePoint] = []
 
@@ -129,7 +140,9 @@ class ProbeMonitor:
             self.every > 0 and bool(self.prompts) and (step % self.every == 0 or step == last_step)
         )
 
-    def probe(self, step: int, kl: float, sample: Callable[[list], list[str]]) -> ProbePoint:
+    def probe(
+        self, step: int, kl: float, sample: Callable[[list[PromptExample]], list[str]]
+    ) -> ProbePoint:
         point = probe_point(
             step=step,
             kl=kl,
