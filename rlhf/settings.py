@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import annotated_types as at
 import pydantic
 from pydantic import AfterValidator
+from pydantic_core import ErrorDetails
 
 from rlhf.ml.ppo.config import PPOConfig
 from rlhf.ml.prompt_fit import OverlongPolicy
@@ -168,7 +169,11 @@ class IterationSettings:
             for key, value in data.items()
         }
         try:
-            settings = _ADAPTER.validate_json(json.dumps(merged))
+            text = json.dumps(merged)
+        except (TypeError, ValueError) as exc:
+            raise IterationSettingsError({"settings": f"must be plain JSON ({exc})"}) from None
+        try:
+            settings = _ADAPTER.validate_json(text)
         except pydantic.ValidationError as exc:
             for error in exc.errors():
                 path = ".".join(str(part) for part in error["loc"]) or "settings"
@@ -193,7 +198,7 @@ _SECTIONS = ("sampling", "evaluation", *METHOD_SECTIONS)
 _DEFAULT_JSON = IterationSettings().as_json()
 
 
-def _message(error: dict) -> str:
+def _message(error: ErrorDetails) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
         return "unknown setting"
@@ -202,13 +207,13 @@ def _message(error: dict) -> str:
     return message
 
 
-def setting_bounds(path: str) -> dict[str, float]:
+def setting_bounds(path: str) -> dict[str, Any]:
     """``min_value``/``max_value`` of a numeric setting (dotted path), for form fields."""
     cls: type = IterationSettings
     *sections, name = path.split(".")
     for section in sections:
         cls = get_type_hints(cls)[section]
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     for meta in get_args(get_type_hints(cls, include_extras=True)[name])[1:]:
         if isinstance(meta, at.Ge):
             out["min_value"] = meta.ge
