@@ -26,8 +26,8 @@ def jobs_requeue_stale() -> dict[str, list[int]]:
     by every worker as it starts. Returns the primary keys queued again, by kind."""
     from annotation.export.services import SNAPSHOT_BUILDS
     from config.leases import requeue_stale
-    from modeling.jobs import SCORE_JOBS, TRAINING_RUNS
-    from rlhf.jobs import ITERATION_STAGES
+    from modeling.services import SCORE_JOBS, TRAINING_RUNS
+    from rlhf.services import ITERATION_STAGES
 
     kinds = (TRAINING_RUNS, SCORE_JOBS, ITERATION_STAGES, SNAPSHOT_BUILDS)
     return {kind.label: requeue_stale(kind) for kind in kinds}

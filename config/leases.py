@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, connections, models, transaction
@@ -76,7 +78,7 @@ def _stale() -> Q:
     return Q(heartbeat_at__lt=stale_before()) | Q(heartbeat_at__isnull=True)
 
 
-def job_claim(kind: JobKind, pk: int, **fields) -> int | None:
+def job_claim(kind: JobKind, pk: int, **fields: Any) -> int | None:
     """Take the job for this worker; returns the lease (the new ``attempts``), or None when
     it is finished, gone, or running elsewhere with a fresh heartbeat. ``fields`` are set in
     the same UPDATE (e.g. ``started_at``)."""
@@ -101,7 +103,7 @@ def job_claim(kind: JobKind, pk: int, **fields) -> int | None:
     return lease
 
 
-def job_beat(kind: JobKind, pk: int, lease: int, **fields) -> None:
+def job_beat(kind: JobKind, pk: int, lease: int, **fields: Any) -> None:
     """Stamp the heartbeat (and ``fields``, e.g. progress) from the job's own thread; raises
     ``LeaseLost`` if another worker has taken the job."""
     updated = kind.model._default_manager.filter(pk=pk, attempts=lease).update(
@@ -184,6 +186,6 @@ def requeue_stale(kind: JobKind) -> list[int]:
                 pk,
                 settings.JOB_STALE_SECONDS,
             )
-            transaction.on_commit(lambda pk=pk: kind.requeue(pk))
+            transaction.on_commit(partial(kind.requeue, pk))
             requeued.append(pk)
     return requeued

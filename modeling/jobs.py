@@ -27,10 +27,10 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from annotation.models import Batch, Label
-from config.leases import JobKind, LeaseLost, heartbeat_seconds, job_beat, job_claim, job_heartbeat
+from config.leases import LeaseLost, heartbeat_seconds, job_beat, job_claim, job_heartbeat
 from modeling.ml.training.config import BaseModelConfig, DataRecipe, RewardTrainingConfig
 from modeling.models import ModelKind, ModelVersion, ScoreJob, TrainingRun
-from modeling.services import model_name_check
+from modeling.services import SCORE_JOBS, TRAINING_RUNS, model_name_check
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -81,36 +81,6 @@ def _log(run_id: int, line: str) -> None:
         log=Concat(F("log"), Value(f"{stamp} {line}\n"), output_field=TextField())
     )
     logger.info("run %s: %s", run_id, line)
-
-
-def _requeue_run(run_id: int) -> None:
-    from modeling.tasks import training_run_execute as task
-
-    task.delay(run_id)
-
-
-def _requeue_score_job(job_id: int) -> None:
-    from modeling.tasks import score_job_execute as task
-
-    task.delay(job_id)
-
-
-TRAINING_RUNS = JobKind(
-    label="training run",
-    model=TrainingRun,
-    running=TrainingRun.Status.RUNNING,
-    queued=TrainingRun.Status.QUEUED,
-    finished=(TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED),
-    requeue=_requeue_run,
-)
-SCORE_JOBS = JobKind(
-    label="score job",
-    model=ScoreJob,
-    running=ScoreJob.Status.RUNNING,
-    queued=ScoreJob.Status.QUEUED,
-    finished=(ScoreJob.Status.SUCCEEDED, ScoreJob.Status.FAILED),
-    requeue=_requeue_score_job,
-)
 
 
 class _Progress:

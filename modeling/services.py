@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from annotation.models import Batch
+from config.leases import JobKind
 from modeling.ml.training.config import BaseModelConfig, DataRecipe, RewardTrainingConfig
 from modeling.models import REWARD_KINDS, ModelKind, ModelVersion, ScoreJob, TrainingRun
 
@@ -45,6 +46,38 @@ def _enqueue(run: TrainingRun) -> None:
     from modeling.tasks import training_run_execute
 
     transaction.on_commit(lambda: training_run_execute.delay(run.pk))
+
+
+# How training runs and score jobs are leased by the worker running them, and sent again
+# when it dies (config/leases.py; modeling.jobs claims them).
+def _requeue_run(run_id: int) -> None:
+    from modeling.tasks import training_run_execute as task
+
+    task.delay(run_id)
+
+
+def _requeue_score_job(job_id: int) -> None:
+    from modeling.tasks import score_job_execute as task
+
+    task.delay(job_id)
+
+
+TRAINING_RUNS = JobKind(
+    label="training run",
+    model=TrainingRun,
+    running=TrainingRun.Status.RUNNING,
+    queued=TrainingRun.Status.QUEUED,
+    finished=(TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED),
+    requeue=_requeue_run,
+)
+SCORE_JOBS = JobKind(
+    label="score job",
+    model=ScoreJob,
+    running=ScoreJob.Status.RUNNING,
+    queued=ScoreJob.Status.QUEUED,
+    finished=(ScoreJob.Status.SUCCEEDED, ScoreJob.Status.FAILED),
+    requeue=_requeue_score_job,
+)
 
 
 def model_name_check(name: str) -> str:

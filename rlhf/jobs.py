@@ -21,36 +21,15 @@ from annotation.domain import Category, Choice, Role, Turn
 from annotation.importers import ResponseIn
 from annotation.models import Batch
 from annotation.queue import assignments
-from config.leases import JobKind, job_claim, job_heartbeat
+from config.leases import job_claim, job_heartbeat
 from rlhf import live, services
 from rlhf.models import Iteration, IterationStage, LiveTurn
+from rlhf.services import ITERATION_STAGES
 
 logger = logging.getLogger(__name__)
 
 LIVE_TEMPERATURES = (0.7, 1.0)
 LIVE_MAX_NEW_TOKENS = 64
-
-
-def _requeue_stage(stage_id: int) -> None:
-    from rlhf import tasks
-
-    tasks.stage_run.delay(stage_id)
-
-
-ITERATION_STAGES = JobKind(
-    label="iteration stage",
-    model=IterationStage,
-    running=IterationStage.Status.RUNNING,
-    queued=IterationStage.Status.QUEUED,
-    # PENDING: not this stage's turn yet (the stage before queues it); FAILED: resume does.
-    finished=(
-        IterationStage.Status.DONE,
-        IterationStage.Status.SKIPPED,
-        IterationStage.Status.FAILED,
-        IterationStage.Status.PENDING,
-    ),
-    requeue=_requeue_stage,
-)
 
 
 def stage_run(*, stage_id: int) -> None:

@@ -21,7 +21,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotation.models import Batch
-from config.leases import stale_before
+from config.leases import JobKind, stale_before
 from rlhf.judges import judge_for_launch
 from rlhf.models import Iteration, IterationStage
 from rlhf.settings import IterationSettings, IterationSettingsError
@@ -80,6 +80,30 @@ def stage_enqueue(stage: IterationStage) -> None:
 
     IterationStage.objects.filter(pk=stage.pk).update(status=IterationStage.Status.QUEUED)
     transaction.on_commit(lambda: tasks.stage_run.delay(stage.pk))
+
+
+# How stages are leased by the worker running them, and sent again when it dies
+# (config/leases.py; rlhf.jobs claims them).
+def _requeue_stage(stage_id: int) -> None:
+    from rlhf import tasks
+
+    tasks.stage_run.delay(stage_id)
+
+
+ITERATION_STAGES = JobKind(
+    label="iteration stage",
+    model=IterationStage,
+    running=IterationStage.Status.RUNNING,
+    queued=IterationStage.Status.QUEUED,
+    # PENDING: not this stage's turn yet (the stage before queues it); FAILED: resume does.
+    finished=(
+        IterationStage.Status.DONE,
+        IterationStage.Status.SKIPPED,
+        IterationStage.Status.FAILED,
+        IterationStage.Status.PENDING,
+    ),
+    requeue=_requeue_stage,
+)
 
 
 @transaction.atomic

@@ -19,8 +19,8 @@ from config.leases import (
     job_heartbeat,
     requeue_stale,
 )
-from modeling.jobs import TRAINING_RUNS
 from modeling.models import ModelKind, ModelVersion, ScoreJob, TrainingRun
+from modeling.services import TRAINING_RUNS
 from rlhf.models import Iteration, IterationStage
 from tests.conftest import wait_for
 

@@ -183,7 +183,7 @@ def snapshot_build_files(
         "counts": counts.as_dict(),
         "margin_table": {
             "name": str(DEFAULT_MARGIN_TABLE),
-            **MARGINS[DEFAULT_MARGIN_TABLE],
+            **{str(s): m for s, m in MARGINS[DEFAULT_MARGIN_TABLE].items()},
         },
         "annotator_ids": "HMAC-SHA256 of the Pairwise user id or imported rater name; stable within this snapshot",
         "files": {f.name: {"sha256": f.sha256, "bytes": f.bytes, "rows": f.rows} for f in files},
