@@ -250,7 +250,9 @@ class _LineReader:
         stream.seek(0)
         self.compressed = stream.read(2) == b"\x1f\x8b"
         stream.seek(0)
-        self.stream: IO[bytes] = gzip.GzipFile(fileobj=stream) if self.compressed else stream
+        self.stream: IO[bytes] | gzip.GzipFile = (
+            gzip.GzipFile(fileobj=stream) if self.compressed else stream
+        )
         self.filename = filename
         self.max_bytes = max_bytes
         self.number = 0  # lines read so far
