@@ -2,7 +2,7 @@
 # Container entry point: wait for the database, migrate (web only), then run the role.
 #   web     gunicorn on :8000 (migrates first; PAIRWISE_MIGRATE=0 skips it)
 #   worker  celery worker (PAIRWISE_WORKER_QUEUES, default "default")
-#   beat    celery beat (periodic jobs: releasing expired tasks)
+#   beat    celery beat (periodic jobs: releasing expired tasks, re-queueing a dead worker's jobs)
 #   *       any other command, e.g. "python manage.py createsuperuser"
 set -eu
 
