@@ -2,8 +2,10 @@
 
 ``stage_run`` runs one stage of an iteration (the stage bodies are in ``rlhf.stages``, the
 adapters to the Django-free ML code in ``rlhf.ml``) and queues the next; ``live_turn_generate``
-samples the two responses of a live-annotation turn. torch is imported only inside the
-functions that need it; web code reaches this module only through a Celery message.
+samples the two responses of a live-annotation turn; ``human_evaluation_build`` samples two
+versions and opens a blind evaluation batch (``rlhf.human_evaluation``). torch is imported
+only inside the functions that need it; web code reaches this module only through a Celery
+message.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from annotation.models import Batch
 from annotation.queue import assignments
 from config.leases import job_claim, job_heartbeat
 from rlhf import live, services
-from rlhf.models import Iteration, IterationStage, LiveTurn
+from rlhf.models import HumanEvaluation, Iteration, IterationStage, LiveTurn
 from rlhf.services import ITERATION_STAGES
+from rlhf.settings import IterationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -182,3 +185,96 @@ def live_turn_generate(*, live_turn_id: int) -> None:
         LiveTurn.objects.filter(pk=turn.pk).update(
             status=LiveTurn.Status.FAILED, error=f"{type(exc).__name__}: {exc}"
         )
+
+
+# --- human evaluation ------------------------------------------------------------------
+
+
+def human_evaluation_build(*, evaluation_id: int) -> None:
+    """In a worker: sample both versions, score them, open the blind batch. A build that
+    was already done is left alone; any failure is recorded on the evaluation."""
+    evaluation = HumanEvaluation.objects.select_related("iteration").get(pk=evaluation_id)
+    if evaluation.status != HumanEvaluation.Status.QUEUED:
+        return
+    try:
+        batch = _build(evaluation)
+    except Exception as exc:  # noqa: BLE001 - every failure is shown on the evaluation's page
+        logger.exception("human evaluation %s failed", evaluation_id)
+        HumanEvaluation.objects.filter(pk=evaluation_id).update(
+            status=HumanEvaluation.Status.FAILED, error=f"{type(exc).__name__}: {exc}"
+        )
+        return
+    HumanEvaluation.objects.filter(pk=evaluation_id).update(
+        status=HumanEvaluation.Status.OPEN, batch=batch, error=""
+    )
+
+
+def _build(evaluation: HumanEvaluation) -> Batch:
+    from rlhf import stages
+    from rlhf.ml.generation.base import SamplingParams
+
+    iteration = evaluation.iteration
+    config = IterationSettings.from_json(iteration.config)
+    held_out = stages.iteration_prompts(iteration, config).held_out
+    prompts = held_out[: evaluation.n_prompts]
+    dialogues = [p.turns for p in prompts]
+    params = SamplingParams(
+        temperature=1.0, max_new_tokens=config.sampling.max_new_tokens, seed=config.seed
+    )
+    candidate = stages.policy_load(evaluation.candidate_path).generate(dialogues, params)
+    baseline = stages.policy_load(evaluation.baseline_path).generate(dialogues, params)
+    cand_texts = [row[0].text for row in candidate.samples]
+    base_texts = [row[0].text for row in baseline.samples]
+    margins: list[float | None] = [None] * len(prompts)
+    if iteration.reward_helpfulness_path and iteration.reward_safety_path:
+        reward = stages.reward_proxies(iteration)
+        contexts = [list(p.turns) for p in prompts]
+        tags = [p.safety_tagged for p in prompts]
+        c = reward(contexts, cand_texts, tags)
+        b = reward(contexts, base_texts, tags)
+        margins = [ci - bi for ci, bi in zip(c, b, strict=True)]
+    rng = random.Random(f"human-evaluation-{evaluation.pk}")
+    now = timezone.now()
+    created = 0
+    with transaction.atomic():
+        batch = annotation_services.batch_create(
+            name=f"Blind evaluation #{evaluation.pk}",
+            description="Two model versions, unnamed and in random order. Pick the better response.",
+            iteration=iteration.number,
+            purpose=Batch.Purpose.EVALUATION,
+            created_by=evaluation.created_by,
+        )
+        rows = zip(prompts, cand_texts, base_texts, margins, strict=True)
+        for prompt, cand_text, base_text, margin in rows:
+            if not cand_text.strip() or not base_text.strip() or cand_text == base_text:
+                continue  # nothing to choose between
+            candidate_side = rng.choice([Choice.A, Choice.B])
+            first = ResponseIn(
+                cand_text, evaluation.candidate_name, candidate.params.as_provenance(), now
+            )
+            second = ResponseIn(
+                base_text, evaluation.baseline_name, baseline.params.as_provenance(), now
+            )
+            a, b = (first, second) if candidate_side is Choice.A else (second, first)
+            annotation_services.comparison_create(
+                batch=batch,
+                turns=[Turn(Role(t["role"]), t["content"]) for t in prompt.turns],
+                response_a=a,
+                response_b=b,
+                category=Category.SAFETY if prompt.safety_tagged else Category.HELPFULNESS,
+                source="evaluation",
+                metadata={
+                    "evaluation": {
+                        "id": evaluation.pk,
+                        "candidate": str(candidate_side),
+                        "reward_margin": margin,
+                    }
+                },
+            )
+            created += 1
+        if created == 0:
+            raise ValueError(
+                "Every pair was empty or identical: the two versions gave nothing to compare."
+            )
+        annotation_services.batch_transition(batch=batch, to=Batch.Status.OPEN)
+    return batch

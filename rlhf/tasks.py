@@ -23,6 +23,6 @@ def live_turn_generate(live_turn_id: int) -> None:
 @shared_task(acks_late=True)
 def human_evaluation_build(evaluation_id: int) -> None:
     """Sample both versions and open the blind evaluation batch."""
-    from rlhf import human_evaluation
+    from rlhf import jobs
 
-    human_evaluation.human_evaluation_build(evaluation_id=evaluation_id)
+    jobs.human_evaluation_build(evaluation_id=evaluation_id)

@@ -15,7 +15,7 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from rlhf import human_evaluation
+from rlhf import human_evaluation, jobs
 from rlhf.models import HumanEvaluation
 
 
@@ -51,7 +51,7 @@ class Command(BaseCommand):
         if opts["queue"]:
             self.stdout.write(f"Queued blind evaluation #{evaluation.pk}.")
             return
-        human_evaluation.human_evaluation_build(evaluation_id=evaluation.pk)
+        jobs.human_evaluation_build(evaluation_id=evaluation.pk)
         evaluation.refresh_from_db()
         if evaluation.status == HumanEvaluation.Status.FAILED:
             raise CommandError(evaluation.error)
