@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, from a clean clone: installs, starts services, runs pytest twice:
+# The whole test suite, from a clean clone: installs, starts services, lints (ruff, import
+# contracts, mypy), runs pytest twice:
 #   1. PostgreSQL + Redis + a real Celery worker: every test, slow ones included;
 #   2. SQLite + the filesystem broker (the embedded defaults): every test but the slow ML ones.
 # Extra arguments go to both pytest runs (e.g. scripts/test.sh -k queue).
@@ -11,6 +12,8 @@ bash scripts/services.sh
 export PAIRWISE_SHARED_DATA=${PAIRWISE_SHARED_DATA:-$(cd .. && pwd)/shared/data}
 ruff check .
 ruff format --check .
+lint-imports  # import contracts: Django-free ML, no torch in web code (docs/architecture.md)
+mypy  # types of services, selectors, jobs, the queue and the ML folders (pyproject [tool.mypy])
 PG_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pairwise}
 REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
 echo "== PostgreSQL ($PG_URL) + Redis ($REDIS_URL)"
