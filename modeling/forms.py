@@ -6,6 +6,7 @@ from django import forms
 
 from annotation.columns import INTEGER_MAX
 from annotation.domain import MarginTable
+from annotation.form_fields import ModelIdsChoiceField
 from modeling.models import ModelVersion
 from modeling.selectors import batches_frozen, model_version_ready
 
@@ -37,9 +38,7 @@ class BaseModelForm(forms.Form):
 class RewardModelForm(forms.Form):
     kind = forms.ChoiceField(choices=[("helpfulness", "Helpfulness"), ("safety", "Safety")])
     base_model = forms.ModelChoiceField(queryset=ModelVersion.objects.none())
-    batches = forms.ModelMultipleChoiceField(
-        queryset=batches_frozen(), widget=forms.CheckboxSelectMultiple
-    )
+    batches = ModelIdsChoiceField(queryset=batches_frozen(), widget=forms.CheckboxSelectMultiple)
     name = forms.CharField(
         required=False,
         max_length=200,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from annotation.form_fields import ModelIdsChoiceField
 from modeling.selectors import batches_frozen
 from rlhf.models import Iteration
 from rlhf.settings import IterationSettings, setting_bounds, settings_from_pairs
@@ -12,7 +13,7 @@ _DEFAULTS = IterationSettings()
 
 
 class IterationLaunchForm(forms.Form):
-    batches = forms.ModelMultipleChoiceField(
+    batches = ModelIdsChoiceField(
         queryset=batches_frozen(),
         widget=forms.CheckboxSelectMultiple,
         help_text="Frozen batches to train on.",

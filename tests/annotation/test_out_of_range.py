@@ -34,3 +34,16 @@ def test_launch_with_a_batch_id_beyond_the_id_column_is_a_400(admin_user):
     answer = api.post("/api/v1/rlhf/iterations/", {"batch_ids": [2**63]}, format="json")
     assert answer.status_code == 400
     assert "batch_ids" in str(answer.json())
+
+
+def test_batches_beyond_the_id_column_in_launch_forms_are_refused(client, admin_user):
+    # SQLite cannot bind such an integer at all: Django's own field made it a 500 there.
+    client.force_login(admin_user)
+    launch = client.post("/rlhf/iterations/launch/", {"batches": [str(2**63)], "method": "both"})
+    assert launch.status_code == 400
+    assert f"{2**63} is not one of the available choices" in launch.content.decode()
+    train = client.post(
+        "/models/train/", {"batches": ["9" * 30], "kind": "helpfulness"}, follow=True
+    )
+    assert train.status_code == 200
+    assert f"{'9' * 30} is not one of the available choices" in train.content.decode()
