@@ -147,6 +147,7 @@ def main() -> None:
     from rlhf.ml.prompt_fit import fit_prompts
     from rlhf.ml.rejection_sampling.run import run_rejection_sampling
     from rlhf.ml.rewards import CombinedReward
+    from rlhf.ml.scale import PPO_CEILING, REJECTION_SAMPLING_CEILING, scaled_learning_rate
     from rlhf.ml.scoring import load_score_fn
     from rlhf.settings import IterationSettings
 
@@ -280,6 +281,27 @@ def main() -> None:
 
     t = time.monotonic()
     v0 = LocalGenerator.load(out / "V0", device=device)
+    n_params = sum(p.numel() for p in v0.model.parameters())
+    if defaults.scale_learning_rates:  # as the stages do: the paper's rates scaled to the size
+        if args.rs_lr is None:
+            rs_cfg = replace(
+                rs_cfg,
+                learning_rate=scaled_learning_rate(
+                    rs_cfg.learning_rate, n_params, ceiling=REJECTION_SAMPLING_CEILING
+                ),
+            )
+        if args.ppo_lr is None:
+            ppo_cfg = replace(
+                ppo_cfg,
+                learning_rate=scaled_learning_rate(
+                    ppo_cfg.learning_rate, n_params, ceiling=PPO_CEILING
+                ),
+            )
+    print(
+        f"V0: {n_params} parameters; RS lr {rs_cfg.learning_rate:g}, PPO lr "
+        f"{ppo_cfg.learning_rate:g}",
+        flush=True,
+    )
     rs = run_rejection_sampling(v0.model, v0.tokenizer, train_prompts, proxy, rs_cfg, out / "V1")
     timings["iteration_1_rejection_sampling_s"] = time.monotonic() - t
     print(f"V1 (rejection sampling): {json.dumps(rs.summary(), default=str)}", flush=True)
@@ -344,6 +366,7 @@ def main() -> None:
         },
         "versions": versions,
         "timings": timings,
+        "policy_parameters": n_params,
         "threads": args.threads,
         "device": device,
         "quick": args.quick,

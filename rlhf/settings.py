@@ -118,6 +118,9 @@ class IterationSettings:
     ppo: PPOConfig = field(
         default_factory=lambda: PPOConfig(steps=4, rollout_batch_size=16, mini_batch_size=8)
     )
+    # A method's learning rate left at the paper's value (set for 7-70B models) is scaled to
+    # the policy's size (rlhf.ml.scale); false: use it as it is.
+    scale_learning_rates: bool = True
     # --- evaluation and acceptance ---
     # the new policy must win at least this share
     accept_min_win_rate: Annotated[float, at.Ge(0), at.Le(1)] = 0.5

@@ -260,7 +260,9 @@ def rejection_sampling(
     fitted = selected.log(report)
     train_prompts = selected.train
     policy = _load_policy(iteration.start_policy_path)
-    rs_config = config.rejection_sampling
+    rs_config, learning_rate = _scaled_learning_rate(
+        config.rejection_sampling, policy.model, config, report
+    )
     report(
         f"sampling {rs_config.num_samples} per prompt for {len(train_prompts)} prompts",
         0.05,
@@ -283,7 +285,13 @@ def rejection_sampling(
         force=True,
     )
     note = _did_not_move(report, losses=result.sft_losses)
-    return {**summary, "checkpoint": str(result.checkpoint), "note": note, "prompt_fit": fitted}
+    return {
+        **summary,
+        "checkpoint": str(result.checkpoint),
+        "note": note,
+        "prompt_fit": fitted,
+        "learning_rate": learning_rate,
+    }
 
 
 def ppo(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
@@ -297,8 +305,12 @@ def ppo(iteration: Iteration, stage: IterationStage, config: IterationSettings) 
         name=Stage.REJECTION_SAMPLING, status=IterationStage.Status.DONE
     ).first()
     start = rs.result["checkpoint"] if rs else iteration.start_policy_path
-    _load_policy(start)  # a clear error if the folder is not a checkpoint
-    trainer = PPOTrainer.from_pretrained(start, _reward(iteration), config.ppo)
+    start_policy = _load_policy(start)  # a clear error if the folder is not a checkpoint
+    ppo_config, learning_rate = _scaled_learning_rate(
+        config.ppo, start_policy.model, config, report
+    )
+    del start_policy
+    trainer = PPOTrainer.from_pretrained(start, _reward(iteration), ppo_config)
     monitor = _probe_monitor(iteration, config)
     sample = _probe_sampler(trainer.policy.lm, trainer.tokenizer, config)
     if monitor.due(0, config.ppo.steps):
@@ -330,7 +342,32 @@ def ppo(iteration: Iteration, stage: IterationStage, config: IterationSettings) 
         "monitor": _monitor_result(monitor, report),
         "note": _did_not_move(report, kls=[s["kl"] for s in steps]),
         "prompt_fit": fitted,
+        "learning_rate": learning_rate,
     }
+
+
+def _scaled_learning_rate(method_config, model, config: IterationSettings, report):
+    """``method_config`` with its learning rate scaled to ``model``'s size when it was left
+    at the paper's value and the settings allow it (``scale_learning_rates``); and what was
+    used, for the stage's result."""
+    from dataclasses import fields, replace
+
+    from rlhf.ml.ppo.config import PPOConfig
+    from rlhf.ml.scale import PPO_CEILING, REJECTION_SAMPLING_CEILING, scaled_learning_rate
+
+    ceiling = PPO_CEILING if isinstance(method_config, PPOConfig) else REJECTION_SAMPLING_CEILING
+    paper = next(f.default for f in fields(method_config) if f.name == "learning_rate")
+    n_params = sum(p.numel() for p in model.parameters())
+    used = method_config.learning_rate
+    if config.scale_learning_rates and used == paper:
+        used = scaled_learning_rate(paper, n_params, ceiling=ceiling)
+        method_config = replace(method_config, learning_rate=used)
+        report(
+            f"learning rate {used:.2g}: the paper's {paper:g} (set for 7-70B models) scaled to "
+            f"this policy's {n_params / 1e6:.1f}M parameters",
+            force=True,
+        )
+    return method_config, {"used": used, "paper": paper, "parameters": n_params}
 
 
 def _probe_monitor(iteration: Iteration, config: IterationSettings):

@@ -125,6 +125,8 @@ def test_two_iterations_judged_by_proxies_and_judge(rlhf_models, judge, client, 
     assert [p["step"] for p in points] == [0, 1, 2]
     assert all(p["judge"] is not None and p["sqrt_kl"] >= 0 for p in points)
     assert "flag" in ppo["monitor"] and "note" in ppo
+    # The paper's PPO rate (for 7-70B models) was scaled to the tiny policy's size.
+    assert ppo["learning_rate"]["paper"] == 1e-6 < ppo["learning_rate"]["used"] <= 1e-4
     evaluate = first.stages.get(name="evaluate").result
     assert evaluate["judge"] == "RM-judge" and len(evaluate["prompts"]) == 2
     rates = {(w.baseline_name, w.judged_by): w for w in WinRate.objects.filter(iteration=first)}
@@ -161,3 +163,22 @@ def test_two_iterations_judged_by_proxies_and_judge(rlhf_models, judge, client, 
     assert 'id="progress"' in page and "RM-judge" in page and "People: vs RLHF-V1" in page
     page = client.get(f"/rlhf/iterations/{second.pk}/").content.decode()
     assert "Judge reward model" in page and "win-rates" in page
+
+
+def test_learning_rate_scaling_only_replaces_the_papers_value():
+    import torch
+
+    from rlhf.ml.ppo.config import PPOConfig
+
+    model = torch.nn.Linear(700, 10)  # 7,010 parameters
+    lines = []
+    on = IterationSettings.from_json({})
+    cfg, used = stages._scaled_learning_rate(PPOConfig(), model, on, lambda m, **k: lines.append(m))
+    assert cfg.learning_rate == used["used"] == 1e-4 and used["parameters"] == 7010
+    assert "scaled to this policy's 0.0M parameters" in lines[0]
+    chosen = PPOConfig(learning_rate=3e-6)
+    cfg, _ = stages._scaled_learning_rate(chosen, model, on, lambda m, **k: None)
+    assert cfg.learning_rate == 3e-6  # set by the user: kept
+    off = IterationSettings.from_json({"scale_learning_rates": False})
+    cfg, _ = stages._scaled_learning_rate(PPOConfig(), model, off, lambda m, **k: None)
+    assert cfg.learning_rate == 1e-6

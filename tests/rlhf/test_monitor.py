@@ -70,3 +70,13 @@ def test_policy_did_not_move_note():
     )
     assert "loss did not fall (3.600 → 3.720)" in policy_did_not_move(losses=[3.6, 3.9, 3.72])
     assert policy_did_not_move(kls=[0.0, 0.3], losses=[3.6, 2.1]) == ""
+
+
+def test_learning_rates_scale_with_the_model():
+    from rlhf.ml.scale import scaled_learning_rate
+
+    assert scaled_learning_rate(1e-6, 7_000_000_000, ceiling=1e-4) == pytest.approx(1e-6)
+    assert scaled_learning_rate(1e-6, 70_000_000_000, ceiling=1e-4) == pytest.approx(1e-6)
+    # 7M parameters: sqrt(1000) ≈ 31.6 times the paper's rate.
+    assert scaled_learning_rate(1e-6, 7_000_000, ceiling=1e-4) == pytest.approx(3.162e-5, rel=1e-3)
+    assert scaled_learning_rate(2e-5, 800_000, ceiling=1e-3) == pytest.approx(1e-3)
