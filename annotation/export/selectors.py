@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, overload
 
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connections
@@ -200,6 +200,10 @@ ROW_COLUMNS = (
 )
 
 
+@overload
+def _iso(value: datetime | str) -> str: ...
+@overload
+def _iso(value: None) -> None: ...
 def _iso(value: datetime | str | None) -> str | None:
     if value is None:
         return None

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -32,6 +32,9 @@ from annotation.export import formats, selectors
 from annotation.export.selectors import NO_BIN, UNRATED, SnapshotFilters
 from annotation.models import Snapshot
 from config.leases import JobKind, job_beat, job_claim, job_heartbeat
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +228,7 @@ def snapshot_request(
     *,
     filters: SnapshotFilters | dict[str, Any],
     name: str = "",
-    created_by=None,
+    created_by: User | None = None,
     inline: bool | None = None,
 ) -> Snapshot:
     """Record a snapshot request and build it: inline when small, by a worker when large.
