@@ -482,17 +482,32 @@ class ImportReportSerializer(serializers.Serializer):
     summary = serializers.CharField()
 
 
-class ImportErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer):
+    """The API's error body (config/api_errors.py)."""
+
     detail = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )
+
+
+class ImportErrorSerializer(ErrorSerializer):
+    """The API's error body (``detail``; ``errors`` when a form field is wrong) with, when
+    the file's lines are, ``problems`` and the counts beyond them."""
+
     problems = ImportProblemSerializer(
         many=True,
+        required=False,
         help_text="The first problems found (at most PAIRWISE_IMPORT_MAX_PROBLEMS), each "
         "naming its line (0: the file as a whole) and field.",
     )
-    more_problems = serializers.IntegerField(help_text="Problems found beyond those listed.")
+    more_problems = serializers.IntegerField(
+        required=False, help_text="Problems found beyond those listed."
+    )
     lines_unchecked = serializers.IntegerField(
+        required=False,
         help_text="Lines not checked: checking stops once the listed problems are full "
-        "(unless skip_invalid)."
+        "(unless skip_invalid).",
     )
 
 
@@ -526,12 +541,3 @@ class ComparisonSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
-
-
-class ErrorSerializer(serializers.Serializer):
-    """The API's error body (config/api_errors.py)."""
-
-    detail = serializers.CharField()
-    errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()), required=False
-    )

@@ -9,6 +9,7 @@ or each process counts on its own.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 from django.conf import settings
@@ -24,7 +25,9 @@ TOO_MANY = "Too many sign-in attempts for this username from this address."
 
 
 def _username_and_address(request: HttpRequest, username: str) -> str:
-    return f"{username.strip().lower()}|{request.META.get('REMOTE_ADDR', '')}"
+    # Hashed: a cache key must be short and plain ASCII, whatever the username holds.
+    key = f"{username.strip().lower()}|{request.META.get('REMOTE_ADDR', '')}"
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _login_key(group: str, request: HttpRequest) -> str:

@@ -15,7 +15,11 @@ torch (tests/modeling/test_score_api.py checks it).
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.exceptions import NotFound
@@ -39,18 +43,18 @@ class CanScore(BasePermission):
         )
 
 
-class TurnSerializer(serializers.Serializer):
+class DialogueTurnSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=[r.value for r in Role])
     content = serializers.CharField(allow_blank=True, trim_whitespace=False)
 
 
 class ItemSerializer(serializers.Serializer):
-    dialogue = TurnSerializer(many=True, allow_empty=False)
+    dialogue = DialogueTurnSerializer(many=True, allow_empty=False)
     response = serializers.CharField(trim_whitespace=False)
 
 
 class ScoreRequestSerializer(serializers.Serializer):
-    dialogue = TurnSerializer(many=True, required=False, allow_empty=False)
+    dialogue = DialogueTurnSerializer(many=True, required=False, allow_empty=False)
     response = serializers.CharField(required=False, trim_whitespace=False)
     items = ItemSerializer(many=True, required=False, allow_empty=False)
 
@@ -65,8 +69,32 @@ class ScoreRequestSerializer(serializers.Serializer):
         return data
 
 
+def _without_server_paths(value: Any) -> Any:
+    """``value`` less the keys that hold server file paths (``path``, ``*_path``,
+    ``*_dir``): API users know models by name; where files lie is the admins' business."""
+    if isinstance(value, dict):
+        return {
+            k: _without_server_paths(v)
+            for k, v in value.items()
+            if not (k == "path" or k.endswith(("_path", "_dir")))
+        }
+    if isinstance(value, list):
+        return [_without_server_paths(v) for v in value]
+    return value
+
+
+def _hide_server_dirs(text: str) -> str:
+    """An error message with the server's data folders shown as ``…``."""
+    for directory in sorted({str(settings.MODELS_DIR), str(settings.DATA_DIR)}, key=len)[::-1]:
+        text = text.replace(directory, "…")
+    return text
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
+    """A registered model by name and lineage; never its folder on the server."""
+
     parent = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    metrics = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelVersion
@@ -76,11 +104,13 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "kind",
             "status",
             "parent",
-            "path",
             "metrics",
             "trained_on_hashes",
             "created_at",
         ]
+
+    def get_metrics(self, model: ModelVersion) -> dict[str, Any]:
+        return _without_server_paths(model.metrics or {})
 
 
 class ScoreJobSerializer(serializers.ModelSerializer):
@@ -98,17 +128,28 @@ class ScoreJobSerializer(serializers.ModelSerializer):
 
     def to_representation(self, job: ScoreJob) -> dict:
         data = super().to_representation(job)
+        data["error"] = _hide_server_dirs(data["error"] or "")
         if job.status == ScoreJob.Status.SUCCEEDED:
             data.update({"score": job.scores[0]} if job.single else {"scores": job.scores})
         return data
 
 
+@extend_schema(
+    operation_id="models_list", responses=ModelVersionSerializer(many=True), tags=["models"]
+)
 @api_view(["GET"])
 @permission_classes([CanScore])
 def model_list(request):
     return Response(ModelVersionSerializer(selectors.model_version_list(), many=True).data)
 
 
+@extend_schema(
+    operation_id="models_score",
+    summary="Score dialogues and responses with a reward model (a job; poll its url)",
+    request=ScoreRequestSerializer,
+    responses={202: ScoreJobSerializer},
+    tags=["models"],
+)
 @api_view(["POST"])
 @permission_classes([CanScore])
 def model_score(request, model_id: int):
@@ -130,6 +171,12 @@ def model_score(request, model_id: int):
     return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
 
 
+@extend_schema(
+    operation_id="score_jobs_retrieve",
+    summary="A score job: its status, then score (one item) or scores (items)",
+    responses=ScoreJobSerializer,
+    tags=["models"],
+)
 @api_view(["GET"])
 @permission_classes([CanScore])
 def score_job_detail(request, job_id: int):

@@ -9,6 +9,7 @@ POST /api/v1/rlhf/iterations/<id>/resume/     → re-queue the unfinished stage
 from __future__ import annotations
 
 from django.urls import path
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.response import Response
@@ -72,6 +73,7 @@ class IterationSerializer(serializers.ModelSerializer):
             "evaluation",
         ]
 
+    @extend_schema_field(EvaluationSerializer(allow_null=True))
     def get_evaluation(self, obj):
         evaluation = PolicyEvaluation.objects.filter(iteration=obj).first()
         return EvaluationSerializer(evaluation).data if evaluation else None
@@ -85,6 +87,20 @@ class LaunchSerializer(serializers.Serializer):
     settings = serializers.DictField(required=False, default=dict)
 
 
+@extend_schema(
+    methods=["GET"],
+    operation_id="rlhf_iterations_list",
+    responses=IterationSerializer(many=True),
+    tags=["rlhf"],
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="rlhf_iterations_launch",
+    summary="Launch an iteration on frozen batches",
+    request=LaunchSerializer,
+    responses={201: IterationSerializer},
+    tags=["rlhf"],
+)
 @api_view(["GET", "POST"])
 @permission_classes([CanLaunchTraining])
 def iterations(request):
@@ -107,6 +123,9 @@ def iterations(request):
     )
 
 
+@extend_schema(
+    operation_id="rlhf_iterations_retrieve", responses=IterationSerializer, tags=["rlhf"]
+)
 @api_view(["GET"])
 @permission_classes([CanLaunchTraining])
 def iteration_detail(request, iteration_id: int):
@@ -116,6 +135,15 @@ def iteration_detail(request, iteration_id: int):
     return Response(IterationSerializer(iteration).data)
 
 
+@extend_schema(
+    operation_id="rlhf_iterations_resume",
+    summary="Queue the iteration's unfinished stage again",
+    request=None,
+    responses={
+        202: inline_serializer("ResumedStage", fields={"resumed_stage": serializers.CharField()})
+    },
+    tags=["rlhf"],
+)
 @api_view(["POST"])
 @permission_classes([CanLaunchTraining])
 def iteration_resume(request, iteration_id: int):

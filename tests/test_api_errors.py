@@ -73,3 +73,12 @@ def test_a_crash_under_api_is_a_json_500_without_internals(researcher, monkeypat
     assert resp.status_code == 500 and resp["Content-Type"] == "application/json"
     assert "secret" not in resp.content.decode()
     assert resp.json()["detail"].startswith("Server error")
+
+
+def test_list_filters_hold_ids_to_the_column_range(researcher):
+    client = APIClient()
+    client.force_authenticate(researcher)
+    for value in ("-1.6790340230160505e+24", "9223372036854775808", "1.5"):
+        resp = client.get("/api/v1/comparisons/", {"batch": value})
+        assert resp.status_code == 400 and "batch" in resp.json()["errors"], value
+    assert client.get("/api/v1/comparisons/", {"batch": "9223372036854775807"}).status_code == 200

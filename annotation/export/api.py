@@ -16,6 +16,8 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.urls import path, reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
@@ -98,9 +100,24 @@ def _get(snapshot_id: int) -> Snapshot:
 class SnapshotListApi(APIView):
     permission_classes = [CanExport]
 
+    @extend_schema(
+        operation_id="snapshots_list",
+        summary="The newest 200 snapshots",
+        responses=SnapshotSerializer(many=True),
+        tags=["data"],
+    )
     def get(self, request):
         return Response(SnapshotSerializer(selectors.snapshot_list()[:200], many=True).data)
 
+    @extend_schema(
+        operation_id="snapshots_create",
+        summary="Build a snapshot of the labels that match the filters",
+        description="201 when it was built at once, 202 while a worker builds it (poll `url`). "
+        "An empty snapshot carries a `message` saying so.",
+        request=SnapshotCreateSerializer,
+        responses={201: SnapshotSerializer, 202: SnapshotSerializer},
+        tags=["data"],
+    )
     def post(self, request):
         data = SnapshotCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -121,6 +138,7 @@ class SnapshotListApi(APIView):
 class SnapshotDetailApi(APIView):
     permission_classes = [CanExport]
 
+    @extend_schema(operation_id="snapshots_retrieve", responses=SnapshotSerializer, tags=["data"])
     def get(self, request, snapshot_id: int):
         return Response(SnapshotSerializer(_get(snapshot_id)).data)
 
@@ -128,6 +146,15 @@ class SnapshotDetailApi(APIView):
 class SnapshotFileApi(APIView):
     permission_classes = [CanExport]
 
+    @extend_schema(
+        operation_id="snapshots_file",
+        summary="One file of a ready snapshot",
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            410: OpenApiResponse(description="The snapshot's files were removed."),
+        },
+        tags=["data"],
+    )
     def get(self, request, snapshot_id: int, name: str):
         snapshot = _get(snapshot_id)
         try:
@@ -142,6 +169,16 @@ class SnapshotFileApi(APIView):
 class SnapshotArchiveApi(APIView):
     permission_classes = [CanExport]
 
+    @extend_schema(
+        operation_id="snapshots_archive",
+        summary="Every file of a ready snapshot, as one tar stream",
+        responses={
+            (200, "application/x-tar"): OpenApiTypes.BINARY,
+            409: OpenApiResponse(description="The snapshot is not ready yet."),
+            410: OpenApiResponse(description="The snapshot's files were removed."),
+        },
+        tags=["data"],
+    )
     def get(self, request, snapshot_id: int):
         snapshot = _get(snapshot_id)
         if snapshot.status != Snapshot.Status.READY:
