@@ -143,9 +143,7 @@ class LabelInputSerializer(serializers.Serializer):
             )
         return attrs
 
-    def to_label_input(
-        self, *, idempotency_key: str
-    ) -> LabelInput | ShownLabelInput:
+    def to_label_input(self, *, idempotency_key: str) -> LabelInput | ShownLabelInput:
         """The service's input in the vocabulary the client used; the service translates
         display sides with the assignment's recorded order, under its row lock."""
         return service_label_input(self.validated_data, idempotency_key=idempotency_key)
@@ -165,9 +163,7 @@ _LABEL_CHOICES = {
 _LABEL_FIELDS = frozenset(LabelInputSerializer._declared_fields)
 
 
-def label_input_from_data(
-    data, *, idempotency_key: str
-) -> LabelInput | ShownLabelInput:
+def label_input_from_data(data, *, idempotency_key: str) -> LabelInput | ShownLabelInput:
     """``LabelInputSerializer(data=data)``'s validation and ``to_label_input``, without
     building a serializer: the same fields, rules and error keys (DRF's messages), at a
     fraction of the CPU (DRF deep-copies nine field objects per request; this runs on
@@ -246,9 +242,7 @@ def label_input_from_data(
     return service_label_input(values, idempotency_key=idempotency_key)
 
 
-def service_label_input(
-    values, *, idempotency_key: str
-) -> LabelInput | ShownLabelInput:
+def service_label_input(values, *, idempotency_key: str) -> LabelInput | ShownLabelInput:
     """Validated label fields as the service's input, in the vocabulary the client used;
     the service translates display sides with the assignment's recorded order, under its
     row lock."""
