@@ -32,7 +32,7 @@ def test_a_killed_workers_run_resumes_in_another_worker(
         base_model=base,
         batch_ids=[batch.pk],
         # Many small steps, a checkpoint every 20: long enough to be killed mid-way.
-        config={**TINY, "num_epochs": 400, "checkpoint_every": 20, "num_threads": 1},
+        config={**TINY, "num_epochs": 1000, "checkpoint_every": 20, "num_threads": 1},
     )
 
     def training_past_a_checkpoint():
@@ -53,11 +53,14 @@ def test_a_killed_workers_run_resumes_in_another_worker(
         run.refresh_from_db()
         return not run.is_active and run
 
-    # Picked up within stale threshold + sweep interval + start-up, not Redis' hour.
+    # Picked up within the stale threshold + the sweep's delay + start-up, not Redis' hour;
+    # then the rest of the training (3,000 tiny steps) takes what the machine takes.
     wait_for(lambda: TrainingRun.objects.get(pk=run.pk).attempts == 2, timeout=60)
-    wait_for(finished, timeout=max(5.0, 90 - (time.monotonic() - killed_at)), interval=0.5)
+    picked_up_after = time.monotonic() - killed_at
+    wait_for(finished, timeout=180, interval=0.5)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error or run.log
     assert run.attempts == 2 and "resumed after an interruption (attempt 2)" in run.log
+    print(f"picked up {picked_up_after:.0f} s after the kill, at step {step_at_kill}/{total}")
     resumed_from = int(run.log.split("resumed from step ")[1].split()[0])
     assert 20 <= resumed_from <= step_at_kill and resumed_from % 20 == 0
     assert run.step == run.total_steps == total  # the same schedule, run to its end
