@@ -263,6 +263,10 @@ def rejection_sampling(
     rs_config, learning_rate = _scaled_learning_rate(
         config.rejection_sampling, policy.model, config, report
     )
+    monitor = _probe_monitor(iteration, config)
+    sample = _probe_sampler(policy.model, policy.tokenizer, config)
+    if monitor.due(0, 1):
+        monitor.probe(0, 0.0, sample)
     report(
         f"sampling {rs_config.num_samples} per prompt for {len(train_prompts)} prompts",
         0.05,
@@ -285,10 +289,13 @@ def rejection_sampling(
         force=True,
     )
     note = _did_not_move(report, losses=result.sft_losses)
+    if monitor.due(1, 1):
+        _rejection_sampling_probe(monitor, policy, iteration.start_policy_path, sample)
     return {
         **summary,
         "checkpoint": str(result.checkpoint),
         "note": note,
+        "monitor": _monitor_result(monitor, report),
         "prompt_fit": fitted,
         "learning_rate": learning_rate,
     }
@@ -389,6 +396,23 @@ def _probe_monitor(iteration: Iteration, config: IterationSettings):
         load_score_fn(judge.path) if judge is not None else None,
         every=settings.probe_every,
     )
+
+
+def _rejection_sampling_probe(monitor, policy, start_path: str, sample) -> None:
+    """The probe after fine-tuning, at the KL to the starting policy estimated on the
+    probe responses (rejection sampling has no reference model of its own)."""
+    from rlhf.ml.kl_estimate import sequence_kl
+
+    responses = sample(monitor.prompts)
+    reference = _load_policy(start_path).model
+    kl = sequence_kl(
+        policy.model,
+        reference,
+        policy.tokenizer,
+        [(p.turns, r) for p, r in zip(monitor.prompts, responses, strict=True)],
+    )
+    del reference
+    monitor.probe(1, kl, lambda prompts: responses)
 
 
 def _probe_sampler(model, tokenizer, config: IterationSettings):

@@ -125,6 +125,8 @@ def test_two_iterations_judged_by_proxies_and_judge(rlhf_models, judge, client, 
     assert [p["step"] for p in points] == [0, 1, 2]
     assert all(p["judge"] is not None and p["sqrt_kl"] >= 0 for p in points)
     assert "flag" in ppo["monitor"] and "note" in ppo
+    rs_points = first.stages.get(name="rejection_sampling").result["monitor"]["points"]
+    assert [p["step"] for p in rs_points] == [0, 1] and rs_points[1]["judge"] is not None
     # The paper's PPO rate (for 7-70B models) was scaled to the tiny policy's size.
     assert ppo["learning_rate"]["paper"] == 1e-6 < ppo["learning_rate"]["used"] <= 1e-4
     evaluate = first.stages.get(name="evaluate").result
@@ -182,3 +184,21 @@ def test_learning_rate_scaling_only_replaces_the_papers_value():
     off = IterationSettings.from_json({"scale_learning_rates": False})
     cfg, _ = stages._scaled_learning_rate(PPOConfig(), model, off, lambda m, **k: None)
     assert cfg.learning_rate == 1e-6
+
+
+def test_sequence_kl_of_a_policy_and_its_start(tiny_policy_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlhf.ml.kl_estimate import response_logprobs, sequence_kl
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
+    moved = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    examples = [([{"role": "user", "content": "hello there"}], "hello answer")] * 2
+    assert sequence_kl(model, model, tokenizer, examples) == 0.0
+    logprobs = response_logprobs(model, tokenizer, examples)
+    assert len(logprobs) == 2 and all(lp < 0 for lp in logprobs)
+    with __import__("torch").no_grad():
+        for p in moved.parameters():
+            p.add_(0.05)
+    assert sequence_kl(moved, model, tokenizer, examples) != 0.0
