@@ -16,6 +16,7 @@ from rest_framework.authtoken.models import Token
 
 from annotation import services
 from annotation.domain import Category
+from annotation.queue import assignments
 from tests.factories import make_comparison
 
 MAX_EXAMPLES = 8
@@ -28,23 +29,44 @@ def admin_token(admin_user) -> str:
 
 
 @pytest.fixture
-def some_data(admin_user, settings, tmp_path):
-    """Objects for the low ids schemathesis tries: an open and a draft batch with
-    comparisons. Nothing that would start training (no frozen
+def some_data(admin_user, settings, tmp_path) -> dict[str, int]:
+    """Objects for schemathesis to reach past the 404s: an open and a draft batch with
+    comparisons, and a task of the admin's. Nothing that would start training (no frozen
     batch, no reward model): Celery is eager here, so a launch would train in the server."""
     settings.SNAPSHOTS_DIR = tmp_path / "snapshots"
     draft = services.batch_create(name="draft", created_by=admin_user)
     make_comparison(draft)
     open_batch = services.batch_create(name="open", created_by=admin_user)
-    for category in (Category.HELPFULNESS, Category.SAFETY):
+    for category in (Category.HELPFULNESS, Category.SAFETY, Category.SAFETY):
         make_comparison(open_batch, category=category)
     services.batch_transition(batch=open_batch, to="open", by=admin_user)
+    task = assignments.assignment_next(annotator=admin_user)
+    return {"draft": draft.pk, "assignment": task.pk}
+
+
+def _config(ids: dict[str, int]) -> str:
+    """schemathesis.toml: the operations that need an existing object get one (each
+    operation's other inputs are still generated); every other id is generated."""
+    fixed = [
+        ("tasks_label", "assignment_id", ids["assignment"]),
+        ("tasks_label_and_next", "assignment_id", ids["assignment"]),
+        ("tasks_skip", "assignment_id", ids["assignment"]),
+        ("batches_import", "batch_id", ids["draft"]),
+    ]
+    return "".join(
+        f'[[operations]]\ninclude-operation-id = "{op}"\nparameters = {{ {name} = {value} }}\n\n'
+        for op, name, value in fixed
+    )
 
 
 def test_no_operation_answers_a_server_error(live_server, admin_token, some_data, tmp_path):
     cli = Path(sys.executable).with_name("schemathesis")
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(_config(some_data))
     command = [
         str(cli if cli.exists() else shutil.which("schemathesis")),
+        "--config-file",
+        str(config),
         "run",
         f"{live_server.url}/api/schema/",
         "--header",
