@@ -42,6 +42,16 @@ class IterationLaunchForm(forms.Form):
     accept_min_win_rate = forms.FloatField(
         initial=_DEFAULTS.accept_min_win_rate, **setting_bounds("accept_min_win_rate")
     )
+    judge = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Judge reward model",
+        widget=forms.TextInput(attrs={"placeholder": "blank: the newest independent judge"}),
+        help_text="A reward model marked judge, trained on data the proxies never saw.",
+    )
+    require_judge = forms.BooleanField(
+        required=False, label="Accept only if the judge also prefers the new policy"
+    )
     reward_helpfulness_path = forms.CharField(
         required=False,
         max_length=500,
@@ -87,6 +97,8 @@ SETTING_OF_FIELD = {
     "next_batch_prompts": "next_batch_prompts",
     "next_batch_versus_previous": "next_batch_versus_previous",
     "accept_min_win_rate": "accept_min_win_rate",
+    "judge": "evaluation.judge",
+    "require_judge": "evaluation.require_judge",
     "reward_helpfulness_path": "reward_helpfulness_path",
     "reward_safety_path": "reward_safety_path",
 }

@@ -48,12 +48,12 @@ def judge_for_launch(*, name: str, batch_ids: list[int], proxy_paths: set[str]):
     judge = judges().filter(name=name).first()
     if judge is None:
         raise ValidationError(
-            {"evaluation.judge": f"No ready reward model named {name!r} is marked judge."}
+            {"settings.evaluation.judge": f"No ready reward model named {name!r} is marked judge."}
         )
     try:
         judge_require_independent(judge=judge, batch_ids=set(batch_ids), proxy_paths=proxy_paths)
     except JudgeRefused as exc:
-        raise ValidationError({"evaluation.judge": str(exc)}) from None
+        raise ValidationError({"settings.evaluation.judge": str(exc)}) from None
     return judge
 
 

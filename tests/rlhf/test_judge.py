@@ -58,11 +58,34 @@ def test_only_a_ready_reward_model_can_judge(rlhf_models):
         modeling_services.model_version_set_judge(model=base, is_judge=True)
 
 
-def test_a_judge_trained_on_the_proxies_batches_is_refused(rlhf_models, judge):
+def test_a_judge_trained_on_the_proxies_batches_is_refused(rlhf_models, judge, client, admin_user):
     week1 = frozen_batch(6, "week-1")
     judge.trained_on.add(week1)
     with pytest.raises(ValidationError, match=r"RM-judge was trained on the proxy.*week-1"):
         launch(rlhf_models, [week1], evaluation={"judge": "RM-judge"})
+    assert not Iteration.objects.exists()
+    # The launch form shows the refusal on its judge field.
+    client.force_login(admin_user)
+    page = client.post(
+        "/rlhf/iterations/launch/",
+        {
+            "batches": [week1.pk],
+            "method": "ppo",
+            "rs_num_samples": 2,
+            "ppo_steps": 1,
+            "ppo_kl_coef": 0.01,
+            "max_prompts": 8,
+            "next_batch_prompts": 2,
+            "temperature_a": 0.7,
+            "temperature_b": 1.0,
+            "accept_min_win_rate": 0,
+            "judge": "RM-judge",
+            "require_judge": "on",
+            "reward_helpfulness_path": str(rlhf_models["helpful"]),
+            "reward_safety_path": str(rlhf_models["safety"]),
+        },
+    )
+    assert page.status_code == 400 and "trained on the proxy reward models" in page.content.decode()
     assert not Iteration.objects.exists()
     # Matched by freeze hash too: the judge's record names the data, whatever the batch row.
     judge.trained_on.remove(week1)
