@@ -149,7 +149,7 @@ def test_import_command_reports_and_all_or_nothing(tmp_path, capsys):
     bad.write_text(
         json.dumps(rows[0] | {"prompt": "Q3?"}) + "\n" + json.dumps({"prompt": "Q4"}) + "\n"
     )
-    with pytest.raises(CommandError, match="nothing was imported"):
+    with pytest.raises(CommandError, match="Nothing was imported") as refused:
         call_command("pairwise_import", str(bad), "--batch", "imported", "--format", "pairwise")
-    assert "line 2, field 'chosen': is missing" in capsys.readouterr().err
+    assert "line 2, field 'chosen': is missing" in str(refused.value)
     assert Comparison.objects.count() == 2 and Label.objects.count() == 2
