@@ -120,6 +120,8 @@ def reward_model_table() -> dict:
                 ],
                 "avg": metrics.get("avg_rated"),
                 "overall": metrics.get("accuracy"),
+                "length_baseline": (metrics.get("length") or {}).get("length_baseline_accuracy"),
+                "no_better_than_length": (metrics.get("length") or {}).get("no_better_than_length"),
                 "test_sets": [
                     ((metrics.get("test_sets") or {}).get(t) or {}).get("accuracy")
                     for t in test_sets

@@ -82,6 +82,8 @@ def test_report_flags_a_model_no_better_than_length(client, admin_user):
     page = client.get(f"/models/{flagged.pk}/").content.decode()
     assert 'id="length-flag"' in page and "No better than the length baseline" in page
     assert "62%" in page  # the length baseline, 0.625
+    listing = client.get("/models/").content.decode()
+    assert "Length baseline" in listing and "⚠ not better" in listing
     assert ">judge</span>" not in page
     flagged.metrics = {"n": 2, **reward_metrics([pair(1.0, 0.0, 2, 9, 1), pair(1.0, 0.0, 9, 2, 1)])}
     flagged.is_judge = True
