@@ -94,15 +94,17 @@ def overoptimisation_flag(points: Sequence[ProbePoint], *, tolerance: float = 0.
 
 
 def policy_did_not_move(
-    *, kls: Sequence[float] = (), losses: Sequence[float] = (), kl_floor: float = 1e-3
+    *, kls: Sequence[float] = (), losses: Sequence[float] = (), kl_floor: float = 0.01
 ) -> str:
-    """A note when a stage left the policy where it was: the KL to the reference stayed
-    below ``kl_floor`` nats, or the training loss did not fall. Empty when it moved."""
+    """A note when a stage left the policy where it was: the KL to the reference averaged
+    below ``kl_floor`` nats over the steps (per-step estimates are noisy around zero, the
+    issue measured 0.000 ± 0.007 for a policy that did not move), or the training loss did
+    not fall. Empty when it moved."""
     notes = []
-    if kls and max(abs(k) for k in kls) < kl_floor:
+    if kls and abs(statistics.fmean(kls)) < kl_floor:
         notes.append(
-            f"the KL to the starting policy stayed below {kl_floor:g} nats (at most "
-            f"{max(abs(k) for k in kls):.5f})"
+            f"the KL to the starting policy averaged {statistics.fmean(kls):.4f} nats over "
+            f"{len(kls)} steps (below {kl_floor:g})"
         )
     if len(losses) >= 2:
         # Mean of the first and the last quarter: single steps see different mini-batches.

@@ -65,9 +65,9 @@ def test_no_flag_when_both_rise_or_without_a_judge():
 
 
 def test_policy_did_not_move_note():
-    assert "KL to the starting policy stayed below" in policy_did_not_move(
-        kls=[0.0, 0.0004, -0.0002]
-    )
+    # The PPO at lr 1e-6: KL 0.000 ± 0.007 per step.
+    note = policy_did_not_move(kls=[0.007, -0.006, 0.001, -0.002])
+    assert "the KL to the starting policy averaged 0.0000 nats over 4 steps" in note
     assert "loss did not fall (3.600 → 3.720)" in policy_did_not_move(losses=[3.6, 3.9, 3.72])
     assert policy_did_not_move(kls=[0.0, 0.3], losses=[3.6, 2.1]) == ""
 
