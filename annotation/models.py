@@ -55,8 +55,45 @@ class Batch(models.Model):
         # never train one (no reward model, no policy method, no base-model text).
         EVALUATION = "evaluation", "Evaluation"
 
+    class QueueOrder(models.TextChoices):
+        # Today's order: the fewest claims first, then the order comparisons arrived in.
+        ARRIVAL = "arrival", "Arrival order"
+        # By reward-model uncertainty (``Comparison.priority``, computed by a worker):
+        MARGIN = "margin", "Smallest predicted reward margin first"
+        ENSEMBLE = "ensemble", "Largest disagreement among reward models first"
+
     labels_per_comparison = models.PositiveSmallIntegerField(
         default=1, help_text="How many annotators label each comparison."
+    )
+    labels_per_comparison_max = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Adaptive overlap: while a comparison's labels disagree (different sides, or"
+        " one says Negligibly better / Unsure), ask for one more label, up to this many."
+        " Blank: always stop at the base overlap.",
+    )
+    queue_order = models.CharField(
+        max_length=10,
+        choices=QueueOrder.choices,
+        default=QueueOrder.ARRIVAL,
+        help_text="Which comparisons annotators get first.",
+    )
+    priorities_computed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a worker last ordered the queue by uncertainty."
+    )
+    priorities_source = models.CharField(
+        max_length=500, blank=True, help_text="The reward models that ordered it, and how."
+    )
+    gold_rate = models.FloatField(
+        default=0.0,
+        help_text="Share of an annotator's tasks that are gold checks (0 to 0.5); 0: none.",
+    )
+    gold_min_accuracy = models.FloatField(
+        default=0.7,
+        help_text="An annotator whose gold accuracy falls below this is paused on the batch.",
+    )
+    gold_min_items = models.PositiveSmallIntegerField(
+        default=10, help_text="Gold checks an annotator answers before the accuracy rule applies."
     )
     purpose = models.CharField(
         max_length=10,
@@ -186,6 +223,23 @@ class Comparison(models.Model):
     # Live claims on this comparison: labelled plus currently assigned. Kept under the
     # row lock so concurrent annotators never over-assign (see queue.assignments.assignment_next).
     claims = models.PositiveSmallIntegerField(default=0)
+    # Adaptive overlap (Batch.labels_per_comparison_max): labels wanted beyond the batch's
+    # base overlap because this comparison's labels disagreed. Written with the label.
+    extra_labels = models.PositiveSmallIntegerField(default=0)
+    # Queue order by uncertainty: higher first (0 = not scored). A worker writes it for
+    # batches ordered by reward-model uncertainty; it stays 0 in arrival-ordered batches.
+    priority = models.FloatField(default=0.0)
+    # A gold check: a copy, inside this batch, of a gold comparison (``gold``), mixed into
+    # annotators' work at the batch's ``gold_rate``; every annotator may get it once.
+    is_gold = models.BooleanField(default=False)
+    gold = models.ForeignKey(
+        "GoldComparison",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="checks",
+        db_index=False,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -194,10 +248,25 @@ class Comparison(models.Model):
             models.UniqueConstraint(
                 fields=["batch", "content_hash"], name="comparison_unique_in_batch"
             ),
+            models.UniqueConstraint(
+                fields=["gold", "batch"],
+                condition=Q(gold__isnull=False),
+                name="gold_check_once_per_batch",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_gold=False, gold__isnull=True) | Q(is_gold=True, gold__isnull=False),
+                name="gold_check_has_its_gold",
+            ),
         ]
         # The queue walks this index in order and stops at the first free slot
-        # (queue.assignments.assignment_next).
-        indexes = [models.Index(fields=["batch", "claims", "id"], name="comparison_open_slots")]
+        # (queue.assignments.assignment_next): gold checks and the batch's own work apart,
+        # each in claims, priority (highest first), id order.
+        indexes = [
+            models.Index(
+                fields=["batch", "is_gold", "claims", "-priority", "id"],
+                name="comparison_open_slots",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Comparison {self.pk} ({self.category})"
@@ -263,6 +332,16 @@ class AnnotatorBatchCount(models.Model):
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="+")
     done = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
+    # Gold checks labelled in the batch, and how many matched the expected answer (the
+    # annotator's gold accuracy; labels on gold checks count in ``done`` too).
+    gold_labels = models.PositiveIntegerField(default=0)
+    gold_correct = models.PositiveIntegerField(default=0)
+    # The same since the annotator was last resumed: what the pause rule reads.
+    gold_labels_since_resume = models.PositiveIntegerField(default=0)
+    gold_correct_since_resume = models.PositiveIntegerField(default=0)
+    # Paused on this batch (gold accuracy below the batch's threshold, or an admin's
+    # decision): the queue hands them none of its tasks. ``AnnotatorPauseEvent`` says why.
+    paused = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
@@ -387,3 +466,170 @@ class Snapshot(models.Model):
         if self.status == self.Status.READY:
             return 100
         return int(100 * self.progress_done / self.progress_total) if self.progress_total else 0
+
+
+class ReviewFlag(models.Model):
+    """Why a label (or an annotator's work in a batch) should be looked at by a reviewer.
+
+    Written by ``annotation.review.services``: the rule checks (``label_id`` set for a
+    label made much faster than its annotator's median; ``label_id`` empty and
+    ``annotator_id`` set for an annotator whose choices in the batch are skewed) and the
+    reward-model check (a label the model contradicts with high confidence). Flags are
+    findings, recomputed when the checks run again; the reviewer's answer is a
+    ``ReviewVerdict``. A frozen batch's flags never change (they are part of its hash).
+    """
+
+    class Reason(models.TextChoices):
+        FAST = "fast", "Much faster than the annotator's median"
+        REWARD_MODEL = "reward_model", "The reward model confidently prefers the other response"
+        SIDE_BIAS = "side_bias", "The annotator picks one screen side far more than the batch"
+        STRENGTH_SKEW = "strength_skew", "The annotator's strengths are far from the batch's"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="review_flags")
+    comparison = models.ForeignKey(
+        Comparison, null=True, blank=True, on_delete=models.CASCADE, related_name="review_flags"
+    )
+    label = models.ForeignKey(
+        Label, null=True, blank=True, on_delete=models.CASCADE, related_name="review_flags"
+    )
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    detail = models.CharField(max_length=500, help_text="What was measured, in words.")
+    score = models.FloatField(
+        null=True, blank=True, help_text="The measured value (a probability, a ratio)."
+    )
+    source = models.CharField(
+        max_length=200, blank=True, help_text="Which check: 'rules' or the reward model's name."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["label", "reason"],
+                condition=Q(label__isnull=False),
+                name="review_flag_once_per_label",
+            ),
+            models.UniqueConstraint(
+                fields=["batch", "annotator", "reason"],
+                condition=Q(label__isnull=True),
+                name="review_flag_once_per_annotator",
+            ),
+        ]
+        indexes = [models.Index(fields=["batch", "reason"], name="review_flag_batch_reason")]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} ({self.detail})"
+
+
+class ReviewVerdict(models.Model):
+    """A reviewer's decision on a comparison: one of its labels accepted, or a label of the
+    reviewer's own (adjudicated), and why.
+
+    Append-only: a later verdict on the same comparison supersedes the earlier one, which
+    stays as the audit trail (who, when, what, why). Only
+    ``annotation.review.services.review_verdict_record`` writes rows; nothing updates or
+    deletes them.
+    """
+
+    class Decision(models.TextChoices):
+        ACCEPT = "accept", "Accepted a label"
+        ADJUDICATE = "adjudicate", "Adjudicated"
+
+    comparison = models.ForeignKey(
+        Comparison, on_delete=models.PROTECT, related_name="review_verdicts", db_index=False
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="review_verdicts"
+    )
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    accepted_label = models.ForeignKey(
+        Label, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The label that stands, in the comparison's A/B terms (copied from an accepted label).
+    preferred = models.CharField(max_length=1, choices=CHOICE_CHOICES)
+    strength = models.CharField(max_length=32, choices=STRENGTH_CHOICES, blank=True)
+    safety_a = models.CharField(max_length=10, choices=SAFETY_TAG_CHOICES, blank=True)
+    safety_b = models.CharField(max_length=10, choices=SAFETY_TAG_CHOICES, blank=True)
+    safety_bin = models.CharField(max_length=40, choices=SAFETY_BIN_CHOICES, blank=True)
+    reason = models.TextField(help_text="Why: the reviewer's note, required.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        permissions = [("review_labels", "Can review labels and record verdicts")]
+        indexes = [models.Index(fields=["comparison", "id"], name="review_verdict_comparison")]
+
+    def __str__(self) -> str:
+        return f"Verdict {self.pk} on comparison {self.comparison_id}: {self.preferred}"
+
+
+class GoldComparison(models.Model):
+    """A comparison with a known answer, used to check annotators.
+
+    Marked by an admin (``annotation.quality.gold.gold_mark``; imported with a trusted
+    label, or labelled and reviewed); the expected answer is in the comparison's stored
+    A/B terms, with an optional minimum strength. Batches with a ``gold_rate`` hold a copy
+    of it (``Comparison.gold``), mixed into annotators' work. Labels on those copies are
+    checks, never training data; the source comparison's own labels train as before.
+    """
+
+    comparison = models.OneToOneField(
+        Comparison, on_delete=models.PROTECT, related_name="gold_standard"
+    )
+    preferred = models.CharField(
+        max_length=1, choices=CHOICE_CHOICES, help_text="The expected preferred response (A/B)."
+    )
+    min_strength = models.CharField(
+        max_length=32,
+        choices=STRENGTH_CHOICES,
+        blank=True,
+        help_text="The label must say at least this strongly (blank: any strength).",
+    )
+    note = models.TextField(blank=True, help_text="Why this answer is right.")
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive gold is no longer mixed into batches."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"Gold {self.pk}: comparison {self.comparison_id} → {self.preferred}"
+
+
+class AnnotatorPauseEvent(models.Model):
+    """An annotator paused on or resumed in a batch: who (empty: the gold rule), why, and
+    their gold record at that moment. Append-only: the audit trail of
+    ``AnnotatorBatchCount.paused``."""
+
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="pause_events")
+    paused = models.BooleanField(help_text="True: paused; False: resumed.")
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who decided; empty when the gold rule paused them.",
+    )
+    reason = models.TextField()
+    gold_labels = models.PositiveIntegerField(default=0)
+    gold_correct = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_id} {'paused' if self.paused else 'resumed'} in {self.batch_id}"
