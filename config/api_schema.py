@@ -29,7 +29,7 @@ DEFAULT_DESCRIPTIONS = {
     "400": "Invalid input: `errors` names each field.",
     "401": "Not signed in: no or an invalid token or session.",
     "403": "Signed in without the role this needs.",
-    "404": "No such object (or not one of the caller's).",
+    "404": "No such object (or not one of the caller's), or no such page of a list.",
     "405": "Method not allowed.",
     "415": "Unsupported media type.",
     "429": "Too many requests: wait for Retry-After seconds.",
@@ -46,8 +46,8 @@ def _wanted_statuses(path: str, method: str, operation: dict) -> list[str]:
         codes.append("400")
     if method in _BODY_METHODS:
         codes.append("415")
-    if "{" in path:
-        codes.append("404")
+    if "{" in path or any(p.get("name") == "page" for p in operation.get("parameters", [])):
+        codes.append("404")  # an unknown id, or a page past the last ("Invalid page.")
     if not operation.get("security") or {} in operation.get("security", []):
         codes.remove("401")  # reachable without signing in (the token endpoint)
         codes.remove("403")

@@ -17,7 +17,9 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django_ratelimit.decorators import ratelimit
-from rest_framework import exceptions
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.throttling import ScopedRateThrottle
 
@@ -71,6 +73,21 @@ class TokenObtainApi(ObtainAuthToken):
 
     throttle_classes = [UsernameAddressThrottle]
     throttle_scope = "auth-token"
+
+    @extend_schema(
+        operation_id="auth_token",
+        summary="A token for a username and password (rate-limited)",
+        request=AuthTokenSerializer,
+        responses={
+            200: inline_serializer("Token", fields={"token": serializers.CharField()}),
+            400: OpenApiResponse(description="Wrong username or password."),
+            429: OpenApiResponse(description=f"{TOO_MANY} Wait for Retry-After seconds."),
+        },
+        auth=[],
+        tags=["auth"],
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
 
     def throttled(self, request, wait):
         raise exceptions.Throttled(wait, detail=TOO_MANY)
