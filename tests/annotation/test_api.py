@@ -461,7 +461,6 @@ def test_counts_are_exact_below_the_cap(annotator, cap):
 def test_preloaded_permissions_equal_djangos(researcher):
     from django.contrib.auth.models import Permission
 
-
     researcher.user_permissions.add(Permission.objects.get(codename="view_batch"))
     fresh = type(researcher).objects.get(pk=researcher.pk)
     assert auth.user_permission_names(fresh) == fresh.get_all_permissions()
