@@ -25,6 +25,7 @@ urlpatterns = [
     path("models/", include("modeling.urls")),
     path("rlhf/", include("rlhf.urls")),
     path("data/", include("annotation.export.urls")),
+    path("quality/", include("annotation.quality.urls")),
     path("", include("annotation.urls")),
 ]
 

@@ -1,0 +1,1 @@
+"""Annotation quality: inter-annotator agreement and the Quality page for admins."""

@@ -1,0 +1,98 @@
+"""The Quality page: admins only, per-annotator figures and agreement from real labels."""
+
+import pytest
+from django.urls import reverse
+
+from annotation.models import AnnotatorBatchCount, Assignment, Label
+from annotation.quality import selectors
+from tests.factories import BatchFactory, UserFactory, make_comparison
+
+pytestmark = pytest.mark.django_db
+
+STRENGTHS = ["significantly_better", "better", "slightly_better", "negligibly_better_or_unsure"]
+
+
+def labelled_batch(n=30):
+    """Three annotators on every comparison: ann0 and ann1 agree, ann2 mostly contradicts
+    them and always picks the left response; every label took ann<i> (i+1)·2 seconds."""
+    batch = BatchFactory(name="week-quality", labels_per_comparison=3)
+    users = [UserFactory(username=f"ann{i}", role="annotator") for i in range(3)]
+    for j in range(n):
+        comparison = make_comparison(batch)
+        truth = "A" if j % 3 else "B"
+        for i, user in enumerate(users):
+            preferred = truth if i < 2 or j % 5 == 0 else ("B" if truth == "A" else "A")
+            left = preferred if i == 2 else ("A" if j % 2 else "B")
+            Assignment.objects.create(
+                comparison=comparison, annotator=user, left=left, status=Assignment.Status.LABELLED
+            )
+            Label.objects.create(
+                comparison=comparison,
+                annotator=user,
+                preferred=preferred,
+                strength=STRENGTHS[(j + i) % 3],
+                left=left,
+                time_spent_ms=(i + 1) * 2000,
+            )
+    for i, user in enumerate(users):
+        AnnotatorBatchCount.objects.create(annotator=user, batch=batch, done=n, skipped=i * 10)
+    return batch, users
+
+
+def test_annotators_and_researchers_get_403_anonymous_logs_in(client, annotator, researcher):
+    batch, _ = labelled_batch(3)
+    for user in (annotator, researcher):
+        client.force_login(user)
+        assert client.get("/quality/").status_code == 403
+        assert client.get(f"/quality/?batch={batch.pk}").status_code == 403
+        home = client.get("/").content.decode()
+        assert 'href="/quality/"' not in home  # no link in the nav either
+    client.logout()
+    response = client.get("/quality/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_admin_sees_agreement_kappa_matrix_and_annotator_figures(client, admin_user):
+    batch, _ = labelled_batch()
+    client.force_login(admin_user)
+    page = client.get(f"/quality/?batch={batch.pk}")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'href="/quality/"' in html and 'aria-current="page">Quality' in html
+    assert "week-quality" in html and "Weighted κ, helpfulness" in html
+    assert "Agreement with the majority of the others" in html and html.count("<svg") >= 3
+    quality = selectors.batch_quality(batch.pk)
+    ((_, report),) = quality.by_category
+    assert (
+        f"<b>{report.alpha_signed:.2f}</b>" in html and f"<b>{report.alpha_binary:.2f}</b>" in html
+    )
+    by = {a.name: a for a in quality.annotators}
+    assert by["ann0"].majority_rate == 1.0 and by["ann2"].majority_rate == pytest.approx(6 / 30)
+    assert by["ann1"].median_seconds == 4.0 and by["ann2"].left_choice_rate == 1.0
+    assert by["ann0"].skip_rate == 0 and by["ann2"].skip_rate == pytest.approx(20 / 50)
+    kappa = {(k.rater_a, k.rater_b): k.kappa for k in report.kappas}
+    assert kappa[("ann0", "ann1")] > kappa[("ann0", "ann2")]
+    assert "40%" in html and "100.0%" in html and "20.0%" in html
+
+
+def test_default_batch_is_the_one_labelled_last_and_a_bad_batch_is_404(client, admin_user):
+    BatchFactory(name="empty-later")
+    batch, _ = labelled_batch(3)
+    BatchFactory(name="newest-empty")
+    client.force_login(admin_user)
+    html = client.get("/quality/").content.decode()
+    assert "Quality · week-quality" in html
+    assert client.get("/quality/?batch=abc").status_code == 404
+    assert client.get("/quality/?batch=999999").status_code == 404
+    empty = client.get(reverse("quality:index") + "?batch=" + str(batch.pk - 1)).content.decode()
+    assert "No labels in" in empty
+
+
+def test_quality_page_reads_a_fixed_number_of_queries(
+    client, admin_user, django_assert_max_num_queries
+):
+    batch, _ = labelled_batch(30)
+    client.force_login(admin_user)
+    client.get(f"/quality/?batch={batch.pk}")
+    with django_assert_max_num_queries(12):
+        assert client.get(f"/quality/?batch={batch.pk}").status_code == 200
