@@ -2,8 +2,10 @@
 
 - annotator: label comparisons (``annotation.add_label``)
 - researcher: export preference data (``annotation.export_data``)
-- admin: manage batches and launch training (``annotation.manage_batches``,
-  ``modeling.launch_training``); superusers have everything.
+- reviewer: review flagged and disputed labels and record verdicts
+  (``annotation.review_labels``)
+- admin: manage batches, review labels and launch training (``annotation.manage_batches``,
+  ``annotation.review_labels``, ``modeling.launch_training``); superusers have everything.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from rest_framework.permissions import BasePermission
 ANNOTATE = "annotation.add_label"
 EXPORT = "annotation.export_data"
 MANAGE_BATCHES = "annotation.manage_batches"
+REVIEW = "annotation.review_labels"
 LAUNCH_TRAINING = "modeling.launch_training"
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     "annotator": [ANNOTATE],
     "researcher": [EXPORT],
-    "admin": [ANNOTATE, EXPORT, MANAGE_BATCHES, LAUNCH_TRAINING],
+    "reviewer": [REVIEW],
+    "admin": [ANNOTATE, EXPORT, MANAGE_BATCHES, REVIEW, LAUNCH_TRAINING],
 }
 
 
@@ -28,6 +32,7 @@ def user_roles(user) -> dict[str, bool]:
         "annotate": authenticated and user.has_perm(ANNOTATE),
         "export": authenticated and user.has_perm(EXPORT),
         "manage": authenticated and user.has_perm(MANAGE_BATCHES),
+        "review": authenticated and user.has_perm(REVIEW),
         "train": authenticated and user.has_perm(LAUNCH_TRAINING),
     }
 

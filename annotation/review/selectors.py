@@ -1,0 +1,287 @@
+"""Reads of the review: what needs a reviewer, one comparison under review, counts per batch.
+
+A comparison **needs review** when its labels disagree (some prefer A, some B), when one
+of its labels is flagged (``ReviewFlag``: the rule checks or a reward model), or when a
+label failed its gold answer; it stays in the queue until a reviewer records a verdict.
+Reviewers see annotators by pseudonym (one per batch), never by username.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+
+from annotation.models import Batch, Comparison, Label, ReviewFlag, ReviewVerdict
+
+QueueStatus = Literal["pending", "reviewed", "all"]
+DISAGREEMENT = "disagreement"
+QUEUE_REASONS = (DISAGREEMENT, *ReviewFlag.Reason.values)
+LABEL_REASONS = (ReviewFlag.Reason.FAST, ReviewFlag.Reason.REWARD_MODEL)
+ANNOTATOR_REASONS = (ReviewFlag.Reason.SIDE_BIAS, ReviewFlag.Reason.STRENGTH_SKEW)
+
+
+def _disagreement() -> Q:
+    """Labels on both sides. (A lone *Negligibly better / Unsure* is not a dispute to settle.)"""
+    on = Label.objects.filter(comparison=OuterRef("pk"))
+    return Q(Exists(on.filter(preferred="A"))) & Q(Exists(on.filter(preferred="B")))
+
+
+def _flagged() -> Exists:
+    return Exists(ReviewFlag.objects.filter(comparison=OuterRef("pk"), label__isnull=False))
+
+
+def _reviewed() -> Exists:
+    return Exists(ReviewVerdict.objects.filter(comparison=OuterRef("pk")))
+
+
+def review_annotated(qs: QuerySet[Comparison]) -> QuerySet[Comparison]:
+    """``qs`` with booleans ``disagreement``, ``flagged``, ``reviewed`` and ``needs_review``."""
+    return qs.annotate(
+        disagreement=_disagreement(), flagged=_flagged(), reviewed=_reviewed()
+    ).annotate(needs_review=Q(disagreement=True) | Q(flagged=True))
+
+
+@dataclass(frozen=True)
+class ReviewCounts:
+    """One batch's review, counted in comparisons (annotator flags in annotators)."""
+
+    disagreements: int = 0
+    flagged: int = 0  # comparisons with at least one flagged label
+    needs_review: int = 0  # disagreement or a flagged label
+    reviewed: int = 0  # comparisons with a verdict
+    pending: int = 0  # needs review, no verdict yet
+    flagged_annotators: int = 0
+
+
+def review_counts_by_batch(*, batch_ids: Iterable[int] | None = None) -> dict[int, ReviewCounts]:
+    """Review counts per batch id (every batch with comparisons, or those of ``batch_ids``).
+
+    Two grouped queries, whatever the number of batches. The Quality page and the review
+    index read these.
+    """
+    comparisons = Comparison.objects.all()
+    flags = ReviewFlag.objects.filter(label__isnull=True)
+    if batch_ids is not None:
+        batch_ids = list(batch_ids)
+        comparisons = comparisons.filter(batch_id__in=batch_ids)
+        flags = flags.filter(batch_id__in=batch_ids)
+    rows = (
+        review_annotated(comparisons)
+        .order_by()
+        .values("batch_id")
+        .annotate(
+            n_disagreements=Count("pk", filter=Q(disagreement=True)),
+            n_flagged=Count("pk", filter=Q(flagged=True)),
+            n_needs=Count("pk", filter=Q(needs_review=True)),
+            n_reviewed=Count("pk", filter=Q(reviewed=True)),
+            n_pending=Count("pk", filter=Q(needs_review=True, reviewed=False)),
+        )
+    )
+    annotators = dict(
+        flags.order_by()
+        .values("batch_id")
+        .annotate(n=Count("annotator_id", distinct=True))
+        .values_list("batch_id", "n")
+    )
+    return {
+        row["batch_id"]: ReviewCounts(
+            disagreements=row["n_disagreements"],
+            flagged=row["n_flagged"],
+            needs_review=row["n_needs"],
+            reviewed=row["n_reviewed"],
+            pending=row["n_pending"],
+            flagged_annotators=annotators.get(row["batch_id"], 0),
+        )
+        for row in rows
+    }
+
+
+def review_batch_list() -> list[tuple[Batch, ReviewCounts]]:
+    """Batches that have labels, newest first, with their review counts."""
+    batches = list(
+        Batch.objects.filter(
+            Exists(Label.objects.filter(comparison__batch=OuterRef("pk")))
+        ).order_by("-created_at")
+    )
+    counts = review_counts_by_batch(batch_ids=[b.pk for b in batches])
+    return [(b, counts.get(b.pk, ReviewCounts())) for b in batches]
+
+
+def review_queue(
+    *, batch: Batch, reason: str | None = None, status: QueueStatus = "pending"
+) -> QuerySet[Comparison]:
+    """The batch's comparisons that need review (``status="pending"``, the default), were
+    reviewed, or either (``"all"``), narrowed to one ``reason`` (``QUEUE_REASONS``), in id
+    order, with their label count and flags prefetched."""
+    qs = review_annotated(Comparison.objects.filter(batch=batch)).select_related("prompt")
+    if status == "pending":
+        qs = qs.filter(needs_review=True, reviewed=False)
+    elif status == "reviewed":
+        qs = qs.filter(reviewed=True)
+    else:
+        qs = qs.filter(Q(needs_review=True) | Q(reviewed=True))
+    if reason == DISAGREEMENT:
+        qs = qs.filter(disagreement=True)
+    elif reason in ReviewFlag.Reason.values:
+        qs = qs.filter(Exists(ReviewFlag.objects.filter(comparison=OuterRef("pk"), reason=reason)))
+    elif reason is not None:
+        raise ValueError(f"unknown reason {reason!r}; one of {QUEUE_REASONS}")
+    return (
+        qs.annotate(n_labels=Count("labels", distinct=True))
+        .prefetch_related(
+            Prefetch("review_flags", queryset=ReviewFlag.objects.order_by("reason", "id"))
+        )
+        .order_by("id")
+    )
+
+
+# --- one comparison ----------------------------------------------------------------------
+
+
+def annotator_pseudonyms(batch: Batch):
+    """The names reviewers see for the batch's annotators: stable within the batch, never
+    the username, and unlike any snapshot's (a different key)."""
+    from annotation.export.services import Pseudonyms
+
+    return Pseudonyms(f"review:batch:{batch.pk}")
+
+
+@dataclass(frozen=True)
+class FlagView:
+    reason: str
+    reason_label: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class LabelView:
+    """One label as the reviewer sees it."""
+
+    id: int
+    annotator: str  # pseudonym
+    preferred: str
+    strength: str
+    strength_label: str
+    safety_a: str
+    safety_b: str
+    safety_bin: str
+    left: str
+    seconds: float | None
+    comment: str
+    created_at: object
+    flags: list[FlagView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    comparison: Comparison
+    labels: list[LabelView]
+    annotator_flags: dict[str, list[FlagView]]  # pseudonym → the annotator's batch flags
+    verdicts: list[ReviewVerdict]  # newest first: the first one stands
+    disagreement: bool
+
+    @property
+    def verdict(self) -> ReviewVerdict | None:
+        return self.verdicts[0] if self.verdicts else None
+
+
+def _flag_view(flag: ReviewFlag) -> FlagView:
+    return FlagView(flag.reason, flag.get_reason_display(), flag.detail)
+
+
+def review_item_get(*, comparison_id: int) -> ReviewItem | None:
+    """A comparison with every label (by pseudonym), its flags and its verdict history."""
+    comparison = (
+        Comparison.objects.select_related("batch", "prompt", "response_a", "response_b")
+        .filter(pk=comparison_id)
+        .first()
+    )
+    if comparison is None:
+        return None
+    pseudonym = annotator_pseudonyms(comparison.batch)
+    labels = list(
+        Label.objects.filter(comparison=comparison)
+        .prefetch_related(
+            Prefetch("review_flags", queryset=ReviewFlag.objects.order_by("reason", "id"))
+        )
+        .order_by("id")
+    )
+    annotator_flags: dict[str, list[FlagView]] = defaultdict(list)
+    for flag in ReviewFlag.objects.filter(
+        batch=comparison.batch,
+        label__isnull=True,
+        annotator_id__in=[label.annotator_id for label in labels if label.annotator_id],
+    ).order_by("reason"):
+        annotator_flags[pseudonym(flag.annotator_id, "")].append(_flag_view(flag))
+    views = [
+        LabelView(
+            id=label.pk,
+            annotator=pseudonym(label.annotator_id, label.source_annotator),
+            preferred=label.preferred,
+            strength=label.strength,
+            strength_label=label.get_strength_display() if label.strength else "unrated",
+            safety_a=label.safety_a,
+            safety_b=label.safety_b,
+            safety_bin=label.safety_bin,
+            left=label.left,
+            seconds=None if label.time_spent_ms is None else label.time_spent_ms / 1000,
+            comment=label.comment,
+            created_at=label.created_at,
+            flags=[_flag_view(f) for f in label.review_flags.all()],
+        )
+        for label in labels
+    ]
+    verdicts = list(
+        ReviewVerdict.objects.filter(comparison=comparison)
+        .select_related("reviewer")
+        .order_by("-id")
+    )
+    sides = {label.preferred for label in labels}
+    return ReviewItem(comparison, views, dict(annotator_flags), verdicts, len(sides) > 1)
+
+
+def review_next_pending(*, batch: Batch, after_id: int) -> int | None:
+    """The next comparison of the batch that still needs review, after ``after_id``
+    (wrapping around to the first); None when none is left."""
+    pending = review_queue(batch=batch).values_list("pk", flat=True)
+    return pending.filter(pk__gt=after_id).first() or pending.first()
+
+
+# --- exports -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewState:
+    """What a snapshot writes about the review of its labels (see ``label_review``)."""
+
+    verdicts: dict[int, ReviewVerdict]  # comparison id → the standing verdict
+    label_flags: dict[int, list[str]]  # label id → flag reasons
+    annotator_flags: dict[tuple[int, int], list[str]]  # (batch id, annotator id) → reasons
+
+
+def review_state(labels: QuerySet[Label]) -> ReviewState:
+    """The standing verdicts and the flags of the comparisons and labels ``labels`` covers.
+
+    Only reviewed comparisons and flagged labels are held in memory.
+    """
+    comparison_ids = labels.values("comparison_id")
+    verdicts: dict[int, ReviewVerdict] = {}
+    for verdict in ReviewVerdict.objects.filter(comparison_id__in=comparison_ids).order_by("id"):
+        verdicts[verdict.comparison_id] = verdict  # the newest stands
+    label_flags: dict[int, list[str]] = defaultdict(list)
+    for label_id, reason in (
+        ReviewFlag.objects.filter(label__in=labels).order_by("label_id", "reason")
+    ).values_list("label_id", "reason"):
+        label_flags[label_id].append(reason)
+    annotator_flags: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for batch_id, annotator_id, reason in (
+        ReviewFlag.objects.filter(
+            label__isnull=True, batch_id__in=labels.values("comparison__batch_id")
+        ).order_by("batch_id", "annotator_id", "reason")
+    ).values_list("batch_id", "annotator_id", "reason"):
+        annotator_flags[batch_id, annotator_id].append(reason)
+    return ReviewState(verdicts, dict(label_flags), dict(annotator_flags))
