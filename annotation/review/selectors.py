@@ -13,21 +13,46 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
 
+from annotation.domain import STRENGTH_ORDER
 from annotation.models import Batch, Comparison, Label, ReviewFlag, ReviewVerdict
 
 QueueStatus = Literal["pending", "reviewed", "all"]
 DISAGREEMENT = "disagreement"
-QUEUE_REASONS = (DISAGREEMENT, *ReviewFlag.Reason.values)
+FAILED_GOLD = "failed_gold"
+QUEUE_REASONS = (DISAGREEMENT, FAILED_GOLD, *ReviewFlag.Reason.values)
+REASON_LABELS = {
+    DISAGREEMENT: "Labels disagree",
+    FAILED_GOLD: "Failed gold",
+    **dict(ReviewFlag.Reason.choices),
+}
 LABEL_REASONS = (ReviewFlag.Reason.FAST, ReviewFlag.Reason.REWARD_MODEL)
 ANNOTATOR_REASONS = (ReviewFlag.Reason.SIDE_BIAS, ReviewFlag.Reason.STRENGTH_SKEW)
 
 
 def _disagreement() -> Q:
-    """Labels on both sides. (A lone *Negligibly better / Unsure* is not a dispute to settle.)"""
+    """Labels on both sides. (A lone *Negligibly better / Unsure* is not a dispute to
+    settle; on a gold check a wrong side is a failed gold, not a dispute.)"""
     on = Label.objects.filter(comparison=OuterRef("pk"))
-    return Q(Exists(on.filter(preferred="A"))) & Q(Exists(on.filter(preferred="B")))
+    return (
+        Q(is_gold=False) & Q(Exists(on.filter(preferred="A"))) & Q(Exists(on.filter(preferred="B")))
+    )
+
+
+def gold_failed_q() -> Q:
+    """Labels (of gold checks) that miss their gold answer: the other side, or weaker than
+    the gold's minimum strength (an unrated label is weaker than any)."""
+    weaker = Q()
+    for i, minimum in enumerate(STRENGTH_ORDER):
+        weaker |= Q(comparison__gold__min_strength=minimum) & Q(
+            strength__in=[s.value for s in STRENGTH_ORDER[i + 1 :]] + [""]
+        )
+    return Q(comparison__is_gold=True) & (~Q(preferred=F("comparison__gold__preferred")) | weaker)
+
+
+def _failed_gold() -> Exists:
+    return Exists(Label.objects.filter(gold_failed_q(), comparison=OuterRef("pk")))
 
 
 def _flagged() -> Exists:
@@ -39,10 +64,14 @@ def _reviewed() -> Exists:
 
 
 def review_annotated(qs: QuerySet[Comparison]) -> QuerySet[Comparison]:
-    """``qs`` with booleans ``disagreement``, ``flagged``, ``reviewed`` and ``needs_review``."""
+    """``qs`` with booleans ``disagreement``, ``failed_gold``, ``flagged``, ``reviewed``
+    and ``needs_review``."""
     return qs.annotate(
-        disagreement=_disagreement(), flagged=_flagged(), reviewed=_reviewed()
-    ).annotate(needs_review=Q(disagreement=True) | Q(flagged=True))
+        disagreement=_disagreement(),
+        failed_gold=_failed_gold(),
+        flagged=_flagged(),
+        reviewed=_reviewed(),
+    ).annotate(needs_review=Q(disagreement=True) | Q(failed_gold=True) | Q(flagged=True))
 
 
 @dataclass(frozen=True)
@@ -50,8 +79,9 @@ class ReviewCounts:
     """One batch's review, counted in comparisons (annotator flags in annotators)."""
 
     disagreements: int = 0
+    failed_gold: int = 0  # gold checks with at least one label that missed the answer
     flagged: int = 0  # comparisons with at least one flagged label
-    needs_review: int = 0  # disagreement or a flagged label
+    needs_review: int = 0  # any of the three
     reviewed: int = 0  # comparisons with a verdict
     pending: int = 0  # needs review, no verdict yet
     flagged_annotators: int = 0
@@ -75,6 +105,7 @@ def review_counts_by_batch(*, batch_ids: Iterable[int] | None = None) -> dict[in
         .values("batch_id")
         .annotate(
             n_disagreements=Count("pk", filter=Q(disagreement=True)),
+            n_failed_gold=Count("pk", filter=Q(failed_gold=True)),
             n_flagged=Count("pk", filter=Q(flagged=True)),
             n_needs=Count("pk", filter=Q(needs_review=True)),
             n_reviewed=Count("pk", filter=Q(reviewed=True)),
@@ -90,6 +121,7 @@ def review_counts_by_batch(*, batch_ids: Iterable[int] | None = None) -> dict[in
     return {
         row["batch_id"]: ReviewCounts(
             disagreements=row["n_disagreements"],
+            failed_gold=row["n_failed_gold"],
             flagged=row["n_flagged"],
             needs_review=row["n_needs"],
             reviewed=row["n_reviewed"],
@@ -126,6 +158,8 @@ def review_queue(
         qs = qs.filter(Q(needs_review=True) | Q(reviewed=True))
     if reason == DISAGREEMENT:
         qs = qs.filter(disagreement=True)
+    elif reason == FAILED_GOLD:
+        qs = qs.filter(failed_gold=True)
     elif reason in ReviewFlag.Reason.values:
         qs = qs.filter(Exists(ReviewFlag.objects.filter(comparison=OuterRef("pk"), reason=reason)))
     elif reason is not None:
@@ -179,6 +213,7 @@ class LabelView:
 @dataclass(frozen=True)
 class ReviewItem:
     comparison: Comparison
+    gold_answer: str  # "" unless the comparison is a gold check: "A, at least Better"
     labels: list[LabelView]
     annotator_flags: dict[str, list[FlagView]]  # pseudonym → the annotator's batch flags
     verdicts: list[ReviewVerdict]  # newest first: the first one stands
@@ -196,13 +231,25 @@ def _flag_view(flag: ReviewFlag) -> FlagView:
 def review_item_get(*, comparison_id: int) -> ReviewItem | None:
     """A comparison with every label (by pseudonym), its flags and its verdict history."""
     comparison = (
-        Comparison.objects.select_related("batch", "prompt", "response_a", "response_b")
+        Comparison.objects.select_related("batch", "prompt", "response_a", "response_b", "gold")
         .filter(pk=comparison_id)
         .first()
     )
     if comparison is None:
         return None
     pseudonym = annotator_pseudonyms(comparison.batch)
+    gold_answer = ""
+    failed_gold: set[int] = set()
+    if comparison.is_gold and comparison.gold is not None:
+        gold = comparison.gold
+        gold_answer = gold.preferred + (
+            f", at least {gold.get_min_strength_display()}" if gold.min_strength else ""
+        )
+        failed_gold = set(
+            Label.objects.filter(gold_failed_q(), comparison=comparison).values_list(
+                "id", flat=True
+            )
+        )
     labels = list(
         Label.objects.filter(comparison=comparison)
         .prefetch_related(
@@ -231,7 +278,16 @@ def review_item_get(*, comparison_id: int) -> ReviewItem | None:
             seconds=None if label.time_spent_ms is None else label.time_spent_ms / 1000,
             comment=label.comment,
             created_at=label.created_at,
-            flags=[_flag_view(f) for f in label.review_flags.all()],
+            flags=[_flag_view(f) for f in label.review_flags.all()]
+            + (
+                [
+                    FlagView(
+                        FAILED_GOLD, REASON_LABELS[FAILED_GOLD], f"the gold answer is {gold_answer}"
+                    )
+                ]
+                if label.pk in failed_gold
+                else []
+            ),
         )
         for label in labels
     ]
@@ -241,7 +297,8 @@ def review_item_get(*, comparison_id: int) -> ReviewItem | None:
         .order_by("-id")
     )
     sides = {label.preferred for label in labels}
-    return ReviewItem(comparison, views, dict(annotator_flags), verdicts, len(sides) > 1)
+    disagreement = len(sides) > 1 and not comparison.is_gold
+    return ReviewItem(comparison, gold_answer, views, dict(annotator_flags), verdicts, disagreement)
 
 
 def review_next_pending(*, batch: Batch, after_id: int) -> int | None:

@@ -88,6 +88,36 @@ def test_review_item_shows_pseudonyms_time_comments_and_flags(raters):
     assert not names & {v.annotator for v in elsewhere.labels}
 
 
+def test_gold_checks_that_a_label_missed_need_review_not_their_disagreements(raters):
+    from annotation.models import Comparison, GoldComparison
+
+    batch = BatchFactory(labels_per_comparison=3)
+    checks = []
+    for source in [make_comparison(BatchFactory()) for _ in range(3)]:
+        gold = GoldComparison.objects.create(
+            comparison=source, preferred="A", min_strength="better"
+        )
+        check = make_comparison(batch)
+        Comparison.objects.filter(pk=check.pk).update(is_gold=True, gold=gold)
+        checks.append(check)
+    said = [  # per check, what each rater said
+        [("A", "significantly_better"), ("A", "better"), ("A", "better")],  # all right
+        [("A", "significantly_better"), ("A", "slightly_better"), ("A", "better")],  # too weak
+        [("A", "better"), ("B", "better"), ("A", "better")],  # wrong side
+    ]
+    for c, answers in zip(checks, said, strict=True):
+        for user, (side, strength) in zip(raters, answers, strict=True):
+            label(c, annotator=user, preferred=side, strength=strength)
+    assert list(selectors.review_queue(batch=batch)) == checks[1:]
+    assert list(selectors.review_queue(batch=batch, reason="failed_gold")) == checks[1:]
+    assert list(selectors.review_queue(batch=batch, reason="disagreement")) == []
+    counts = selectors.review_counts_by_batch()[batch.pk]
+    assert (counts.failed_gold, counts.disagreements, counts.pending) == (2, 0, 2)
+    item = selectors.review_item_get(comparison_id=checks[2].pk)
+    assert item.gold_answer == "A, at least Better" and not item.disagreement
+    assert [[f.reason for f in v.flags] for v in item.labels] == [[], ["failed_gold"], []]
+
+
 # --- verdicts ------------------------------------------------------------------------------
 
 
