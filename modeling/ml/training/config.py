@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field, fields
-from typing import Self
+from typing import Annotated, Self
+
+from annotated_types import Ge, Gt, Le, Lt, MinLen
 
 from annotation.domain import MarginTable
+
+ALL_LINEAR = "all-linear"
 
 
 class _Config:
@@ -20,6 +24,60 @@ class _Config:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} field(s): {sorted(unknown)}")
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """LoRA for one training run; ``rank`` 0 (the default) trains every weight instead.
+
+    Bounds are ``annotated_types`` metadata (the iteration settings validate them with the
+    field's dotted path) and are checked again here for the configs that are not pydantic.
+    """
+
+    # r: rank of the update B·A; 0 turns LoRA off (full fine-tuning). Hu et al. use 1-64.
+    rank: Annotated[int, Ge(0), Le(1024)] = 0
+    # α: the update is scaled by α/r (Hu et al.: α fixed while r varies).
+    alpha: Annotated[float, Gt(0), Le(10_000)] = 16.0
+    # dropout on the adapter's input during training
+    dropout: Annotated[float, Ge(0), Lt(1)] = 0.0
+    # Names of the linear layers that get adapters (the last part of the module path,
+    # e.g. q_proj, v_proj for Llama; query, value for BERT), or "all-linear": every linear
+    # layer but the output head.
+    target_modules: Annotated[tuple[str, ...], MinLen(1)] = (ALL_LINEAR,)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        if not 0 <= self.rank <= 1024:
+            raise ValueError("lora.rank must be between 0 (off) and 1024")
+        if not 0 < self.alpha <= 10_000:
+            raise ValueError("lora.alpha must be in (0, 10000]")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("lora.dropout must be in [0, 1)")
+        if not self.target_modules or not all(
+            isinstance(m, str) and m.strip() for m in self.target_modules
+        ):
+            raise ValueError("lora.target_modules must name at least one module")
+
+    @property
+    def enabled(self) -> bool:
+        return self.rank > 0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "target_modules": list(self.target_modules)}
+
+    @classmethod
+    def from_value(cls, value: LoraConfig | dict | None) -> LoraConfig:
+        """A ``LoraConfig`` from itself, a JSON object (unknown keys refused) or None."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"lora must be an object, got {value!r:.60}")
+        unknown = set(value) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown lora field(s): {sorted(unknown)}")
+        return cls(**value)
 
 
 @dataclass(frozen=True)
@@ -91,9 +149,22 @@ class RewardTrainingConfig(_Config):
             "help": "torch CPU threads (0: all cores, or 1 when the machine is already loaded)."
         },
     )
+    lora: LoraConfig = field(
+        default_factory=LoraConfig,
+        metadata={
+            "help": "LoRA adapters (rank, alpha, dropout, target_modules); rank 0: train every weight. The head always trains in full; adapters are merged when the model is written."
+        },
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "Recompute activations in the backward pass: less memory, ~30% slower."},
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "margin", MarginTable(self.margin))
+        object.__setattr__(self, "lora", LoraConfig.from_value(self.lora))
+        if self.mixed_precision not in ("auto", "bf16", "no"):
+            raise ValueError("mixed_precision must be auto, bf16 or no")
         if self.batch_size < 1 or self.grad_accum_steps < 1:
             raise ValueError("batch_size and grad_accum_steps must be at least 1")
         if not 0 < self.learning_rate < 1:

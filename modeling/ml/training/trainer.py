@@ -1,8 +1,15 @@
 """The reward-model training loop (Llama 2 §3.2.2), Django-free.
 
 ``reward_model_train`` takes a checkpoint directory, training and held-out pairs and a
-config; it writes a finished reward model (``LlamaForSequenceClassification``-style: the
-causal LM body with a scalar head) into ``output_dir`` and returns a ``RewardTrainingResult``.
+config; it writes a finished reward model into ``output_dir`` and returns a
+``RewardTrainingResult``. The checkpoint is a decoder (``LlamaForSequenceClassification``-
+style: the causal LM body with a scalar head on the last token) or an encoder (BERT,
+DeBERTa, ModernBERT... with a one-output sequence-classification head); see
+``modeling.ml.backbones``. Both train with the same loss, data and schedule.
+
+- LoRA (``config.lora``): only low-rank adapters and the head train; they are merged into
+  the weights when the model is written. ``config.gradient_checkpointing`` trades compute
+  for activation memory.
 
 - Optimiser and schedule: AdamW, linear warm-up over ``warmup_ratio`` of the steps, then
   cosine down to ``min_lr_ratio`` of the peak; gradients clipped to ``max_grad_norm``.
@@ -32,7 +39,15 @@ from typing import TYPE_CHECKING, cast
 
 import torch
 
+from modeling.ml.backbones import ENCODER, backbone_of_config
 from modeling.ml.checkpoints import partial_dir, publish
+from modeling.ml.lora import (
+    gradient_checkpointing_enable,
+    lora_merge,
+    lora_summary,
+    lora_wrap,
+    trainable_parameters,
+)
 from modeling.ml.training.config import RewardTrainingConfig
 from modeling.ml.training.data import EncodedPair, PairCollator, batch_order, encode_pairs
 from modeling.ml.training.losses import ranking_loss_with_margin
@@ -163,8 +178,8 @@ def load_reward_model(
     *,
     dtype: torch.dtype | None = None,
 ) -> PreTrainedModel:
-    """The causal LM at ``checkpoint`` with its next-token head replaced by a scalar head
-    (or a reward model we wrote, head included)."""
+    """The causal LM (or encoder) at ``checkpoint`` with a one-output head in place of its
+    next-token (or masked-token) head, or a reward model we wrote, head included."""
     from transformers import AutoModelForSequenceClassification
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -282,13 +297,28 @@ def reward_model_train(
     work_dir, output_dir = Path(work_dir), Path(output_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
 
-    _, tokenizer = load_checkpoint(checkpoint, load_model=False)
+    _, tokenizer = load_checkpoint(checkpoint, load_model=False, allow_encoder=True)
     model = load_reward_model(checkpoint, tokenizer)
+    encoder = backbone_of_config(model.config) == ENCODER
+    if config.gradient_checkpointing:
+        gradient_checkpointing_enable(model)
+    # The adapters sit inside ``model``'s own layers: ``model`` trains through them, and
+    # ``adapted`` is what merges them back at the end.
+    adapted = lora_wrap(model, config.lora, task_type="SEQ_CLS") if config.lora.enabled else None
+    trainable, total = trainable_parameters(model)
+    logger.info(
+        "reward model: %s, %d of %d parameters train", type(model).__name__, trainable, total
+    )
     collate = PairCollator(
-        tokenizer.pad_token_id, packed=config.pack_pairs and supports_packing(model)
+        tokenizer.pad_token_id,
+        packed=config.pack_pairs and not encoder and supports_packing(model),
     )
     encoded = encode_pairs(
-        tokenizer, train_pairs, max_length=config.max_length, margin=config.margin
+        tokenizer,
+        train_pairs,
+        max_length=config.max_length,
+        margin=config.margin,
+        encoder=encoder,
     )
     batches = batch_order(
         encoded,
@@ -302,6 +332,8 @@ def reward_model_train(
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
+        if not param.requires_grad:  # frozen under LoRA
+            continue
         (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
     optimizer = torch.optim.AdamW(
         [
@@ -402,22 +434,30 @@ def reward_model_train(
                 )
             )
         eval_encoded = encode_pairs(
-            tokenizer, eval_pairs, max_length=config.max_length, margin=config.margin
+            tokenizer,
+            eval_pairs,
+            max_length=config.max_length,
+            margin=config.margin,
+            encoder=encoder,
         )
         with accelerator.autocast():
             eval_rewards = score_encoded(
                 unwrapped, eval_encoded, collate, config.eval_batch_size, accelerator.device
             )
     if accelerator.is_main_process:
-        unwrapped.config.pad_token_id = tokenizer.pad_token_id
+        final = lora_merge(adapted) if adapted is not None else unwrapped
+        final.config.pad_token_id = tokenizer.pad_token_id
         _save_atomic(
-            unwrapped.to(torch.float32),
+            final.to(torch.float32),
             tokenizer,
             output_dir,
             {
                 "kind": "reward_model",
+                "backbone": "encoder" if encoder else "decoder",
                 "max_length": config.max_length,
                 "config": config.to_dict(),
+                "trainable_parameters": trainable,
+                **lora_summary(config.lora),
                 **(meta or {}),
             },
         )

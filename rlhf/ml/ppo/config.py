@@ -6,10 +6,12 @@ them (with the field's dotted path in the message) before a stage ever runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from annotated_types import Ge, Gt, Le, Lt
+
+from modeling.ml.training.config import LoraConfig
 
 _Beta = Annotated[float, Ge(0), Lt(1)]
 
@@ -54,8 +56,17 @@ class PPOConfig:
     top_p: Annotated[float, Gt(0), Le(1)] = 1.0
     max_new_tokens: Annotated[int, Ge(1)] = 128
     seed: Annotated[int, Ge(0)] = 0
+    # --- memory (CUDA) ---
+    # LoRA adapters instead of full fine-tuning (rank 0: off); merged into the weights when
+    # the policy is written. PPO's reference is then the same weights with adapters off.
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    # recompute activations in the backward pass: less memory, about a third more compute
+    gradient_checkpointing: bool = False
+    # on CUDA, weights and compute in bfloat16 (CPU is always float32)
+    bf16: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lora", LoraConfig.from_value(self.lora))
         if self.mini_batch_size < 1 or self.rollout_batch_size < 1 or self.ppo_epochs < 1:
             raise ValueError("batch sizes and ppo_epochs must be >= 1")
         if self.clip_range <= 0 or self.kl_coef < 0:

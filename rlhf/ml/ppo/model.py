@@ -44,7 +44,8 @@ class PolicyWithValueHead(nn.Module):
         # The state before response token t is the hidden state at position P-1+t.
         hidden = hidden[:, prompt_width - 1 : -1]
         logits = self.lm.get_output_embeddings()(hidden)
-        values = self.value_head(hidden).squeeze(-1).float()
+        # The head stays float32 when the trunk runs in bf16 (CUDA).
+        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
         return logits, values
 
 

@@ -3,6 +3,10 @@
 trainer = PPOTrainer.from_pretrained(policy_dir, reward, PPOConfig(...))
 result = trainer.train(prompts, steps=100, on_step=print)
 trainer.save(out_dir)   # a plain causal-LM checkpoint (+ value_head.pt)
+
+With ``config.lora`` the policy trains through LoRA adapters (the value head in full), the
+reference π_0 is the same weights with the adapters switched off (one copy in memory), and
+``save`` merges the adapters into the weights.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from modeling.ml.checkpoints import partial_dir, publish
+from modeling.ml.lora import AdaptersOff, gradient_checkpointing_enable, lora_merge, lora_wrap
 from rlhf.ml.ppo.config import PPOConfig
 from rlhf.ml.ppo.experience import NonFiniteError, experience_stats, make_experience
 from rlhf.ml.ppo.kl import kl_controller
@@ -75,13 +80,21 @@ class PPOTrainer:
     ) -> None:
         self.config, self.tokenizer, self.reward = config, tokenizer, reward
         torch.manual_seed(config.seed)
+        if config.gradient_checkpointing:
+            gradient_checkpointing_enable(lm)
+        # The frozen reference π_0 the KL penalty anchors to: the starting policy. Under LoRA
+        # it is ``lm`` itself with its adapters off; otherwise a copy taken before training.
+        self.adapted = None
+        if config.lora.enabled:
+            self.adapted = lora_wrap(lm, config.lora, task_type="CAUSAL_LM")
+            self.ref_lm = AdaptersOff(lm)
+        else:
+            self.ref_lm = ref_lm if ref_lm is not None else copy.deepcopy(lm)
+            self.ref_lm.eval().requires_grad_(False)
         self.policy = PolicyWithValueHead(lm)
-        # The frozen reference π_0 the KL penalty anchors to: the starting policy.
-        self.ref_lm = ref_lm if ref_lm is not None else copy.deepcopy(lm)
-        self.ref_lm.eval().requires_grad_(False)
         self.kl_ctl = kl_controller(config)
         self.optimizer = torch.optim.AdamW(
-            self.policy.parameters(),
+            [p for p in self.policy.parameters() if p.requires_grad],
             lr=config.learning_rate,
             betas=config.adam_betas,
             weight_decay=config.weight_decay,
@@ -93,13 +106,15 @@ class PPOTrainer:
     def from_pretrained(
         cls, path: str | Path, reward: RewardFn, config: PPOConfig, device: str | None = None
     ) -> PPOTrainer:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
+
+        from modeling.ml.tokenizer import tokenizer_load
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        dtype = torch.bfloat16 if device.startswith("cuda") and config.bf16 else torch.float32
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         lm = lm.to(device)  # type: ignore[arg-type]  # see modeling/ml/basemodel.py
-        return cls(lm, AutoTokenizer.from_pretrained(path), reward, config)
+        return cls(lm, tokenizer_load(path), reward, config)
 
     def step(self, prompts: Sequence[PromptExample]) -> PPOStepStats:
         """One PPO iteration on ``prompts`` (one rollout batch)."""
@@ -186,7 +201,11 @@ class PPOTrainer:
 
     def save(self, out_dir: str | Path) -> Path:
         """Write the policy as a causal-LM checkpoint, atomically: a reader sees either no
-        folder or a complete one."""
+        folder or a complete one. LoRA adapters are merged into the weights first (training
+        cannot go on after that)."""
+        if self.adapted is not None:
+            self.policy.lm = lora_merge(self.adapted)
+            self.adapted = None
         tmp = partial_dir(out_dir)
         self.policy.lm.save_pretrained(tmp)
         self.tokenizer.save_pretrained(tmp)

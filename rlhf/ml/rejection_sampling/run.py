@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modeling.ml.checkpoints import partial_dir, publish
-from rlhf.ml.generation.base import SamplingParams
+from modeling.ml.lora import (
+    gradient_checkpointing_disable,
+    gradient_checkpointing_enable,
+    lora_merge,
+    lora_wrap,
+)
+from rlhf.ml.generation.base import Generator, SamplingParams
 from rlhf.ml.generation.local import LocalGenerator
 from rlhf.ml.prompts import PromptExample, RewardFn
 from rlhf.ml.rejection_sampling.config import RejectionSamplingConfig
@@ -63,8 +69,14 @@ def run_rejection_sampling(
     config: RejectionSamplingConfig,
     out_dir: str | Path | None,
     on_progress: Callable[[str, float], None] | None = None,
+    generator: Generator | None = None,
 ) -> RejectionSamplingResult:
-    """Sample, select and fine-tune ``model`` in place; save it to ``out_dir`` atomically."""
+    """Sample, select and fine-tune ``model`` in place; save it to ``out_dir`` atomically.
+
+    With ``config.lora`` the fine-tuning trains LoRA adapters only, merged into ``model``'s
+    weights before it is saved (``model`` stays a plain model, usable after). ``generator``
+    samples instead of ``model`` in this process (an inference server serving the same
+    weights: ``rlhf.ml.generation.remote``)."""
     if not prompts:
         raise ValueError("The prompt set is empty: rejection sampling has nothing to sample from.")
     progress = on_progress or (lambda stage, fraction: None)
@@ -77,7 +89,8 @@ def run_rejection_sampling(
         num_samples=config.num_samples,
         seed=config.seed,
     )
-    generated = LocalGenerator(model, tokenizer).generate([p.turns for p in prompts], params)
+    sampler = generator or LocalGenerator(model, tokenizer)  # e.g. a vLLM server serving ``model``
+    generated = sampler.generate([p.turns for p in prompts], params)
     seconds["generation"] = time.perf_counter() - t0
     progress("scoring", 0.4)
 
@@ -99,6 +112,9 @@ def run_rejection_sampling(
     progress("fine-tuning", 0.5)
 
     t0 = time.perf_counter()
+    if config.gradient_checkpointing:
+        gradient_checkpointing_enable(model)
+    adapted = lora_wrap(model, config.lora, task_type="CAUSAL_LM") if config.lora.enabled else None
     losses = finetune_on_targets(
         model,
         tokenizer,
@@ -106,6 +122,10 @@ def run_rejection_sampling(
         config,
         on_step=lambda step, total, loss: progress("fine-tuning", 0.5 + 0.45 * step / total),
     )
+    if adapted is not None:
+        lora_merge(adapted)  # into ``model``'s own layers
+    if config.gradient_checkpointing:
+        gradient_checkpointing_disable(model)
     seconds["finetune"] = time.perf_counter() - t0
     checkpoint = None
     if out_dir is not None:
