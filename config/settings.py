@@ -159,6 +159,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # files go through `manage.py pairwise_import`. Problems listed per import (then counted).
 PAIRWISE_IMPORT_MAX_BYTES = env.int("PAIRWISE_IMPORT_MAX_BYTES", default=100 * 1024 * 1024)
 PAIRWISE_IMPORT_MAX_PROBLEMS = env.int("PAIRWISE_IMPORT_MAX_PROBLEMS", default=200)
+# Review: a label is flagged when the reward model prefers the other response with at
+# least this probability, σ(r_other − r_preferred) (modeling.jobs.label_check_execute).
+PAIRWISE_REVIEW_RM_CONFIDENCE = env.float("PAIRWISE_REVIEW_RM_CONFIDENCE", default=0.9)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -26,6 +26,7 @@ urlpatterns = [
     path("rlhf/", include("rlhf.urls")),
     path("data/", include("annotation.export.urls")),
     path("quality/", include("annotation.quality.urls")),
+    path("review/", include("annotation.review.urls")),
     path("", include("annotation.urls")),
 ]
 

@@ -30,7 +30,12 @@ from annotation.models import Batch, Label
 from config.leases import LeaseLost, heartbeat_seconds, job_beat, job_claim, job_heartbeat
 from modeling.ml.training.config import BaseModelConfig, DataRecipe, RewardTrainingConfig
 from modeling.models import ModelKind, ModelVersion, ScoreJob, TrainingRun
-from modeling.services import SCORE_JOBS, TRAINING_RUNS, model_name_check
+from modeling.services import (
+    SCORE_JOBS,
+    TRAINING_RUNS,
+    label_checks_after_training,
+    model_name_check,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -369,6 +374,7 @@ def _execute_reward(run: TrainingRun) -> None:
         model.trained_on_hashes = {b.name: b.freeze_hash for b in batches}
         model.save()
         model.trained_on.set(batches)
+        label_checks_after_training(model=model)
     shutil.rmtree(_work_dir(run), ignore_errors=True)
 
 
@@ -418,3 +424,61 @@ def score_job_execute(*, job_id: int) -> None:
         )
         return
     held.update(status=ScoreJob.Status.SUCCEEDED, scores=scores, finished_at=timezone.now())
+
+
+# --- label checks ----------------------------------------------------------------------
+
+
+def label_check_execute(*, batch_id: int, model_id: int, category: str) -> int:
+    """Score both responses of every labelled ``category`` comparison of the batch with the
+    reward model, and flag for review each label whose other response the model prefers
+    with probability at least ``PAIRWISE_REVIEW_RM_CONFIDENCE`` (σ(r_other − r_preferred)).
+    The flags replace the batch's earlier reward-model flags of that category. Returns how
+    many labels were flagged; a batch frozen meanwhile is left alone (0)."""
+    from annotation.review.services import (
+        RewardModelContradiction,
+        review_flags_replace_reward_model,
+    )
+    from modeling.ml.uncertainty import preference_probability
+
+    batch = Batch.objects.get(pk=batch_id)
+    model = ModelVersion.objects.get(pk=model_id)
+    if batch.status == Batch.Status.FROZEN:
+        logger.info("label check of %s skipped: frozen", batch.name)
+        return 0
+    if not (model.is_reward and model.is_ready):
+        raise ValidationError(f"{model.name} is not a ready reward model.")
+    labels = list(
+        Label.objects.filter(comparison__batch=batch, comparison__category=category)
+        .order_by("comparison_id", "id")
+        .values_list("id", "comparison_id", "preferred")
+    )
+    comparisons = list(
+        batch.comparisons.filter(pk__in={c for _, c, _ in labels})
+        .order_by("id")
+        .values_list("id", "prompt__turns", "response_a__text", "response_b__text")
+    )
+    scorer = _scorer(model)
+    contexts = [turns for _, turns, _, _ in comparisons]
+    rewards_a = scorer.score(contexts, [a for _, _, a, _ in comparisons])
+    rewards_b = scorer.score(contexts, [b for _, _, _, b in comparisons])
+    rewards = {
+        c[0]: {"A": ra, "B": rb}
+        for c, ra, rb in zip(comparisons, rewards_a, rewards_b, strict=True)
+    }
+    confidence = settings.PAIRWISE_REVIEW_RM_CONFIDENCE
+    found = []
+    for label_id, comparison_id, preferred in labels:
+        mine = rewards[comparison_id][preferred]
+        other = rewards[comparison_id]["B" if preferred == "A" else "A"]
+        probability = preference_probability(other, mine)
+        if probability >= confidence:
+            found.append(RewardModelContradiction(label_id, probability, mine, other))
+    try:
+        return review_flags_replace_reward_model(
+            batch=batch, category=category, model_name=model.name, contradictions=found
+        )
+    except ValidationError:
+        if Batch.objects.filter(pk=batch.pk, status=Batch.Status.FROZEN).exists():
+            return 0  # frozen while it was being scored: its review is final
+        raise

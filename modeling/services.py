@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from annotation.models import Batch
+from annotation.models import Batch, Label
 from config.leases import JobKind
 from modeling.ml.training.config import BaseModelConfig, DataRecipe, RewardTrainingConfig
 from modeling.models import REWARD_KINDS, ModelKind, ModelVersion, ScoreJob, TrainingRun
@@ -256,8 +256,75 @@ def score_job_create(
     return job
 
 
+# --- label checks (review flags from a reward model; modeling.jobs.label_check_execute) ---
+
+REWARD_KIND_OF_CATEGORY = {
+    "helpfulness": ModelKind.REWARD_HELPFULNESS,
+    "safety": ModelKind.REWARD_SAFETY,
+}
+
+
+def label_check_request(*, batch: Batch) -> list[str]:
+    """Queue a reward-model check of a batch's labels, one per category it has labels in,
+    with that category's newest ready reward model. Returns "category: model" per check
+    queued; raises ``ValidationError`` for a frozen batch, or when no category of the
+    batch has a ready reward model yet."""
+    from modeling.selectors import model_version_latest_ready
+    from modeling.tasks import label_check_execute
+
+    if batch.status == Batch.Status.FROZEN:
+        raise ValidationError({"batch": f"Batch {batch.name!r} is frozen: its review is final."})
+    categories = sorted(
+        set(
+            Label.objects.filter(comparison__batch=batch).values_list(
+                "comparison__category", flat=True
+            )
+        )
+    )
+    if not categories:
+        raise ValidationError({"batch": f"Batch {batch.name!r} has no labels to check."})
+    queued = []
+    for category in categories:
+        model = model_version_latest_ready(kind=REWARD_KIND_OF_CATEGORY[category])
+        if model is None:
+            continue
+        transaction.on_commit(
+            lambda m=model, c=category: label_check_execute.delay(batch.pk, m.pk, c)
+        )
+        queued.append(f"{category}: {model.name}")
+    if not queued:
+        raise ValidationError(
+            {
+                "batch": f"No ready reward model for {' or '.join(categories)} yet: train one "
+                "on earlier frozen batches first."
+            }
+        )
+    return queued
+
+
+def label_checks_after_training(*, model: ModelVersion) -> None:
+    """A new reward model checks the labels of every open or closed training batch of its
+    category (called by the worker when the model becomes ready)."""
+    from modeling.tasks import label_check_execute
+
+    category = next(c for c, kind in REWARD_KIND_OF_CATEGORY.items() if kind == model.kind)
+    batch_ids = (
+        Label.objects.filter(
+            comparison__category=category,
+            comparison__batch__status__in=[Batch.Status.OPEN, Batch.Status.CLOSED],
+            comparison__batch__purpose=Batch.Purpose.TRAINING,
+        )
+        .values_list("comparison__batch_id", flat=True)
+        .distinct()
+    )
+    for batch_id in sorted(set(batch_ids)):
+        transaction.on_commit(lambda b=batch_id: label_check_execute.delay(b, model.pk, category))
+
+
 __all__ = [
     "REWARD_KINDS",
+    "label_check_request",
+    "label_checks_after_training",
     "base_model_launch",
     "model_name_check",
     "model_version_delete_files",

@@ -17,3 +17,8 @@ def training_run_execute(run_id: int) -> None:
 @shared_task(name="modeling.tasks.score_job_execute")
 def score_job_execute(job_id: int) -> None:
     jobs.score_job_execute(job_id=job_id)
+
+
+@shared_task(name="modeling.tasks.label_check_execute")
+def label_check_execute(batch_id: int, model_id: int, category: str) -> int:
+    return jobs.label_check_execute(batch_id=batch_id, model_id=model_id, category=category)

@@ -10,7 +10,8 @@ from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
-from annotation.permissions import LAUNCH_TRAINING
+from annotation.models import Batch
+from annotation.permissions import LAUNCH_TRAINING, REVIEW
 from modeling import plots, selectors, services
 from modeling.forms import BaseModelForm, RewardModelForm
 from modeling.ml.evaluation import BUCKET_LABELS, BUCKETS
@@ -136,3 +137,23 @@ def reward_model_train(request):
         messages.error(request, f"Reward model not launched: {_errors(exc)}")
         return redirect("modeling:list")
     return redirect("modeling:run", run_id=run.pk)
+
+
+@require_POST
+@permission_required(REVIEW, raise_exception=True)
+def label_check_request(request, batch_id: int):
+    """The review page's "Check with the reward model" button: queue the batch's check."""
+    batch = Batch.objects.filter(pk=batch_id).first()
+    if batch is None:
+        raise Http404("No such batch.")
+    try:
+        queued = services.label_check_request(batch=batch)
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    else:
+        messages.success(
+            request,
+            f"Reward-model check queued ({'; '.join(queued)}): flagged labels appear here "
+            "when the worker is done.",
+        )
+    return redirect("review:batch", batch_id=batch.pk)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, F, Max, OuterRef, Prefetch, Q, QuerySet
 
 from annotation.domain import STRENGTH_ORDER
 from annotation.models import Batch, Comparison, Label, ReviewFlag, ReviewVerdict
@@ -342,3 +342,48 @@ def review_state(labels: QuerySet[Label]) -> ReviewState:
     ).values_list("batch_id", "annotator_id", "reason"):
         annotator_flags[batch_id, annotator_id].append(reason)
     return ReviewState(verdicts, dict(label_flags), dict(annotator_flags))
+
+
+# --- a batch's findings ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnnotatorFlagView:
+    annotator: str  # pseudonym
+    reason: str
+    reason_label: str
+    detail: str
+
+
+def annotator_flag_list(*, batch: Batch) -> list[AnnotatorFlagView]:
+    """The batch's annotator flags (side bias, strength skew), by pseudonym."""
+    pseudonym = annotator_pseudonyms(batch)
+    return [
+        AnnotatorFlagView(
+            pseudonym(flag.annotator_id, ""), flag.reason, flag.get_reason_display(), flag.detail
+        )
+        for flag in ReviewFlag.objects.filter(batch=batch, label__isnull=True).order_by(
+            "reason", "id"
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class RewardModelCheck:
+    category: str
+    model: str
+    flagged: int
+    checked_at: object
+
+
+def reward_model_check_list(*, batch: Batch) -> list[RewardModelCheck]:
+    """Per category, which reward model last checked the batch, when, and how many labels
+    it flagged (only checks that flagged something leave a trace)."""
+    rows = (
+        ReviewFlag.objects.filter(batch=batch, reason=ReviewFlag.Reason.REWARD_MODEL)
+        .order_by()
+        .values("comparison__category", "source")
+        .annotate(n=Count("id"), at=Max("created_at"))
+        .order_by("comparison__category")
+    )
+    return [RewardModelCheck(r["comparison__category"], r["source"], r["n"], r["at"]) for r in rows]
