@@ -117,7 +117,8 @@ def live_turn_generate(*, live_turn_id: int) -> None:
     """In the worker: two responses from the current policy, stored as a comparison."""
     from rlhf import selectors
     from rlhf.ml.generation.base import SamplingParams
-    from rlhf.ml.generation.local import LocalGenerator, context_length
+    from rlhf.ml.generation.local import LocalGenerator, load_tokenizer_and_context
+    from rlhf.ml.generation.remote import RemoteGenerator
     from rlhf.ml.prompt_fit import fit_prompts
     from rlhf.ml.prompts import PromptExample
 
@@ -127,12 +128,19 @@ def live_turn_generate(*, live_turn_id: int) -> None:
     session = turn.session
     try:
         policy = selectors.policy_current()
-        generator = LocalGenerator.load(policy.path, name=policy.name)
+        # The policy's own chat template and context, from its folder; sampled by the
+        # inference server its iteration names (sampling.server_url), else here.
+        tokenizer, context = load_tokenizer_and_context(policy.path)
+        generator: LocalGenerator | RemoteGenerator
+        if policy.server_url:
+            generator = RemoteGenerator(policy.server_url, policy.name, tokenizer=tokenizer)
+        else:
+            generator = LocalGenerator.load(policy.path, name=policy.name)
         # A long conversation: the policy sees its end (the whole of it is stored and shown).
         fit = fit_prompts(
             [PromptExample(tuple(session.turns))],
-            generator.tokenizer,
-            context=context_length(generator.model),
+            tokenizer,
+            context=context,
             max_new_tokens=LIVE_MAX_NEW_TOKENS,
             policy="truncate_left",
         )

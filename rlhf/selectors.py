@@ -21,6 +21,8 @@ from rlhf.models import (
 class PolicyRef:
     name: str
     path: Path
+    # the inference server that serves it (its iteration's sampling.server_url); "": none
+    server_url: str = ""
 
     @property
     def exists(self) -> bool:
@@ -41,7 +43,10 @@ def policy_current() -> PolicyRef:
         .first()
     )
     if accepted is not None:
-        return PolicyRef(accepted.policy_name, Path(accepted.policy_path))
+        sampling = (accepted.config or {}).get("sampling") or {}
+        return PolicyRef(
+            accepted.policy_name, Path(accepted.policy_path), str(sampling.get("server_url", ""))
+        )
     name, path = base_policy()
     return PolicyRef(name, path)
 

@@ -41,6 +41,7 @@ METHOD_SECTIONS = ("rejection_sampling", "ppo")
 # The flat names of earlier releases (their stored iterations are rewritten by migration
 # rlhf 0004); named in the error a script that still sends them gets.
 RENAMED = {
+    "next_batch_server_url": "sampling.server_url",
     "rs_num_samples": "rejection_sampling.num_samples",
     "rs_temperature": "rejection_sampling.temperature",
     "rs_epochs": "rejection_sampling.epochs",
@@ -82,6 +83,11 @@ class SamplingSettings:
     # A prompt that, plus max_new_tokens, exceeds the model's context: keep its end
     # ("truncate_left", as reward training does) or leave it out ("skip").
     overlong_prompts: OverlongPolicy = "truncate_left"
+    # An OpenAI-compatible server (vLLM) that serves each policy a stage samples under its
+    # registry name (RLHF-V1, base-v1); empty: sample in the worker with transformers. It
+    # serves rejection sampling, evaluation, the next batch and live annotation; PPO samples
+    # in the worker, since it needs the log-probabilities of the policy it is training.
+    server_url: Annotated[_Path, AfterValidator(_http_url)] = ""
 
 
 @dataclass(frozen=True)
@@ -131,9 +137,6 @@ class IterationSettings:
     next_batch_temperatures: tuple[_Temperature, _Temperature] = (0.7, 1.0)
     # second response from the previous policy instead
     next_batch_versus_previous: bool = False
-    # An OpenAI-compatible server (vLLM, TGI) already serving RLHF-V{N} under that name;
-    # empty: sample the next batch in the worker with transformers.
-    next_batch_server_url: Annotated[_Path, AfterValidator(_http_url)] = ""
     # --- reward models: used as given when set; trained from the batches otherwise ---
     reward_helpfulness_path: _Path = ""
     reward_safety_path: _Path = ""

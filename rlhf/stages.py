@@ -21,6 +21,7 @@ from annotation import services as annotation_services
 from annotation.domain import Category, Role, Turn
 from annotation.importers import ResponseIn, turns_hash
 from annotation.models import Batch, Comparison
+from modeling.ml.lora import lora_summary
 from rlhf.ml.prompt_fit import PromptFit, fit_prompts
 from rlhf.ml.prompts import PromptExample
 from rlhf.models import Iteration, IterationStage, PolicyEvaluation
@@ -140,6 +141,18 @@ def _load_policy(path: str | Path):
     return LocalGenerator.load(path)
 
 
+def _sampler(path: str | Path, name: str, config: IterationSettings):
+    """What samples the policy at ``path``, registered as ``name``: the inference server of
+    ``sampling.server_url`` (serving it under that name) when set, else this worker. Both
+    render prompts in the policy's own chat template (its local tokenizer)."""
+    if not config.sampling.server_url:
+        return _load_policy(path)
+    from modeling.ml.tokenizer import tokenizer_load
+    from rlhf.ml.generation.remote import RemoteGenerator
+
+    return RemoteGenerator(config.sampling.server_url, name, tokenizer=tokenizer_load(path))
+
+
 def policy_load(path: str | Path):
     """A local generator for the policy checkpoint at ``path`` (StageError if none)."""
     return _load_policy(path)
@@ -156,8 +169,9 @@ def reward_proxies(iteration: Iteration):
 
 def reward_models(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
     """Use the reward models named in the settings, or the previous iteration's, or train
-    them from the batches with the modeling app; check they share the policy's tokenizer."""
-    from rlhf.ml.scoring import require_same_tokenizer
+    them from the batches with the modeling app; check each folder holds a reward model. One
+    on another tokenizer than the policy scores the policy's decoded text (logged)."""
+    from rlhf.ml.scoring import NotARewardModelError, reward_model_check
 
     report = _reporter(stage)
     helpful, safety = config.reward_helpfulness_path, config.reward_safety_path
@@ -171,7 +185,12 @@ def reward_models(iteration: Iteration, stage: IterationStage, config: Iteration
     for path in (helpful, safety):
         if not Path(path).is_dir():
             raise StageError(f"The reward model folder {path} does not exist.")
-        require_same_tokenizer(iteration.start_policy_path, path)
+        try:
+            note = reward_model_check(path, iteration.start_policy_path)
+        except NotARewardModelError as exc:
+            raise StageError(str(exc)) from None
+        if note:
+            report(note, force=True)
     Iteration.objects.filter(pk=iteration.pk).update(
         reward_helpfulness_path=str(helpful), reward_safety_path=str(safety)
     )
@@ -263,6 +282,8 @@ def rejection_sampling(
     rs_config, learning_rate = _scaled_learning_rate(
         config.rejection_sampling, policy.model, config, report
     )
+    if not rs_config.bf16:
+        policy.model.float()  # on CUDA the policy loads in bf16 (on CPU it is float32)
     monitor = _probe_monitor(iteration, config)
     sample = _probe_sampler(policy.model, policy.tokenizer, config)
     if monitor.due(0, 1):
@@ -280,6 +301,9 @@ def rejection_sampling(
         rs_config,
         policy_dir(iteration) / "rejection_sampling",
         on_progress=lambda what, fraction: report(what, fraction),
+        generator=_sampler(iteration.start_policy_path, iteration.start_policy_name, config)
+        if config.sampling.server_url
+        else None,
     )
     summary = result.summary()
     report(
@@ -298,6 +322,7 @@ def rejection_sampling(
         "monitor": _monitor_result(monitor, report),
         "prompt_fit": fitted,
         "learning_rate": learning_rate,
+        **lora_summary(rs_config.lora),
     }
 
 
@@ -350,6 +375,7 @@ def ppo(iteration: Iteration, stage: IterationStage, config: IterationSettings) 
         "note": _did_not_move(report, kls=[s["kl"] for s in steps]),
         "prompt_fit": fitted,
         "learning_rate": learning_rate,
+        **lora_summary(ppo_config.lora),
     }
 
 
@@ -485,7 +511,7 @@ def _registry_add_policy(iteration: Iteration, checkpoint: Path, training_result
     summary = {
         k: v
         for k, v in training_result.items()
-        if k in ("mean_best_reward", "targets", "started_from")
+        if k in ("mean_best_reward", "targets", "started_from", "weights", "lora")
     }
     if training_result.get("steps"):
         summary["ppo_final"] = training_result["steps"][-1]
@@ -532,7 +558,7 @@ def evaluate(iteration: Iteration, stage: IterationStage, config: IterationSetti
     if versus is not None and versus[0] != iteration.start_policy_name:
         opponents.append(versus)
     report(f"sampling {iteration.name} on {len(held_out)} held-out prompts", 0.1, force=True)
-    candidate = _evaluation_sample(iteration.policy_path, held_out, config)
+    candidate = _evaluation_sample(iteration.policy_path, held_out, config, iteration.name)
     reward = _reward(iteration)
     judge_fn = load_score_fn(judge.path) if judge is not None else None
     proxies = f"{Path(iteration.reward_helpfulness_path).name} + {Path(iteration.reward_safety_path).name}"
@@ -540,7 +566,7 @@ def evaluate(iteration: Iteration, stage: IterationStage, config: IterationSetti
     results: dict[str, dict] = {}
     for i, (name, path) in enumerate(opponents):
         report(f"sampling {name}", 0.2 + 0.6 * i / len(opponents), force=True)
-        baseline = _evaluation_sample(path, held_out, config)
+        baseline = _evaluation_sample(path, held_out, config, name)
         details = {
             "prompts": prompts,
             "lengths": {
@@ -622,7 +648,7 @@ def _evaluation_versus(iteration: Iteration, versus: str) -> tuple[str, str] | N
 
 
 def _evaluation_sample(
-    path: str, prompts, config: IterationSettings
+    path: str, prompts, config: IterationSettings, name: str
 ) -> tuple[list[str], list[bool]]:
     """One response per held-out prompt (temperature 1, the iteration's seed): the texts,
     and whether each ended on its own (False: cut at max_new_tokens)."""
@@ -631,7 +657,7 @@ def _evaluation_sample(
     params = SamplingParams(
         temperature=1.0, max_new_tokens=config.sampling.max_new_tokens, seed=config.seed
     )
-    result = _load_policy(path).generate([p.turns for p in prompts], params)
+    result = _sampler(path, name, config).generate([p.turns for p in prompts], params)
     return [row[0].text for row in result.samples], [row[0].finished for row in result.samples]
 
 
@@ -694,12 +720,7 @@ def next_batch(iteration: Iteration, stage: IterationStage, config: IterationSet
     originals = selected.train_original[: config.next_batch_prompts]
     dialogues = [p.turns for p in prompts]
     t_a, t_b = config.next_batch_temperatures
-    if config.next_batch_server_url:
-        from rlhf.ml.generation.remote import RemoteGenerator
-
-        policy = RemoteGenerator(config.next_batch_server_url, iteration.name)
-    else:
-        policy = _load_policy(iteration.policy_path)
+    policy = _sampler(iteration.policy_path, iteration.name, config)
     report(f"sampling {len(prompts)} prompts at T={t_a} with {policy.name}", 0.1, force=True)
     first = policy.generate(
         dialogues,
@@ -709,7 +730,9 @@ def next_batch(iteration: Iteration, stage: IterationStage, config: IterationSet
     )
     if config.next_batch_versus_previous:
         second_model, t_b = iteration.start_policy_name, t_a
-        second = _load_policy(iteration.start_policy_path).generate(
+        second = _sampler(
+            iteration.start_policy_path, iteration.start_policy_name, config
+        ).generate(
             dialogues,
             SamplingParams(
                 temperature=t_a, max_new_tokens=config.sampling.max_new_tokens, seed=config.seed + 1

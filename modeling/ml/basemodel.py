@@ -9,7 +9,8 @@ checkpoint (written beside, renamed into place when complete).
 
 ``load_checkpoint`` is the one way any checkpoint directory is opened, ours or a user's
 (e.g. Llama 2 weights): it explains what is wrong when the folder is missing, is not a
-causal LM, or its tokenizer does not carry the chat markers.
+causal LM, or Pairwise cannot tell which chat template its tokenizer speaks
+(``modeling.ml.chat``: its own, or Pairwise's markers).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modeling.ml.backbones import ENCODER, backbone_of_config
 from modeling.ml.checkpoints import partial_dir, publish
 from modeling.ml.training.config import BaseModelConfig
 
@@ -52,12 +54,14 @@ class BaseModelResult:
 
 
 def load_checkpoint(
-    path: str | Path, *, load_model: bool = True
+    path: str | Path, *, load_model: bool = True, allow_encoder: bool = False
 ) -> tuple[PreTrainedModel | None, PreTrainedTokenizerBase]:
-    """(model or None, tokenizer) from a local HF-format causal-LM directory.
+    """(model or None, tokenizer) from a local HF-format causal-LM directory, or with
+    ``allow_encoder`` (reward models only, never loaded here as a model) an encoder's.
 
     Raises ``CheckpointError`` when the folder is missing, holds no causal LM config, or its
-    tokenizer lacks the chat template's special tokens or disagrees with the model's vocab.
+    tokenizer has neither a chat template nor Pairwise's markers, or disagrees with the
+    model's vocab.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoConfig, AutoTokenizer
@@ -74,14 +78,28 @@ def load_checkpoint(
     except Exception as exc:  # noqa: BLE001 - any parse failure means "not a model"
         raise CheckpointError(f"{path}: unreadable config.json ({exc})") from exc
     archs = config.architectures or []
-    if not any(a.endswith(("ForCausalLM", "ForSequenceClassification")) for a in archs):
+    encoder = backbone_of_config(config) == ENCODER
+    if encoder and (not allow_encoder or load_model):
+        raise CheckpointError(
+            f"{path} holds an encoder ({config.model_type}): it can start a reward model, "
+            "but cannot generate, so it cannot be a policy"
+        )
+    if not encoder and not any(
+        a.endswith(("ForCausalLM", "ForSequenceClassification")) for a in archs
+    ):
         raise CheckpointError(f"{path} is not a causal LM (architectures: {archs or 'none'})")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{path}: no usable tokenizer ({exc})") from exc
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # as modeling.ml.tokenizer.tokenizer_load
     try:
-        tokenizer_check(tokenizer)
+        if encoder:  # reads plain text: no chat markers needed, only padding
+            if tokenizer.pad_token_id is None:
+                raise ValueError("tokenizer has no pad token")
+        else:
+            tokenizer_check(tokenizer)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
     vocab = getattr(config, "vocab_size", None)

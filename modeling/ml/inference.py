@@ -4,7 +4,8 @@
     scorer.score([[{"role": "user", "content": "Hi"}]], ["Hello! How can I help?"])
 
 Contexts are turn lists rendered with ``modeling.ml.chat.render_dialogue``, truncated from the
-left to the length the model was trained with, exactly as in training.
+left to the length the model was trained with, exactly as in training. A reward model reads
+TEXT: it scores any policy's decoded responses, whatever tokenizer that policy has.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modeling.ml.chat import Dialogue, render_dialogue
+from modeling.ml.chat import Dialogue, chat_for, render_dialogue
 
 if TYPE_CHECKING:
     import torch
@@ -30,6 +31,7 @@ class RewardScorer:
         *,
         max_length: int = 512,
         device: str | torch.device | None = None,
+        encoder: bool = False,
     ) -> None:
         import torch
 
@@ -37,22 +39,31 @@ class RewardScorer:
         self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # see basemodel.py
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.encoder = encoder  # an encoder backbone: [CLS] text [SEP] (modeling.ml.backbones)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None) -> RewardScorer:
-        """A reward model folder written by ``reward_model_train`` (HF format + pairwise.json)."""
+        """A reward model folder written by ``reward_model_train`` (HF format + pairwise.json),
+        on a decoder or an encoder backbone."""
+        from modeling.ml.backbones import ENCODER, backbone_of_config
         from modeling.ml.basemodel import CheckpointError, load_checkpoint
         from modeling.ml.training.trainer import PAIRWISE_META, load_reward_model
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         path = Path(path)
-        _, tokenizer = load_checkpoint(path, load_model=False)
+        _, tokenizer = load_checkpoint(path, load_model=False, allow_encoder=True)
         meta_file = path / PAIRWISE_META
         meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
         if meta.get("kind") not in (None, "reward_model"):
             raise CheckpointError(f"{path} is a {meta.get('kind')} model, not a reward model")
         model = load_reward_model(path, tokenizer)
-        return cls(model, tokenizer, max_length=int(meta.get("max_length", 512)), device=device)
+        return cls(
+            model,
+            tokenizer,
+            max_length=int(meta.get("max_length", 512)),
+            device=device,
+            encoder=backbone_of_config(model.config) == ENCODER,
+        )
 
     def score(
         self,
@@ -68,8 +79,10 @@ class RewardScorer:
 
         if len(contexts) != len(responses):
             raise ValueError(f"{len(contexts)} contexts but {len(responses)} responses")
-        texts = [render_dialogue(c, r) for c, r in zip(contexts, responses, strict=True)]
-        ids = encode_texts(self.tokenizer, texts, self.max_length)
+        # the model's chat template for a decoder (modeling.ml.chat); plain text for an encoder
+        render = render_dialogue if self.encoder else chat_for(self.tokenizer).dialogue
+        texts = [render(c, r) for c, r in zip(contexts, responses, strict=True)]
+        ids = encode_texts(self.tokenizer, texts, self.max_length, encoder=self.encoder)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         scores: list[float] = [0.0] * len(ids)
         pad = self.tokenizer.pad_token_id

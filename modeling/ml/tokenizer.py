@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modeling.ml.chat import SPECIAL_TOKENS
+from modeling.ml.chat import PAIRWISE_JINJA, SPECIAL_TOKENS
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -110,7 +110,7 @@ def tokenizer_from_sentencepiece(model_file: str | Path) -> PreTrainedTokenizerF
         [AddedToken(t, special=True, normalized=False) for t in (PAD, UNK, BOS, EOS)]
     )
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
-    return PreTrainedTokenizerFast(
+    wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=BOS,
         eos_token=EOS,
@@ -120,19 +120,30 @@ def tokenizer_from_sentencepiece(model_file: str | Path) -> PreTrainedTokenizerF
         padding_side="right",
         truncation_side="left",
     )
+    wrapped.chat_template = PAIRWISE_JINJA  # so servers (vLLM's chat endpoint) speak it too
+    return wrapped
 
 
 def tokenizer_check(tokenizer: PreTrainedTokenizerBase) -> None:
-    """Raise ``ValueError`` unless every chat marker is a single token of ``tokenizer``."""
-    for marker in SPECIAL_TOKENS:
-        ids = tokenizer(marker, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
-            raise ValueError(
-                f"tokenizer does not match the chat template: {marker!r} is not one token "
-                f"(got {ids}); add modeling.ml.chat.SPECIAL_TOKENS to it first"
-            )
-    if tokenizer.pad_token_id is None:
-        raise ValueError("tokenizer has no pad token")
+    """Raise ``ValueError`` unless Pairwise can tell which chat template ``tokenizer`` speaks
+    (``modeling.ml.chat.chat_for``: its own, or Pairwise's markers) and it can pad."""
+    from modeling.ml.chat import chat_for
+
+    chat_for(tokenizer)
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
+        raise ValueError("tokenizer has neither a pad token nor an EOS token to pad with")
+
+
+def tokenizer_load(path: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer of the local model folder ``path``, padding with EOS where it has no pad
+    token (Llama and others ship none); ``chat_for`` then reads its template and stop ids.
+    The one way stages load a policy's tokenizer."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from modeling.ml.chat import render_prompt
+from modeling.ml.chat import chat_for
 from rlhf.ml.prompts import PromptExample
 
 # What a stage does with a prompt that, plus ``max_new_tokens``, exceeds the model's context:
@@ -75,7 +75,12 @@ class PromptFit:
 def _token_counts(tokenizer: Any, texts: Sequence[str]) -> list[int]:
     if not texts:
         return []
-    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    return [len(ids) for ids in chat_for(tokenizer).encode(texts)]
+
+
+def _prompt(tokenizer: Any, turns: Sequence[dict]) -> str:
+    """The prompt as the policy is sampled from it: its model's chat template."""
+    return chat_for(tokenizer).prompt(turns)
 
 
 def fit_prompts(
@@ -95,13 +100,13 @@ def fit_prompts(
         raise ValueError(f"overlong_prompts must be one of {OVERLONG_POLICIES}, not {policy!r}")
     limit = context - max_new_tokens
     # the shortest possible prompt: an empty user turn
-    floor = _token_counts(tokenizer, [render_prompt([{"role": "user", "content": ""}])])[0]
+    floor = _token_counts(tokenizer, [_prompt(tokenizer, [{"role": "user", "content": ""}])])[0]
     if limit <= floor:
         raise ValueError(
             f"max_new_tokens={max_new_tokens} leaves {max(limit, 0)} of the model's "
             f"{context} tokens for the prompt; lower sampling.max_new_tokens."
         )
-    counts = _token_counts(tokenizer, [render_prompt(p.turns) for p in prompts])
+    counts = _token_counts(tokenizer, [_prompt(tokenizer, p.turns) for p in prompts])
     fitted: list[PromptExample] = []
     kept: list[int] = []
     truncated = skipped = longest = 0
@@ -127,14 +132,17 @@ def keep_end(turns: Sequence[dict], tokenizer: Any, limit: int) -> tuple[dict, .
     # Per-turn counts find the first turn to keep in one pass; token counts of the parts add
     # up to the whole's almost exactly (every turn ends in a special token and a newline),
     # so the check below rarely drops one more.
-    parts = _token_counts(tokenizer, [render_prompt([t]) for t in turns])
-    marker = _token_counts(tokenizer, [render_prompt([])])[0]
+    parts = _token_counts(tokenizer, [_prompt(tokenizer, [t]) for t in turns])
+    try:
+        marker = _token_counts(tokenizer, [_prompt(tokenizer, [])])[0]
+    except Exception:  # noqa: BLE001 - a template that cannot render no turns
+        marker = 0  # only an estimate: the exact check below decides
     start, total = len(turns) - 1, parts[-1]
     while start > 0 and total + parts[start - 1] - marker <= limit:
         start -= 1
         total += parts[start] - marker
     while start < len(turns) - 1:
-        if _token_counts(tokenizer, [render_prompt(turns[start:])])[0] <= limit:
+        if _token_counts(tokenizer, [_prompt(tokenizer, turns[start:])])[0] <= limit:
             return turns[start:]
         start += 1
     return (_cut_turn_left(turns[-1], tokenizer, limit),)
@@ -144,13 +152,13 @@ def _cut_turn_left(turn: dict, tokenizer: Any, limit: int) -> dict:
     """``turn`` with its text cut from the left, at a token boundary, so that it renders in
     ``limit`` tokens. The kept text is the original's end, character for character."""
     text = turn["content"]
-    empty = _token_counts(tokenizer, [render_prompt([{**turn, "content": ""}])])[0]
+    empty = _token_counts(tokenizer, [_prompt(tokenizer, [{**turn, "content": ""}])])[0]
     encoded = tokenizer([text], add_special_tokens=False, return_offsets_mapping=True)
     starts = [start for start, _ in encoded["offset_mapping"][0]]
     keep = min(limit - empty, len(starts))
     while keep > 0:
         cut = {**turn, "content": text[starts[len(starts) - keep] :].lstrip()}
-        if _token_counts(tokenizer, [render_prompt([cut])])[0] <= limit:
+        if _token_counts(tokenizer, [_prompt(tokenizer, [cut])])[0] <= limit:
             return cut
         keep -= 1  # the kept text alone may split into a token or two more at its edge
     return {**turn, "content": ""}

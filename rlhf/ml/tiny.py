@@ -2,7 +2,7 @@
 
 For tests, benchmarks and demos that must not download anything; the project's real
 default base model comes from the modeling app. The tokenizer carries
-``modeling.ml.chat.SPECIAL_TOKENS`` so the chat template works unchanged.
+``modeling.ml.chat.SPECIAL_TOKENS`` and Pairwise's template, like the models Pairwise makes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modeling.ml.chat import SPECIAL_TOKENS
+from modeling.ml.chat import PAIRWISE_JINJA, SPECIAL_TOKENS
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
@@ -98,6 +98,7 @@ def make_tiny_tokenizer() -> PreTrainedTokenizerFast:
         eos_token="</s>",
     )
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    tokenizer.chat_template = PAIRWISE_JINJA
     return tokenizer
 
 

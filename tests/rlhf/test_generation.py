@@ -12,6 +12,7 @@ from modeling.ml.chat import END_OF_TURN
 from rlhf.ml.generation import GenerationError, PromptTooLongError, SamplingParams
 from rlhf.ml.generation.local import LocalGenerator
 from rlhf.ml.generation.remote import RemoteGenerator, RemoteServerError
+from rlhf.ml.tiny import make_tiny_tokenizer
 
 DIALOGUES = [
     [{"role": "user", "content": "how do i boil an egg"}],
@@ -119,7 +120,9 @@ def completions_server():
 
 
 def test_remote_against_a_real_http_server(completions_server):
-    gen = RemoteGenerator(completions_server + "/v1", "policy", prompts_per_request=2)
+    gen = RemoteGenerator(
+        completions_server + "/v1", "policy", tokenizer=make_tiny_tokenizer(), prompts_per_request=2
+    )
     result = gen.generate(
         DIALOGUES, SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=16, num_samples=2)
     )
@@ -131,12 +134,18 @@ def test_remote_against_a_real_http_server(completions_server):
     assert len(_Completions.seen) == 2  # 3 prompts, 2 per request
     sent = _Completions.seen[0]
     assert sent["stop"] == [END_OF_TURN] and sent["n"] == 2 and sent["max_tokens"] == 16
-    assert sent["prompt"][0].endswith("<|assistant|>\n")
+    assert sent["prompt"][0].startswith("<s><|user|>") and sent["prompt"][0].endswith(
+        "<|assistant|>\n"
+    )
+    assert sent["stop_token_ids"] == [make_tiny_tokenizer().convert_tokens_to_ids(END_OF_TURN)]
+    assert sent["add_special_tokens"] is False
     assert result.completion_tokens == 22 and result.backend == "remote"
 
 
 def test_remote_unreachable_server_is_a_clear_error():
-    gen = RemoteGenerator("http://127.0.0.1:9", "policy", timeout=2)
+    gen = RemoteGenerator(
+        "http://127.0.0.1:9", "policy", tokenizer=make_tiny_tokenizer(), timeout=2
+    )
     with pytest.raises(RemoteServerError, match="Cannot reach the inference server"):
         gen.generate(DIALOGUES[:1], SamplingParams())
 
@@ -157,7 +166,11 @@ def test_remote_error_echoes_a_short_excerpt_and_only_http_urls_are_taken():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        gen = RemoteGenerator(f"http://127.0.0.1:{server.server_address[1]}", "policy")
+        gen = RemoteGenerator(
+            f"http://127.0.0.1:{server.server_address[1]}",
+            "policy",
+            tokenizer=make_tiny_tokenizer(),
+        )
         with pytest.raises(RemoteServerError, match="answered HTTP 500") as failed:
             gen.generate(DIALOGUES[:1], SamplingParams())
     finally:

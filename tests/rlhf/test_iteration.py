@@ -149,11 +149,9 @@ def test_a_rerun_reward_stage_resumes_the_run_a_dead_worker_left(rlhf_models):
 def test_failed_stage_registers_nothing_and_resume_skips_finished_stages(rlhf_models, tmp_path):
     from rlhf.ml.tiny import make_tiny_policy
 
-    # A reward model built on another tokenizer: the reward stage must refuse it.
+    # A policy folder given as the safety reward model: the reward stage must refuse it.
     other = tmp_path / "other-tokenizer-rm"
     make_tiny_policy(other, hidden=32)
-    tok_file = other / "tokenizer.json"
-    tok_file.write_text(tok_file.read_text().replace('"egg"', '"eggs"'))
     batch = frozen_batch(6)
     iteration = launch(
         rlhf_models, [batch], method="rejection_sampling", reward_safety_path=str(other)
@@ -161,18 +159,24 @@ def test_failed_stage_registers_nothing_and_resume_skips_finished_stages(rlhf_mo
     iteration.refresh_from_db()
     reward_stage = iteration.stages.get(name="reward_models")
     assert iteration.status == Iteration.Status.FAILED
-    assert "different tokenizer" in reward_stage.error and "different tokenizer" in iteration.error
+    assert "LlamaForCausalLM, not a reward model" in reward_stage.error
+    assert "not a reward model" in iteration.error
     assert iteration.policy_path == "" and selectors.policy_current().name == "base"
     assert not ModelVersion.objects.filter(kind="policy").exists()
     assert iteration.stages.filter(status="pending").count() == 4
 
-    # Fix the folder (a correct RM now lives there), resume: it runs from the failed stage on.
+    # Fix the folder: a reward model now lives there, on ANOTHER tokenizer than the policy
+    # (it scores the policy's decoded text). Resume: it runs from the failed stage on.
     shutil.rmtree(other)
     shutil.copytree(rlhf_models["safety"], other)
+    tok_file = other / "tokenizer.json"
+    tok_file.write_text(tok_file.read_text().replace('"egg"', '"eggs"'))
     services.iteration_resume(iteration_id=iteration.pk)
     iteration.refresh_from_db()
     assert iteration.status == Iteration.Status.ACCEPTED, iteration.error
-    assert iteration.stages.get(name="reward_models").attempts == 2
+    reward_stage = iteration.stages.get(name="reward_models")
+    assert reward_stage.attempts == 2
+    assert "scores the policy's decoded text" in reward_stage.log
     assert iteration.stages.get(name="rejection_sampling").attempts == 1
 
 
@@ -333,21 +337,24 @@ def test_management_command_runs_and_resumes_an_iteration(rlhf_models, tmp_path)
 
 
 def test_unreachable_inference_server_fails_the_stage_clearly_and_resumes(rlhf_models):
+    """sampling.server_url serves every stage that samples: rejection sampling, the first
+    here, fails with the reason; resumed without the server, the iteration completes."""
     iteration = launch(
         rlhf_models,
         [frozen_batch(6)],
         method="rejection_sampling",
-        next_batch_server_url="http://127.0.0.1:9/v1",
+        sampling={**SMALL["sampling"], "server_url": "http://127.0.0.1:9/v1"},
     )
     iteration.refresh_from_db()
     assert iteration.status == Iteration.Status.FAILED
     assert "Cannot reach the inference server at http://127.0.0.1:9" in iteration.error
+    assert iteration.stages.get(name="rejection_sampling").status == "failed"
     assert iteration.next_batch is None
-    assert selectors.policy_current().name == "base"  # registered, but not accepted: not used
+    assert selectors.policy_current().name == "base"
     Iteration.objects.filter(pk=iteration.pk).update(
-        config={**iteration.config, "next_batch_server_url": ""}
+        config={**iteration.config, "sampling": {**iteration.config["sampling"], "server_url": ""}}
     )
     services.iteration_resume(iteration_id=iteration.pk)
     iteration.refresh_from_db()
     assert iteration.status == Iteration.Status.ACCEPTED and iteration.next_batch is not None
-    assert iteration.stages.get(name="rejection_sampling").attempts == 1
+    assert iteration.stages.get(name="rejection_sampling").attempts == 2

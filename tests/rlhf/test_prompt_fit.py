@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from annotation.models import Comparison, Response
-from modeling.ml.chat import render_prompt
+from modeling.ml.chat import chat_for
 from rlhf import services
 from rlhf.ml.generation import SamplingParams
 from rlhf.ml.generation.local import LocalGenerator, load_tokenizer_and_context
@@ -28,7 +28,9 @@ def tokenizer(tiny_policy_dir):
 
 
 def n_tokens(tokenizer, turns) -> int:
-    return len(tokenizer(render_prompt(turns), add_special_tokens=False)["input_ids"])
+    """The prompt's ids as the policy is sampled from them (its template, BOS included)."""
+    fmt = chat_for(tokenizer)
+    return len(fmt.encode([fmt.prompt(turns)])[0])
 
 
 def user(text):

@@ -21,7 +21,11 @@ def test_defaults_round_trip_through_nested_json():
     settings = IterationSettings()
     stored = settings.as_json()
     assert stored["ppo"]["steps"] == 4 and stored["rejection_sampling"]["num_samples"] == 4
-    assert stored["sampling"] == {"max_new_tokens": 48, "overlong_prompts": "truncate_left"}
+    assert stored["sampling"] == {
+        "max_new_tokens": 48,
+        "overlong_prompts": "truncate_left",
+        "server_url": "",
+    }
     assert "max_new_tokens" not in stored["ppo"] and "seed" not in stored["rejection_sampling"]
     assert IterationSettings.from_json(stored) == settings
 
@@ -60,8 +64,9 @@ def test_method_sections_are_the_ml_configs_with_the_shared_sampling_copied_in()
         ({"rejection_sampling": {"num_samples": 0}}, "rejection_sampling.num_samples", ">= 1"),
         ({"sampling": {"overlong_prompts": "drop"}}, "sampling.overlong_prompts", "'skip'"),
         ({"ppo_steps": 8}, "ppo_steps", "renamed to ppo.steps"),
-        ({"next_batch_server_url": "file:///etc/passwd"}, "next_batch_server_url", "http"),
-        ({"next_batch_server_url": "gopher://x/"}, "next_batch_server_url", "http"),
+        ({"sampling": {"server_url": "file:///etc/passwd"}}, "sampling.server_url", "http"),
+        ({"sampling": {"server_url": "gopher://x/"}}, "sampling.server_url", "http"),
+        ({"next_batch_server_url": "http://x/v1"}, "next_batch_server_url", "sampling.server_url"),
         ({"reward_safety_path": "x" * 501}, "reward_safety_path", "at most 500"),
     ],
 )
@@ -82,9 +87,8 @@ def test_not_an_object_and_non_finite_numbers_are_refused():
 
 def test_http_server_urls_are_accepted():
     for url in ("http://127.0.0.1:8000/v1", "https://vllm.internal/v1", ""):
-        assert (
-            IterationSettings.from_json({"next_batch_server_url": url}).next_batch_server_url == url
-        )
+        settings = IterationSettings.from_json({"sampling": {"server_url": url}})
+        assert settings.sampling.server_url == url
 
 
 def test_settings_from_pairs_nests_dotted_paths_over_a_base():
@@ -196,7 +200,9 @@ def test_migration_nests_stored_flat_settings_losing_nothing():
         path="/m/p",
         config={"method": "both", "iteration": FLAT},
     )
+    renamed = importlib.import_module("rlhf.migrations.0006_sampling_server_url")
     migration.forwards(apps, None)
+    renamed.forwards(apps, None)
     iteration.refresh_from_db()
     policy.refresh_from_db()
     assert policy.config["iteration"] == iteration.config
@@ -219,6 +225,8 @@ def test_migration_nests_stored_flat_settings_losing_nothing():
         "batch_size": 4
     }
     migration.forwards(apps, None)  # twice: nothing changes
+    renamed.forwards(apps, None)
     assert Iteration.objects.get().config == iteration.config
+    renamed.backwards(apps, None)
     migration.backwards(apps, None)
     assert Iteration.objects.get().config == FLAT

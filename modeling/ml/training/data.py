@@ -1,6 +1,6 @@
 """Preference pairs → token ids → padded batches.
 
-Each pair renders with the one chat template (``modeling.ml.chat.render_dialogue``). The
+Each pair renders in its model's chat template (``modeling.ml.chat.chat_for``). The
 chosen and the rejected text share their dialogue (the prompt) and differ in the last
 response. Encoding keeps that shared prefix once: both views (prompt + chosen, prompt +
 rejected) start with the same ``shared`` tokens, and a view longer than ``max_length``
@@ -15,7 +15,8 @@ The collator puts a pair's chosen and rejected into one forward pass, two ways:
   prompt is computed once instead of twice, and rows are padded only to the longest
   packed row of the batch. Rewards are read at the last token of each response. The
   result is the same as two separate rows (tested), for fewer tokens;
-- unpacked: chosen rows then rejected rows, right-padded to the longest row.
+- unpacked: chosen rows then rejected rows, right-padded to the longest row (what an
+  encoder backbone uses: it reads every token both ways, so the block mask cannot apply).
 
 Example::
 
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from annotation.domain import MarginTable, margin_for
-from modeling.ml.chat import render_dialogue
+from modeling.ml.chat import chat_for, render_dialogue
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -65,12 +66,28 @@ class EncodedPair:
 
 
 def encode_texts(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_length: int,
+    *,
+    encoder: bool = False,
 ) -> list[list[int]]:
-    """Token ids with BOS, truncated from the LEFT to ``max_length`` (keeps the response end)."""
-    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return [(bos + row)[-max_length:] for row in ids]
+    """Token ids truncated from the LEFT to ``max_length`` (keeps the response end): with
+    BOS where a decoder's chat template wants it (``ChatFormat.encode``); inside ``[CLS] ... [SEP]`` for an ``encoder`` (the markers kept)."""
+    if encoder:
+        ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        head, tail = _encoder_marks(tokenizer)
+        room = max_length - len(head) - len(tail)
+        return [head + row[-room:] + tail for row in ids]
+    # A decoder reads the dialogue in its model's chat template, BOS as that template wants.
+    return [row[-max_length:] for row in chat_for(tokenizer).encode(texts)]
+
+
+def _encoder_marks(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+    """The ids an encoder's tokenizer puts before and after one text ([CLS], [SEP])."""
+    head = [tokenizer.cls_token_id] if tokenizer.cls_token_id is not None else []
+    tail = [tokenizer.sep_token_id] if tokenizer.sep_token_id is not None else []
+    return head, tail
 
 
 def encode_pairs(
@@ -79,23 +96,44 @@ def encode_pairs(
     *,
     max_length: int,
     margin: MarginTable | str,
+    encoder: bool = False,
 ) -> list[EncodedPair]:
     """Encode ``PreferencePair``-like objects (context, chosen, rejected, strength).
 
     Both texts are tokenised whole (so the ids are exactly what scoring one text gives),
     then split into their common prefix (the prompt) and the two response tails. Each
     view keeps at most ``max_length`` tokens: the prompt is cut from the left to what
-    the longer response leaves, so both views see the same prompt tokens.
+    the longer response leaves, so both views see the same prompt tokens. An ``encoder``'s
+    views are cut the same way, then put inside its ``[CLS] ... [SEP]``.
     """
-    chosen = encode_texts(
-        tokenizer, [render_dialogue(p.context, p.chosen) for p in pairs], max_length=10**9
-    )
-    rejected = encode_texts(
-        tokenizer, [render_dialogue(p.context, p.rejected) for p in pairs], max_length=10**9
-    )
+    # A decoder reads its model's chat template (modeling.ml.chat); an encoder, plain text.
+    render = render_dialogue if encoder else chat_for(tokenizer).dialogue
+    texts_c = [render(p.context, p.chosen) for p in pairs]
+    texts_r = [render(p.context, p.rejected) for p in pairs]
+    margins = [margin_for(p.strength, table=margin) for p in pairs]
+    if encoder:
+        head, tail = _encoder_marks(tokenizer)
+        room = max_length - len(head) - len(tail)
+        chosen = tokenizer(texts_c, add_special_tokens=False)["input_ids"]
+        rejected = tokenizer(texts_r, add_special_tokens=False)["input_ids"]
+        out = []
+        for i, (c, r) in enumerate(zip(chosen, rejected, strict=True)):
+            cut = _encoded_pair(c, r, room, margins[i], i)
+            out.append(
+                EncodedPair(
+                    head + cut.chosen_ids + tail,
+                    head + cut.rejected_ids + tail,
+                    cut.margin,
+                    i,
+                    shared=len(head) + cut.shared,
+                )
+            )
+        return out
+    chosen = encode_texts(tokenizer, texts_c, max_length=10**9)
+    rejected = encode_texts(tokenizer, texts_r, max_length=10**9)
     return [
-        _encoded_pair(c, r, max_length, margin_for(p.strength, table=margin), i)
-        for i, (p, c, r) in enumerate(zip(pairs, chosen, rejected, strict=True))
+        _encoded_pair(c, r, max_length, margins[i], i)
+        for i, (c, r) in enumerate(zip(chosen, rejected, strict=True))
     ]
 
 

@@ -23,9 +23,10 @@ class SamplingParams:
 
     temperature: float = 1.0  # 0 means greedy decoding
     top_p: float = 1.0  # nucleus sampling mass; 1.0 keeps the full distribution
-    max_new_tokens: int = 128  # hard cap on response length; END_OF_TURN usually stops earlier
+    max_new_tokens: int = 128  # hard cap on response length; the end of turn usually stops earlier
     num_samples: int = 1  # samples per prompt, drawn in the same call
     seed: int | None = None  # fixes the sampling RNG for reproducible runs
+    logprobs: bool = False  # also return each sampled token's log-probability
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -51,7 +52,9 @@ class Generation:
 
     text: str
     completion_tokens: int | None  # None when the backend does not report per-sample counts
-    finished: bool  # True when END_OF_TURN (or the server's stop) ended it, not the length cap
+    finished: bool  # True when a stop (end of turn, EOS) ended it, not the length cap
+    # log p(token) of each sampled token under the sampling policy, when asked for
+    token_logprobs: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, cast
 
 import torch
 
-from modeling.ml.chat import END_OF_TURN, render_prompt
+from modeling.ml.chat import ChatFormat, chat_for
 from rlhf.ml.generation.base import (
     Dialogue,
     Generation,
@@ -36,28 +36,48 @@ def context_length(model: PreTrainedModel) -> int:
 def load_tokenizer_and_context(path: str | Path) -> tuple[PreTrainedTokenizerBase, int]:
     """The tokenizer of the checkpoint at ``path`` and its context length, without loading
     the weights: what ``rlhf.ml.prompt_fit`` needs to fit prompts before sampling."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
+
+    from modeling.ml.tokenizer import tokenizer_load
 
     config = AutoConfig.from_pretrained(path)
-    return AutoTokenizer.from_pretrained(path), int(
-        getattr(config, "max_position_embeddings", 2048)
-    )
-
-
-def end_of_turn_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    token_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
-    if not isinstance(token_id, int) or token_id == tokenizer.unk_token_id:
-        raise ValueError(
-            f"The tokenizer has no {END_OF_TURN!r} token; add modeling.ml.chat.SPECIAL_TOKENS."
-        )
-    return token_id
+    return tokenizer_load(path), int(getattr(config, "max_position_embeddings", 2048))
 
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
     """Left padding (generation continues from the right edge) and a pad token."""
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or END_OF_TURN
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def _suppressed_ids(tokenizer: PreTrainedTokenizerBase, fmt: ChatFormat) -> list[int]:
+    """Special tokens a response never contains (role markers, BOS, pad, unknown): a sampled
+    one would vanish from the decoded text and the text scored would differ from the ids
+    sampled, so they are never sampled. The stop tokens stay."""
+    return sorted(set(tokenizer.all_special_ids) - set(fmt.stop_token_ids))
+
+
+def _stop_string_lengths(
+    tokenizer: PreTrainedTokenizerBase, fmt: ChatFormat, response: torch.Tensor
+) -> list[int | None]:
+    """Per row, the tokens up to and including the end of the first stop string (None: no
+    stop), for a template whose end of turn is text of several tokens."""
+    out: list[int | None] = []
+    for row in response.tolist():
+        hi = len(row)
+        if not any(s in tokenizer.decode(row) for s in fmt.stop_strings):
+            out.append(None)
+            continue
+        lo = 1
+        while lo < hi:  # the shortest prefix whose text holds a stop string
+            mid = (lo + hi) // 2
+            if any(s in tokenizer.decode(row[:mid]) for s in fmt.stop_strings):
+                hi = mid
+            else:
+                lo = mid + 1
+        out.append(lo)
+    return out
 
 
 @dataclass(frozen=True)
@@ -66,9 +86,9 @@ class SampledTokens:
 
     sequences: torch.Tensor  # (B*K, P+T): left-padded prompt, then response, right-padded
     attention_mask: torch.Tensor  # (B*K, P+T): 1 on real prompt tokens and response tokens
-    response_mask: torch.Tensor  # (B*K, T): 1 on response tokens up to and including END_OF_TURN
+    response_mask: torch.Tensor  # (B*K, T): 1 on response tokens up to and including the stop
     prompt_width: int  # P
-    finished: torch.Tensor  # (B*K,) bool: END_OF_TURN was emitted
+    finished: torch.Tensor  # (B*K,) bool: a stop token (end of turn, EOS) was emitted
 
 
 @torch.no_grad()
@@ -83,8 +103,8 @@ def sample_tokens(
     Rows come out grouped by prompt: rows ``i*K .. i*K+K-1`` are prompt i's samples.
     """
     prepare_tokenizer(tokenizer)
-    eot = end_of_turn_id(tokenizer)
-    enc = tokenizer(list(prompt_texts), return_tensors="pt", padding=True, add_special_tokens=False)
+    fmt = chat_for(tokenizer)
+    enc = tokenizer.pad({"input_ids": fmt.encode(prompt_texts)}, padding=True, return_tensors="pt")
     limit = context_length(model)
     lengths = enc["attention_mask"].sum(dim=1)
     too_long = [i for i, n in enumerate(lengths.tolist()) if n + params.max_new_tokens > limit]
@@ -98,6 +118,13 @@ def sample_tokens(
     if params.seed is not None:
         torch.manual_seed(params.seed)
     sampling = params.temperature > 0
+    # The model's own end-of-turn and EOS tokens stop it (modeling.ml.chat); an end of turn
+    # written as text of several tokens (Pairwise's markers chosen for a foreign tokenizer)
+    # stops it through transformers' stop strings.
+    stop_ids = list(fmt.stop_token_ids)
+    text_stop = fmt.end_of_turn and tokenizer.convert_tokens_to_ids(fmt.end_of_turn) not in stop_ids
+    extra = {"stop_strings": list(fmt.stop_strings), "tokenizer": tokenizer} if text_stop else {}
+    suppressed = _suppressed_ids(tokenizer, fmt)
     out = cast("GenerationMixin", model).generate(  # causal LMs mix generation in
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -107,23 +134,30 @@ def sample_tokens(
         top_k=0 if sampling else None,
         max_new_tokens=params.max_new_tokens,
         num_return_sequences=params.num_samples,
-        eos_token_id=eot,
+        eos_token_id=stop_ids or None,
         pad_token_id=tokenizer.pad_token_id,
+        suppress_tokens=suppressed or None,
         use_cache=True,
+        **extra,
     )
     width = input_ids.shape[1]
     response = out[:, width:]
-    is_eot = response == eot
-    # Everything after the first END_OF_TURN is padding that generate filled in.
-    after_first_eot = (is_eot.cumsum(dim=1) - is_eot.long()) > 0
-    response_mask = (~after_first_eot).long()
+    is_stop = torch.isin(response, torch.tensor(stop_ids, device=response.device))
+    if text_stop:
+        lengths_ = _stop_string_lengths(tokenizer, fmt, response)
+        for row, n in enumerate(lengths_):
+            if n is not None:
+                is_stop[row, n - 1] = True
+    # Everything after the first stop is padding that generate filled in.
+    after_first_stop = (is_stop.cumsum(dim=1) - is_stop.long()) > 0
+    response_mask = (~after_first_stop).long()
     prompt_mask = attention_mask.repeat_interleave(params.num_samples, dim=0)
     return SampledTokens(
         sequences=out,
         attention_mask=torch.cat([prompt_mask, response_mask], dim=1),
         response_mask=response_mask,
         prompt_width=width,
-        finished=is_eot.any(dim=1),
+        finished=is_stop.any(dim=1),
     )
 
 
@@ -132,7 +166,8 @@ def decode_responses(tokenizer: PreTrainedTokenizerBase, sampled: SampledTokens)
     response = sampled.sequences[:, sampled.prompt_width :]
     for ids, mask in zip(response, sampled.response_mask, strict=True):
         kept = ids[mask.bool()].tolist()
-        rows.append(cast(str, tokenizer.decode(kept, skip_special_tokens=True)).strip())
+        text = cast(str, tokenizer.decode(kept, skip_special_tokens=True))
+        rows.append(chat_for(tokenizer).clean(text))
     return rows
 
 
@@ -158,18 +193,20 @@ class LocalGenerator:
     def load(
         cls, path: str | Path, *, device: str | None = None, name: str | None = None
     ) -> LocalGenerator:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
+
+        from modeling.ml.tokenizer import tokenizer_load
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         model = model.to(device).eval()  # type: ignore[arg-type]  # see modeling/ml/basemodel.py
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        return cls(model, tokenizer, name=name or str(path))
+        return cls(model, tokenizer_load(path), name=name or str(path))
 
     def generate(self, dialogues: Sequence[Dialogue], params: SamplingParams) -> GenerationResult:
         require_prompts(dialogues)
-        texts = [render_prompt(d) for d in dialogues]
+        fmt = chat_for(self.tokenizer)
+        texts = [fmt.prompt(d) for d in dialogues]
         per_call = max(1, self.max_batch_rows // params.num_samples)
         samples: list[list[Generation]] = []
         prompt_tokens = completion_tokens = 0

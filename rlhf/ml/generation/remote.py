@@ -1,9 +1,14 @@
 """Generation through an OpenAI-compatible completions server (vLLM, TGI, llama.cpp…).
 
-We send the prompt already rendered with ``modeling.ml.chat.render_prompt`` to
-``POST {base_url}/v1/completions`` with ``stop=[END_OF_TURN]``, so the server applies no
-chat template of its own and the text a reward model later scores is exactly what we
-rendered. Standard library HTTP only (``urllib``).
+We send the prompt already rendered in the policy's chat template (``modeling.ml.chat``,
+read from the policy's local tokenizer) to ``POST {base_url}/v1/completions`` with the
+template's stop strings and stop token ids, so the server applies no chat template of its
+own and the text a reward model later scores is exactly what we rendered. Several samples
+per prompt (``n``) come in one request; a server that returns fewer is an error, never a
+silently short batch. With ``SamplingParams.logprobs`` each sample carries its tokens'
+log-probabilities (``logprobs: 1``). ``add_special_tokens: false`` (vLLM) keeps the server
+from adding a second BOS: the rendered text carries the one the template wants.
+Standard library HTTP only (``urllib``).
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
-from modeling.ml.chat import END_OF_TURN, render_prompt
+from modeling.ml.chat import ChatFormat, chat_for
 from rlhf.ml.generation.base import (
     Dialogue,
     Generation,
@@ -34,13 +40,16 @@ class RemoteServerError(GenerationError):
 
 
 class RemoteGenerator:
-    """Generates through ``{base_url}/v1/completions``; ``model`` is the served model name."""
+    """Generates through ``{base_url}/v1/completions``; ``model`` is the served model name,
+    ``tokenizer`` the policy's own (its chat template renders the prompts; default: the
+    tokenizer at ``model`` when that is a local folder)."""
 
     def __init__(
         self,
         base_url: str,
         model: str,
         *,
+        tokenizer: Any = None,
         api_key: str = "",
         timeout: float = 120.0,
         prompts_per_request: int = 32,
@@ -56,6 +65,18 @@ class RemoteGenerator:
         self.model, self.api_key, self.timeout = model, api_key, timeout
         self.prompts_per_request = prompts_per_request
         self.name = f"{model}@{self.base_url}"
+        self.tokenizer = tokenizer
+
+    def chat(self) -> ChatFormat:
+        if self.tokenizer is None:
+            from modeling.ml.tokenizer import tokenizer_load
+
+            self.tokenizer = tokenizer_load(self.model)
+        return chat_for(self.tokenizer)
+
+    def _prompt_text(self, fmt: ChatFormat, dialogue: Dialogue) -> str:
+        bos = self.tokenizer.bos_token if fmt.add_bos and self.tokenizer.bos_token else ""
+        return bos + fmt.prompt(dialogue)
 
     def _post(self, path: str, body: dict) -> dict:
         url = f"{self.base_url}{path}"
@@ -85,45 +106,46 @@ class RemoteGenerator:
 
     def generate(self, dialogues: Sequence[Dialogue], params: SamplingParams) -> GenerationResult:
         require_prompts(dialogues)
-        texts = [render_prompt(d) for d in dialogues]
+        fmt = self.chat()
+        texts = [self._prompt_text(fmt, d) for d in dialogues]
         k = params.num_samples
         samples: list[list[Generation]] = []
         prompt_tokens = completion_tokens = 0
         start = time.perf_counter()
         for lo in range(0, len(texts), self.prompts_per_request):
             chunk = texts[lo : lo + self.prompts_per_request]
-            body = {
+            body: dict[str, Any] = {
                 "model": self.model,
                 "prompt": chunk,
                 "n": k,
                 "temperature": params.temperature,
                 "top_p": params.top_p,
                 "max_tokens": params.max_new_tokens,
-                "stop": [END_OF_TURN],
+                "stop": list(fmt.stop_strings),
+                # vLLM: stop on the template's end-of-turn and EOS ids (special tokens are
+                # skipped from the text, so the strings alone may never match), and add no BOS.
+                "stop_token_ids": list(fmt.stop_token_ids),
+                "add_special_tokens": False,
             }
             if params.seed is not None:
                 body["seed"] = params.seed
+            if params.logprobs:
+                body["logprobs"] = 1
             reply = self._post("/v1/completions", body)
             choices = reply.get("choices")
-            if not isinstance(choices, list) or len(choices) != len(chunk) * k:
+            got = len(choices) if isinstance(choices, list) else 0
+            if got != len(chunk) * k:
                 raise RemoteServerError(
-                    f"Expected {len(chunk) * k} choices from {self.base_url}, got "
-                    f"{len(choices) if isinstance(choices, list) else 'none'}."
+                    f"The inference server at {self.base_url} returned {got} sample(s) for "
+                    f"{len(chunk)} prompt(s) × n={k}; expected {len(chunk) * k}. A server that "
+                    "ignores n (several samples per prompt) cannot serve this stage: use vLLM, "
+                    "or set the stage's samples per prompt to 1."
                 )
+            assert isinstance(choices, list)
             # The protocol numbers choices prompt-major: index = prompt * n + sample.
             choices = sorted(choices, key=lambda c: c.get("index", 0))
             for i in range(len(chunk)):
-                row = choices[i * k : i * k + k]
-                samples.append(
-                    [
-                        Generation(
-                            text=str(c.get("text", "")).split(END_OF_TURN)[0].strip(),
-                            completion_tokens=None,
-                            finished=c.get("finish_reason") == "stop",
-                        )
-                        for c in row
-                    ]
-                )
+                samples.append([_generation(fmt, c) for c in choices[i * k : i * k + k]])
             usage = reply.get("usage") or {}
             prompt_tokens += int(usage.get("prompt_tokens", 0))
             completion_tokens += int(usage.get("completion_tokens", 0))
@@ -136,3 +158,19 @@ class RemoteGenerator:
             model=self.name,
             params=params,
         )
+
+
+def _generation(fmt: ChatFormat, choice: dict) -> Generation:
+    logprobs = choice.get("logprobs") or {}
+    token_logprobs = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
+    values = (
+        tuple(float(x) for x in token_logprobs if x is not None)
+        if isinstance(token_logprobs, list)
+        else None
+    )
+    return Generation(
+        text=fmt.clean(str(choice.get("text", ""))),
+        completion_tokens=len(values) if values is not None else None,
+        finished=choice.get("finish_reason") == "stop",
+        token_logprobs=values,
+    )

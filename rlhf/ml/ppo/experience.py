@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from modeling.ml.chat import render_prompt
+from modeling.ml.chat import chat_for
 from rlhf.ml.generation.base import SamplingParams
 from rlhf.ml.generation.local import decode_responses, sample_tokens
 from rlhf.ml.ppo.losses import approx_kl, gae, masked_mean, masked_whiten
@@ -80,7 +80,8 @@ def make_experience(
     params = SamplingParams(
         temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens
     )
-    sampled = sample_tokens(policy.lm, tokenizer, [render_prompt(p.turns) for p in prompts], params)
+    fmt = chat_for(tokenizer)
+    sampled = sample_tokens(policy.lm, tokenizer, [fmt.prompt(p.turns) for p in prompts], params)
     responses = decode_responses(tokenizer, sampled)
     timings["generation"] = time.perf_counter() - t0
 

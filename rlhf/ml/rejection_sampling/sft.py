@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from modeling.ml.chat import render_prompt, render_response
+from modeling.ml.chat import chat_for
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -28,9 +28,9 @@ def build_sft_batch(
     Truncation keeps the end of the prompt, so the response (the part trained on) survives.
     """
     rows, labels = [], []
+    fmt = chat_for(tokenizer)  # the ids the policy was prompted with and wrote (no drift)
     for turns, response in examples:
-        prompt_ids = tokenizer(render_prompt(turns), add_special_tokens=False)["input_ids"]
-        response_ids = tokenizer(render_response(response), add_special_tokens=False)["input_ids"]
+        prompt_ids, response_ids = fmt.encode_dialogue(turns, response)
         response_ids = response_ids[:max_length]
         prompt_ids = prompt_ids[max(0, len(prompt_ids) - (max_length - len(response_ids))) :]
         rows.append(prompt_ids + response_ids)
