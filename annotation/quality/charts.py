@@ -29,10 +29,11 @@ def kappa_matrix_svg(raters: list[str], pairs: list[KappaPair], *, title: str) -
     for p in pairs:
         by_pair[(p.rater_a, p.rater_b)] = by_pair[(p.rater_b, p.rater_a)] = p
     n = len(raters)
-    cell = 34 if n <= 12 else 22
-    label_w, top = 130, 34 + 120
+    cell = 40 if n <= 8 else 30 if n <= 14 else 20
+    longest = min(max((len(r) for r in raters), default=0), 20)
+    label_w, top = max(60, 12 + 7 * longest), 44 + int(5.5 * longest)  # names rotated 60°
     size = max(n, 1) * cell
-    width, height = label_w + size + 10, top + size + 30
+    width, height = max(label_w + size + 10, label_w + 5 * 62 + 90), top + size + 30
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
         f'height="{height}" role="img" aria-label="{escape(title)}" class="chart" '
@@ -40,7 +41,7 @@ def kappa_matrix_svg(raters: list[str], pairs: list[KappaPair], *, title: str) -
         f'<text x="0" y="18" font-weight="bold" font-size="14">{escape(title)}</text>',
     ]
     if n < 2:
-        out.append(f'<text x="0" y="{top - 100}">Fewer than two annotators.</text></svg>')
+        out.append('<text x="0" y="40">Fewer than two annotators.</text></svg>')
         return "".join(out)
     for i, name in enumerate(raters):
         y = top + i * cell
@@ -72,7 +73,7 @@ def kappa_matrix_svg(raters: list[str], pairs: list[KappaPair], *, title: str) -
                 f'fill="{_kappa_color(p.kappa)}"><title>{escape(a)} · {escape(b)}: κ = '
                 f"{p.kappa:.2f} on {p.shared} shared</title></rect>"
             )
-            if cell >= 30:
+            if cell >= 30:  # room for the number
                 out.append(
                     f'<text x="{x + (cell - 2) / 2:.0f}" y="{y + cell / 2 + 3:.0f}" '
                     f'text-anchor="middle" fill="#fff" font-size="10">{p.kappa:.2f}</text>'

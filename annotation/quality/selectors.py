@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from annotation.domain import Category
-from annotation.models import AnnotatorBatchCount, Batch, Label
+from annotation.models import AnnotatorBatchCount, AnnotatorPauseEvent, Batch, Label
 from annotation.quality.agreement import (
     MIN_SHARED_FOR_KAPPA,
     AgreementReport,
@@ -49,9 +49,13 @@ class LabelRow:
 
 
 def batch_label_rows(batch_id: int) -> list[LabelRow]:
-    """Every label of the batch, as plain rows, in one query."""
+    """Every label of the batch's own comparisons, as plain rows, in one query. Gold
+    checks are left out: they are scored against their answer (gold accuracy), and every
+    annotator meets the same few, which would weigh them far above the batch's work."""
     query = (
-        Label.objects.filter(comparison__batch_id=batch_id).order_by().values_list(*LABEL_COLUMNS)
+        Label.objects.filter(comparison__batch_id=batch_id, comparison__is_gold=False)
+        .order_by()
+        .values_list(*LABEL_COLUMNS)
     )
     return [LabelRow(*row) for row in query.iterator(chunk_size=10_000)]
 
@@ -88,8 +92,9 @@ class AnnotatorQuality:
     median_seconds: float | None
     left_choice_rate: float | None
     skip_rate: float | None
-    gold_accuracy: float | None = None
-    paused: bool | None = None
+    gold_accuracy: float | None
+    paused: bool | None  # None: an imported rater, not in the queue
+    pause_reason: str
 
 
 @dataclass(frozen=True)
@@ -102,16 +107,52 @@ class BatchQuality:
     signed_counts: dict[str, dict[int, int]]
 
 
-def _skip_rates(batch_id: int) -> dict[int, float]:
-    counts = AnnotatorBatchCount.objects.filter(batch_id=batch_id).values_list(
-        "annotator_id", "done", "skipped"
+@dataclass(frozen=True)
+class _BatchCounts:
+    skip_rate: float | None
+    gold_accuracy: float | None
+    paused: bool
+
+
+def _batch_counts(batch_id: int) -> dict[int, _BatchCounts]:
+    """Skips, gold record and pause state per annotator, from ``AnnotatorBatchCount``."""
+    rows = AnnotatorBatchCount.objects.filter(batch_id=batch_id).values_list(
+        "annotator_id", "done", "skipped", "gold_labels", "gold_correct", "paused"
     )
-    return {a: skipped / (done + skipped) for a, done, skipped in counts if done + skipped}
+    return {
+        annotator: _BatchCounts(
+            skip_rate=skipped / (done + skipped) if done + skipped else None,
+            gold_accuracy=gold_correct / gold_labels if gold_labels else None,
+            paused=paused,
+        )
+        for annotator, done, skipped, gold_labels, gold_correct, paused in rows
+    }
+
+
+def _pause_reasons(batch_id: int, annotator_ids: list[int]) -> dict[int, str]:
+    """The reason of each paused annotator's latest pause in the batch."""
+    events = (
+        AnnotatorPauseEvent.objects.filter(
+            batch_id=batch_id, annotator_id__in=annotator_ids, paused=True
+        )
+        .order_by("annotator_id", "-id")
+        .values_list("annotator_id", "reason")
+    )
+    reasons: dict[int, str] = {}
+    for annotator, reason in events:
+        reasons.setdefault(annotator, reason)
+    return reasons
 
 
 def batch_quality(batch_id: int, *, min_shared: int = MIN_SHARED_FOR_KAPPA) -> BatchQuality:
     """Agreement per category and each annotator's figures for one batch."""
-    rows = batch_label_rows(batch_id)
+    return batch_quality_from_rows(batch_id, batch_label_rows(batch_id), min_shared=min_shared)
+
+
+def batch_quality_from_rows(
+    batch_id: int, rows: list[LabelRow], *, min_shared: int = MIN_SHARED_FOR_KAPPA
+) -> BatchQuality:
+    """``batch_quality`` on rows already read (``batch_label_rows``)."""
     usernames = _rater_names(rows)
     ratings = ratings_from_rows(rows, usernames)
     categories = np.asarray([r.category for r in rows])
@@ -121,7 +162,9 @@ def batch_quality(batch_id: int, *, min_shared: int = MIN_SHARED_FOR_KAPPA) -> B
         if (categories == c.value).any()
     )
     majority = {m.rater: m for m in majority_agreement(ratings)}
-    skip_rates = _skip_rates(batch_id)
+    counts = _batch_counts(batch_id)
+    paused = [a for a, c in counts.items() if c.paused]
+    reasons = _pause_reasons(batch_id, paused) if paused else {}
     seconds: dict[str, list[float]] = defaultdict(list)
     sides: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # [chose the left one, shown]
     user_ids: dict[str, int | None] = {}
@@ -137,6 +180,7 @@ def batch_quality(batch_id: int, *, min_shared: int = MIN_SHARED_FOR_KAPPA) -> B
     for name, m in majority.items():
         chose_left, shown = sides[name]
         user_id = user_ids[name]
+        count = counts.get(user_id) if user_id is not None else None
         annotators.append(
             AnnotatorQuality(
                 name=name,
@@ -147,13 +191,16 @@ def batch_quality(batch_id: int, *, min_shared: int = MIN_SHARED_FOR_KAPPA) -> B
                 majority_agreed=m.agreed,
                 median_seconds=median(seconds[name]) if seconds[name] else None,
                 left_choice_rate=chose_left / shown if shown else None,
-                skip_rate=skip_rates.get(user_id) if user_id is not None else None,
+                skip_rate=count.skip_rate if count else None,
+                gold_accuracy=count.gold_accuracy if count else None,
+                paused=count.paused if count else None,
+                pause_reason=reasons.get(user_id, "") if user_id is not None else "",
             )
         )
     signed: dict[str, dict[int, int]] = {name: {} for name in ratings.raters}
     for r, p in zip(ratings.rater.tolist(), ratings.point.tolist(), strict=True):
-        counts = signed[ratings.raters[r]]
-        counts[p] = counts.get(p, 0) + 1
+        per_point = signed[ratings.raters[r]]
+        per_point[p] = per_point.get(p, 0) + 1
     return BatchQuality(
         batch_id=batch_id,
         labels=len(rows),

@@ -18,6 +18,7 @@ from annotation.models import Batch, Label
 from annotation.permissions import MANAGE_BATCHES
 from annotation.quality import charts, selectors
 from annotation.quality.agreement import SIGNED_SCALE, SIGNED_SCALE_NAMES
+from annotation.review.selectors import ReviewCounts, review_counts_by_batch
 
 manager_required = permission_required(MANAGE_BATCHES, raise_exception=True)
 
@@ -80,6 +81,7 @@ def quality(request):
         agreed = sum(a.majority_agreed for a in report.annotators)
         context.update(
             report=report,
+            review=review_counts_by_batch(batch_ids=[batch.pk]).get(batch.pk, ReviewCounts()),
             categories=categories,
             majority_svg=mark_safe(
                 charts.rate_bars_svg(

@@ -3,7 +3,14 @@
 import pytest
 from django.urls import reverse
 
-from annotation.models import AnnotatorBatchCount, Assignment, Label
+from annotation.models import (
+    AnnotatorBatchCount,
+    AnnotatorPauseEvent,
+    Assignment,
+    Comparison,
+    GoldComparison,
+    Label,
+)
 from annotation.quality import selectors
 from tests.factories import BatchFactory, UserFactory, make_comparison
 
@@ -35,7 +42,18 @@ def labelled_batch(n=30):
                 time_spent_ms=(i + 1) * 2000,
             )
     for i, user in enumerate(users):
-        AnnotatorBatchCount.objects.create(annotator=user, batch=batch, done=n, skipped=i * 10)
+        AnnotatorBatchCount.objects.create(
+            annotator=user,
+            batch=batch,
+            done=n,
+            skipped=i * 10,
+            gold_labels=10,
+            gold_correct=10 - 3 * i,
+            paused=i == 2,
+        )
+    AnnotatorPauseEvent.objects.create(
+        annotator=users[2], batch=batch, paused=True, reason="gold accuracy 40% below 70%"
+    )
     return batch, users
 
 
@@ -73,6 +91,32 @@ def test_admin_sees_agreement_kappa_matrix_and_annotator_figures(client, admin_u
     kappa = {(k.rater_a, k.rater_b): k.kappa for k in report.kappas}
     assert kappa[("ann0", "ann1")] > kappa[("ann0", "ann2")]
     assert "40%" in html and "100.0%" in html and "20.0%" in html
+    assert (by["ann0"].gold_accuracy, by["ann2"].gold_accuracy) == (1.0, 0.4)
+    assert (by["ann1"].paused, by["ann2"].paused) == (False, True)
+    assert "Paused" in html and "gold accuracy 40% below 70%" in html and "Active" in html
+    # Review counts (annotation.review): the comparisons on which ann2 went the other way.
+    review = page.context["review"]
+    assert review.disagreements == report.disagreements == 24  # j % 5 != 0
+    assert f"<b>{review.needs_review}</b><span>need review</span>" in html
+
+
+def test_gold_checks_stay_out_of_agreement(admin_user):
+    batch, users = labelled_batch(6)
+    gold = make_comparison(BatchFactory())
+    GoldComparison.objects.create(comparison=gold, preferred="A", created_by=admin_user)
+    check = make_comparison(batch)
+    Comparison.objects.filter(pk=check.pk).update(is_gold=True, gold=gold.gold_standard)
+    check.refresh_from_db()
+    for user in users:
+        Label.objects.create(comparison=check, annotator=user, preferred="B", strength="better")
+    rows = selectors.batch_label_rows(batch.pk)
+    assert len(rows) == 18 and check.pk not in {r.comparison_id for r in rows}
+
+
+def test_reviewers_without_manage_rights_get_403(client):
+    reviewer = UserFactory(username="rev", role="reviewer")
+    client.force_login(reviewer)
+    assert client.get("/quality/").status_code == 403
 
 
 def test_default_batch_is_the_one_labelled_last_and_a_bad_batch_is_404(client, admin_user):
