@@ -30,6 +30,8 @@ from annotation.models import (
     Label,
     Prompt,
     Response,
+    ReviewFlag,
+    ReviewVerdict,
 )
 from annotation.permissions import ROLE_PERMISSIONS
 
@@ -108,7 +110,7 @@ def batch_create(
 
 
 def batch_content_hash(batch: Batch) -> str:
-    """SHA-256 over the batch's comparisons and labels in a canonical order.
+    """SHA-256 over the batch's comparisons, labels and their review in a canonical order.
 
     Streams rows; the same data gives the same hash on SQLite and PostgreSQL.
     """
@@ -140,6 +142,44 @@ def batch_content_hash(batch: Batch) -> str:
     )
     for label in labels.iterator(chunk_size=2000):
         digest.update(json.dumps(["l", *label]).encode())
+    # The review (annotation.review), which exports carry: the verdicts in the order they
+    # were given, and the flags by what they are about (ids change when checks run again).
+    # A batch never reviewed hashes as it did before reviews existed.
+    verdicts = (
+        ReviewVerdict.objects.filter(comparison__batch=batch)
+        .order_by("id")
+        .values_list(
+            "id",
+            "comparison_id",
+            "reviewer_id",
+            "decision",
+            "accepted_label_id",
+            "preferred",
+            "strength",
+            "safety_a",
+            "safety_b",
+            "safety_bin",
+            "reason",
+        )
+    )
+    for verdict in verdicts.iterator(chunk_size=2000):
+        digest.update(json.dumps(["v", *verdict]).encode())
+    # Two queries: SQLite and PostgreSQL sort NULLs differently.
+    flags = ReviewFlag.objects.filter(batch=batch)
+    for flag in (
+        flags.filter(label__isnull=False)
+        .order_by("label_id", "reason")
+        .values_list("label_id", "reason")
+        .iterator(chunk_size=2000)
+    ):
+        digest.update(json.dumps(["f", *flag]).encode())
+    for flag in (
+        flags.filter(label__isnull=True)
+        .order_by("annotator_id", "reason")
+        .values_list("annotator_id", "reason")
+        .iterator(chunk_size=2000)
+    ):
+        digest.update(json.dumps(["a", *flag]).encode())
     return digest.hexdigest()
 
 

@@ -307,3 +307,29 @@ def test_rule_flags_refresh_writes_label_and_annotator_flags(raters):
     assert list(item.annotator_flags.values()) == [
         [selectors.FlagView("side_bias", bias.get_reason_display(), bias.detail)]
     ]
+
+
+def test_the_frozen_hash_covers_the_review_and_not_the_flag_ids(raters, reviewer):
+    batch, (disputed, *_) = disputed_batch(raters)
+    before = annotation_services.batch_content_hash(batch)
+    services.review_verdict_record(
+        comparison=disputed, reviewer=reviewer, preferred="B", strength="better", reason="B."
+    )
+    with_verdict = annotation_services.batch_content_hash(batch)
+    assert with_verdict != before
+    contradiction = RewardModelContradiction(disputed.labels.first().pk, 0.95, 0.0, 3.0)
+
+    def check():
+        services.review_flags_replace_reward_model(
+            batch=batch, category="helpfulness", model_name="RM", contradictions=[contradiction]
+        )
+
+    check()
+    flagged = annotation_services.batch_content_hash(batch)
+    assert flagged != with_verdict
+    check()  # the same finding again, under a new flag id
+    assert annotation_services.batch_content_hash(batch) == flagged
+    batch.status = Batch.Status.CLOSED
+    batch.save()
+    frozen = annotation_services.batch_transition(batch=batch, to=Batch.Status.FROZEN)
+    assert frozen.freeze_hash == flagged
