@@ -35,6 +35,27 @@ STRENGTH_LABELS = {
 STRENGTH_ORDER = list(Strength)
 
 
+def gold_label_correct(*, expected: str, min_strength: str, preferred: str, strength: str) -> bool:
+    """Whether a label on a gold check gives the expected answer: the expected response
+    (stored A/B terms), at least ``min_strength`` strongly when one is set (a blank,
+    unrated strength then fails)."""
+    if preferred != expected:
+        return False
+    if not min_strength:
+        return True
+    if not strength:
+        return False
+    return STRENGTH_ORDER.index(Strength(strength)) <= STRENGTH_ORDER.index(Strength(min_strength))
+
+
+def labels_disagree(labels: list[tuple[str, str]]) -> bool:
+    """Adaptive overlap's rule on a comparison's (preferred, strength) labels: they
+    disagree when they pick different responses or any says Negligibly better / Unsure.
+    (The queue runs the same rule in SQL, ``queue.statements.comparison_extend_sql``.)"""
+    sides = {preferred for preferred, _ in labels}
+    return len(sides) > 1 or any(s == Strength.NEGLIGIBLY_BETTER_OR_UNSURE for _, s in labels)
+
+
 class MarginTable(enum.StrEnum):
     """Which margin m(strength) the reward model's ranking loss subtracts (Llama 2 Table 28)."""
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.core.cache import cache
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from annotation.models import (
@@ -33,6 +33,9 @@ def batch_list() -> QuerySet[Batch]:
 
 @dataclass(frozen=True)
 class BatchProgress:
+    """A batch's own work (gold checks apart): ``labels_wanted`` is the base overlap per
+    comparison plus the labels adaptive overlap asked for since."""
+
     comparisons: int
     labels_wanted: int
     labels: int
@@ -41,6 +44,9 @@ class BatchProgress:
     helpfulness: int
     safety: int
     annotators: int
+    extra_labels_wanted: int = 0
+    gold_checks: int = 0
+    gold_labels: int = 0
 
     @property
     def percent(self) -> int:
@@ -52,22 +58,28 @@ class BatchProgress:
 
 
 def batch_progress(batch: Batch) -> BatchProgress:
+    own = Q(is_gold=False)
     counts = Comparison.objects.filter(batch=batch).aggregate(
-        total=Count("id"),
-        helpfulness=Count("id", filter=Q(category="helpfulness")),
-        safety=Count("id", filter=Q(category="safety")),
+        total=Count("id", filter=own),
+        extra=Coalesce(Sum("extra_labels", filter=own), 0),
+        gold=Count("id", filter=Q(is_gold=True)),
+        helpfulness=Count("id", filter=own & Q(category="helpfulness")),
+        safety=Count("id", filter=own & Q(category="safety")),
     )
-    labels = Label.objects.filter(comparison__batch=batch)
-    assignments = Assignment.objects.filter(comparison__batch=batch)
+    labels = Label.objects.filter(comparison__batch=batch, comparison__is_gold=False)
+    assignments = Assignment.objects.filter(comparison__batch=batch, comparison__is_gold=False)
     return BatchProgress(
         comparisons=counts["total"],
-        labels_wanted=counts["total"] * batch.labels_per_comparison,
+        labels_wanted=counts["total"] * batch.labels_per_comparison + counts["extra"],
         labels=labels.count(),
         in_progress=assignments.filter(status=Assignment.Status.ASSIGNED).count(),
         skipped=assignments.filter(status=Assignment.Status.SKIPPED).count(),
         helpfulness=counts["helpfulness"],
         safety=counts["safety"],
         annotators=labels.exclude(annotator=None).values("annotator").distinct().count(),
+        extra_labels_wanted=counts["extra"],
+        gold_checks=counts["gold"],
+        gold_labels=Label.objects.filter(comparison__batch=batch, comparison__is_gold=True).count(),
     )
 
 
@@ -165,7 +177,7 @@ def batch_list_with_progress() -> QuerySet[Batch]:
 
 def preference_pairs_frozen(*, batch_ids: list[int]) -> list[PreferencePair]:
     """Every label of the given FROZEN batches as a ``domain.PreferencePair`` (chosen =
-    the preferred response), in label order; raises ``ValueError`` naming any batch that is
+    the preferred response), in label order, but those on gold checks; raises ``ValueError`` naming any batch that is
     not frozen. Strength stays blank ("") for unrated imported labels."""
     from annotation.domain import Category, PreferencePair, SafetyBin, Turn
 
@@ -183,8 +195,10 @@ def preference_pairs_frozen(*, batch_ids: list[int]) -> list[PreferencePair]:
         raise ValueError(
             f"evaluation batches never train models; evaluation: {', '.join(evaluation)}"
         )
+    # Labels on gold checks are checks of annotators, never training data: the gold
+    # comparison's source keeps its own labels (counted once, where they are).
     rows = (
-        Label.objects.filter(comparison__batch_id__in=batch_ids)
+        Label.objects.filter(comparison__batch_id__in=batch_ids, comparison__is_gold=False)
         .order_by("id")
         .values_list(
             "preferred",

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from annotation import importers, selectors
 from annotation.domain import Category, Turn, text_problem
+from annotation.gold.services import batch_gold_sync
 from annotation.models import (
     Assignment,
     Batch,
@@ -200,7 +201,7 @@ def batch_transition(*, batch: Batch, to: str, by: User | None = None) -> Batch:
         )
     now = timezone.now()
     if to is Batch.Status.OPEN:
-        if not batch.comparisons.exists():
+        if not batch.comparisons.filter(is_gold=False).exists():
             raise ValidationError({"status": f"Batch {batch.name!r} has no comparisons to open."})
         batch.opened_at = batch.opened_at or now
     elif to is Batch.Status.CLOSED:
@@ -221,6 +222,8 @@ def batch_transition(*, batch: Batch, to: str, by: User | None = None) -> Batch:
         batch.freeze_hash = batch_content_hash(batch)
     batch.status = to
     batch.save()
+    if to is Batch.Status.OPEN:
+        batch_gold_sync(batch=batch)  # gold marked since its settings changed
     logger.info("batch %s → %s by %s", batch.name, to, by)
     return batch
 

@@ -11,6 +11,10 @@ Formats (see the README, "Export and import of preference data", for an example 
 - ``pairwise.jsonl``: TRL's conversational preference format (explicit prompt) with a margin;
 - ``hh.jsonl``: the Anthropic HH text format (``chosen`` / ``rejected`` whole dialogues);
 - ``comparisons.jsonl``: one row per comparison with the annotators' aggregate.
+
+Labels on gold checks (``gold_check``: true in the full formats and the aggregate) are
+checks of annotators, not preference data: the training formats (``pairwise.jsonl``,
+``hh.jsonl``) leave them out, so a gold comparison trains once, through its source.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class LabelRow(NamedTuple):
     comment: str
     time_spent_ms: int | None
     created_at: str  # ISO 8601
+    gold_check: bool = False  # a label on a gold check (never training data)
 
     @property
     def chosen(self) -> ResponseRow:
@@ -135,6 +140,7 @@ class FullRowEncoder:
                 f'"source":{_string(row.source)},"external_id":{_string(row.external_id)},'
                 f'"prompt":{_ENCODER.encode(row.prompt)},'
                 f'"response_a":{_response_json(row.response_a)},"response_b":{_response_json(row.response_b)},'
+                f'"gold_check":{"true" if row.gold_check else "false"},'
             )
         time_spent = "null" if row.time_spent_ms is None else int(row.time_spent_ms)
         return (
@@ -208,6 +214,7 @@ def aggregate_row(rows: list[LabelRow]) -> dict[str, Any]:
         "agreement": max(votes_a, votes_b) / len(rows),
         "mean_strength": sum(rated) / len(rated) if rated else None,
         "n_rated": len(rated),
+        "gold_check": first.gold_check,
     }
 
 
@@ -308,6 +315,7 @@ class ParquetWriter:
                 ("prompt", pa.list_(turn)),
                 ("response_a", response),
                 ("response_b", response),
+                ("gold_check", pa.bool_()),
                 ("preferred", pa.string()),
                 ("strength", pa.string()),
                 ("margin", pa.float64()),
@@ -350,6 +358,7 @@ class ParquetWriter:
                 "prompt": row.prompt,
                 "response_a": self._response(row.response_a),
                 "response_b": self._response(row.response_b),
+                "gold_check": row.gold_check,
                 "preferred": row.preferred,
                 "strength": row.strength or None,
                 "margin": margin_for(row.strength),
@@ -403,9 +412,9 @@ class SnapshotWriter:
     def write(self, row: LabelRow) -> None:
         if self.full is not None:
             self.full.write_line(self._full_encoder.encode(row))
-        if self.pairwise is not None:
+        if self.pairwise is not None and not row.gold_check:
             self.pairwise.write_line(_dumps(pairwise_row(row)))
-        if self.hh is not None:
+        if self.hh is not None and not row.gold_check:
             self.hh.write_line(json.dumps(hh_row(row), ensure_ascii=False))
         if self.parquet is not None:
             self.parquet.write(row)

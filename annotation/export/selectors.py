@@ -230,6 +230,7 @@ COMPARISON_COLUMNS = (
     "id", "batch__name", "category", "source", "external_id", "prompt__turns",
     "response_a__text", "response_a__model_version", "response_a__sampling", "response_a__generated_at",
     "response_b__text", "response_b__model_version", "response_b__sampling", "response_b__generated_at",
+    "is_gold",
 )  # fmt: skip
 
 
@@ -265,6 +266,7 @@ def label_rows(
         )
     )
     current = None
+    is_gold = False
     batch = category = source = external_id = ""
     prompt: list[dict[str, str]] = []
     response_a = response_b = ResponseRow("", "", {}, None)
@@ -281,6 +283,7 @@ def label_rows(
             (
                 current, batch, category, source, external_id, turns,
                 a_text, a_model, a_sampling, a_generated, b_text, b_model, b_sampling, b_generated,
+                is_gold,
             ) = row  # fmt: skip
             prompt = _json(turns)
             response_a = ResponseRow(a_text, a_model, _json(a_sampling) or {}, _iso(a_generated))
@@ -290,7 +293,7 @@ def label_rows(
             label_id, comparison_id, batch, category, source, external_id, prompt,
             response_a, response_b, preferred, strength, safety_a, safety_b, safety_bin,
             pseudonym(annotator_id, source_annotator), left, comment, time_spent_ms,
-            _iso(created_at),
+            _iso(created_at), bool(is_gold),
         )  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation.domain import Choice
-from annotation.models import Assignment, Batch, Comparison
+from annotation.models import Assignment, Batch, Comparison, GoldComparison
 from annotation.prepared import insert, instance_from_row, prepared_execute
 from annotation.queue import reads, statements
 from annotation.queue.statements import ASSIGNMENT_COLUMNS
@@ -33,6 +33,12 @@ def random_left() -> Choice:
     """Which stored response is shown on the left, drawn per assignment and recorded on
     it (a reload shows the recorded order; labels store it too)."""
     return random.choice((Choice.A, Choice.B))
+
+
+def gold_draw() -> float:
+    """The claim's uniform draw in [0, 1): a batch hands out a gold check when its
+    ``gold_rate`` exceeds it (``statements.free_slots_sql``)."""
+    return random.random()
 
 
 def _assignment_from_row(row: tuple[Any, ...]) -> Assignment:
@@ -61,7 +67,10 @@ def _assignment_claim(annotator: User) -> Assignment | None:
     """Claim a free slot and record the assignment. Call inside a transaction."""
     with connection.cursor() as cursor:
         prepared_execute(
-            cursor, "pairwise_claim", statements.comparison_claim_sql(), [annotator.pk]
+            cursor,
+            "pairwise_claim",
+            statements.comparison_claim_sql(),
+            {"me": annotator.pk, "draw": gold_draw()},
         )
         row = cursor.fetchone()
     if row is None:
@@ -79,9 +88,12 @@ def assignment_next(*, annotator: User) -> Assignment | None:
     The one queue of Pairwise: the pages and the API both take work from here (as a
     task, through ``task_next``).
 
-    Order: open batches by id; inside a batch the comparisons with the fewest claims first,
-    then by id (FIFO for single-annotation batches, breadth-first when a comparison needs
-    several labels). The claim walks the ``comparison_open_slots`` index (batch, claims,
+    Order: open batches by id (except those the annotator is paused on); inside a batch
+    the comparisons with the fewest claims first, then the highest ``priority`` (reward-
+    model uncertainty, when the batch is ordered by it; else all 0), then by id (FIFO for
+    single-annotation batches, breadth-first when a comparison needs several labels). At
+    the batch's ``gold_rate`` a gold check comes instead (``statements.free_slots_sql``).
+    The claim walks the ``comparison_open_slots`` index (batch, is_gold, claims, priority,
     id) and stops at the first free row, so it costs the same at 100 or 100,000 open
     comparisons.
 
@@ -116,6 +128,7 @@ def task_next(*, annotator: User) -> reads.Task | None:
         return reads.task_get(assignment_id=assignment.pk, annotator=annotator)
     params = reads.counts_params(annotator)
     params["left"] = random_left().value
+    params["draw"] = gold_draw()
     params["now"] = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
         prepared_execute(cursor, "pairwise_task_next", statements.task_next_sql(), params)
@@ -125,13 +138,14 @@ def task_next(*, annotator: User) -> reads.Task | None:
 
 def assignment_for_update(assignment_id: int, annotator: User) -> Assignment:
     """The annotator's assignment, row-locked, with its comparison (``category``,
-    ``batch_id``) and batch (``status``, ``name``) as unsaved in-memory instances. Call
-    inside a transaction. Raises ``AssignmentGone`` when it does not exist or is another
-    annotator's.
+    ``batch_id``, ``is_gold`` and, for a gold check, ``gold`` with the expected answer)
+    and batch (``status``, ``name``, overlap and gold settings) as unsaved in-memory
+    instances. Call inside a transaction. Raises ``AssignmentGone`` when it does not exist
+    or is another annotator's.
 
     One plain-SQL statement (prepared on PostgreSQL): the ORM spent ~0.9 ms of CPU
-    compiling ``select_for_update().select_related("comparison__batch")``. Only the
-    assignment row is locked (``FOR UPDATE OF a``).
+    compiling ``select_for_update().select_related("comparison__batch")``. The assignment
+    row and its comparison's are locked (``statements.assignment_for_update_sql``).
     """
     with connection.cursor() as cursor:
         prepared_execute(
@@ -141,9 +155,40 @@ def assignment_for_update(assignment_id: int, annotator: User) -> Assignment:
     if row is None or row[ASSIGNMENT_COLUMNS.index("annotator_id")] != annotator.pk:
         raise AssignmentGone({"assignment": "This task is not among yours (it may have expired)."})
     assignment = _assignment_from_row(row)
-    category, batch_id, batch_status, batch_name = row[len(ASSIGNMENT_COLUMNS) :]
-    batch = Batch(id=batch_id, status=batch_status, name=batch_name)
-    assignment.comparison = Comparison(id=assignment.comparison_id, category=category, batch=batch)
+    (
+        category,
+        batch_id,
+        batch_status,
+        batch_name,
+        is_gold,
+        gold_preferred,
+        gold_min_strength,
+        labels_per_comparison,
+        labels_per_comparison_max,
+        gold_min_accuracy,
+        gold_min_items,
+    ) = row[len(ASSIGNMENT_COLUMNS) :]
+    batch = Batch(
+        id=batch_id,
+        status=batch_status,
+        name=batch_name,
+        labels_per_comparison=labels_per_comparison,
+        labels_per_comparison_max=labels_per_comparison_max,
+        gold_min_accuracy=gold_min_accuracy,
+        gold_min_items=gold_min_items,
+    )
+    gold = (
+        GoldComparison(preferred=gold_preferred, min_strength=gold_min_strength)
+        if is_gold
+        else None
+    )
+    assignment.comparison = Comparison(
+        id=assignment.comparison_id,
+        category=category,
+        batch=batch,
+        is_gold=bool(is_gold),
+        gold=gold,
+    )
     return assignment
 
 
@@ -154,7 +199,7 @@ def count_finished(annotator_id: int, batch_id: int, *, done: int = 0, skipped: 
             cursor,
             "pairwise_count_finished",
             statements.count_finished_sql(),
-            [annotator_id, batch_id, done, skipped],
+            statements.count_finished_params(annotator_id, batch_id, done=done, skipped=skipped),
         )
 
 

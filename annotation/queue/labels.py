@@ -4,6 +4,7 @@
 label-and-next): store the label and hand out the next task in one transaction, with
 one commit per label. On PostgreSQL that is four statements after authentication: lock
 the assignment, the label's three writes in one, the next task in one, and the commit.
+A label on a gold check adds one: the pause rule (``pauses.annotator_pause_by_gold``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from annotation.domain import gold_label_correct
 from annotation.models import Assignment, Batch, Label
 from annotation.prepared import insert, insert_values, mark_inserted, prepared_execute
 from annotation.queue import reads, statements
 from annotation.queue.assignments import assignment_for_update, task_next
+from annotation.queue.pauses import annotator_pause_by_gold
 from annotation.queue.rules import LabelInput, ShownLabelInput, label_fields
 
 if TYPE_CHECKING:
@@ -67,28 +70,59 @@ def _label_write(
     )
     assignment.status = Assignment.Status.LABELLED
     assignment.finished_at = now
-    # On PostgreSQL the label insert, the assignment's status and the done counter are one
-    # statement (data-modifying CTEs); SQLite has none: three.
+    batch = comparison.batch
+    gold = comparison.gold if comparison.is_gold else None
+    correct = gold is not None and gold_label_correct(
+        expected=gold.preferred,
+        min_strength=gold.min_strength,
+        preferred=label.preferred,
+        strength=label.strength,
+    )
+    adaptive = (
+        not comparison.is_gold
+        and batch.labels_per_comparison_max is not None
+        and batch.labels_per_comparison_max > batch.labels_per_comparison
+    )
+    # On PostgreSQL the label insert, the assignment's status, adaptive overlap's check and
+    # the counters are one statement (data-modifying CTEs); SQLite has none: three or four.
     update_params = [
         assignment.status.value,
         connection.ops.adapt_datetimefield_value(now),
         assignment.pk,
     ]
-    count_params = [annotator.pk, comparison.batch_id, 1, 0]
+    extend_params = [
+        comparison.pk,
+        batch.labels_per_comparison,
+        batch.labels_per_comparison_max,
+        batch.labels_per_comparison,
+        label.strength,
+        label.preferred,
+    ]
+    count_params = statements.count_finished_params(
+        annotator.pk, comparison.batch_id, done=1, gold=int(gold is not None), correct=int(correct)
+    )
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             prepared_execute(
                 cursor,
-                "pairwise_label_write",
-                statements.label_write_sql(),
-                insert_values(label) + update_params + count_params,
+                "pairwise_label_write_adaptive" if adaptive else "pairwise_label_write",
+                statements.label_write_sql(adaptive),
+                insert_values(label)
+                + update_params
+                + (extend_params if adaptive else [])
+                + count_params,
             )
             mark_inserted(label, cursor.fetchone()[0])
-        return label, True
-    insert(label, "pairwise_label_insert")
-    with connection.cursor() as cursor:
-        cursor.execute(statements.labelled_sql(), update_params)
-        cursor.execute(statements.count_finished_sql(), count_params)
+    else:
+        if adaptive:  # before the insert: it counts the comparison's other labels
+            with connection.cursor() as cursor:
+                cursor.execute(statements.comparison_extend_sql(), extend_params)
+        insert(label, "pairwise_label_insert")
+        with connection.cursor() as cursor:
+            cursor.execute(statements.labelled_sql(), update_params)
+            cursor.execute(statements.count_finished_sql(), count_params)
+    if gold is not None:
+        annotator_pause_by_gold(annotator=annotator, batch=batch)
     return label, True
 
 

@@ -15,7 +15,16 @@ from __future__ import annotations
 
 from django.db import connection
 
-from annotation.models import AnnotatorBatchCount, Assignment, Batch, Comparison, Label, Prompt
+from annotation.domain import Strength
+from annotation.models import (
+    AnnotatorBatchCount,
+    Assignment,
+    Batch,
+    Comparison,
+    GoldComparison,
+    Label,
+    Prompt,
+)
 from annotation.models import Response as ResponseModel
 from annotation.prepared import cached_sql, insert_sql
 
@@ -50,14 +59,30 @@ def assignment_columns(alias: str) -> str:
 # --- finding free work -------------------------------------------------------------------
 
 
-def free_slots_sql(*, annotator_param: str, limit: int, lock: str = "") -> str:
+def free_slots_sql(
+    *, annotator_param: str, limit: int, lock: str = "", draw_param: str | None = None
+) -> str:
     """``SELECT id`` of the first ``limit`` comparisons an annotator may claim, in queue
-    order: open batch, a slot left, never assigned to this annotator (``annotator_param``
-    is the placeholder of their id). ``lock`` (``FOR UPDATE … SKIP LOCKED``) locks what it
-    returns. Shared by the claim and the remaining count.
+    order: open batch the annotator is not paused on, a slot left, never assigned to this
+    annotator (``annotator_param`` is the placeholder of their id). ``lock`` (``FOR
+    UPDATE … SKIP LOCKED``) locks what it returns. Shared by the claim and the remaining
+    count.
 
-    The statement must walk ``comparison_open_slots`` (batch, claims, id) in order and stop
-    at the limit, whatever the table sizes, or the claim costs O(batch). On PostgreSQL:
+    Queue order inside a batch: fewest claims, then highest ``priority`` (0 unless the
+    batch is ordered by reward-model uncertainty), then id. With ``draw_param`` (the
+    placeholder of a uniform draw in [0, 1)), a batch whose ``gold_rate`` exceeds the draw
+    hands out one of its gold checks instead, if the annotator has one left and the batch
+    still has work of its own for them (gold alone is no work); the remaining count has no
+    draw and counts the batch's own work only. Gold checks have no overlap limit: every
+    annotator may get each once.
+
+    Adaptive overlap needs no condition here: a comparison that earns one more label has
+    its ``claims`` lowered by one (``comparison_extend_sql``), so ``claims <
+    labels_per_comparison`` stays an index bound.
+
+    The statement must walk ``comparison_open_slots`` (batch, is_gold, claims, priority
+    DESC, id) in order and stop at the limit, whatever the table sizes, or the claim costs
+    O(batch). On PostgreSQL:
 
     - one index range per open batch (``LATERAL``, batches in id order): a join with the
       batch table let the planner scan all of an open batch's rows and sort them (its
@@ -68,43 +93,87 @@ def free_slots_sql(*, annotator_param: str, limit: int, lock: str = "") -> str:
       (O(history) per claim), the former stays a per-row probe of
       ``assignment_once_per_annotator`` (comparison_id, annotator_id). It is written
       ``NOT COALESCE(…, FALSE)`` rather than ``(…) IS NULL``, which the planner rates at
-      0.5 % selectivity, expecting few rows and choosing to read them all and sort.
+      0.5 % selectivity, expecting few rows and choosing to read them all and sort;
+    - "not paused" is the same kind of probe, once per open batch, of
+      ``annotator_batch_count_once`` (annotator_id, batch_id);
+    - the gold branch's ``draw < gold_rate`` is a one-time filter: at a 5 % rate, 95 % of
+      claims never walk the gold rows. ``UNION ALL … LIMIT`` stops at the first branch
+      that yields.
 
     ``tests/annotation/test_queue_plans.py`` checks the plans. SQLite has no ``LATERAL``;
     it runs the same conditions as one ordered join (its transactions are serialised).
     """
     tables = {
         **queue_tables(),
+        "count": AnnotatorBatchCount._meta.db_table,
         "open": Batch.Status.OPEN.value,
         "me": annotator_param,
+        "draw": draw_param,
         "limit": int(limit),
         "lock": lock,
     }
-    never_had = (
-        "NOT COALESCE((SELECT TRUE FROM {assignment} a WHERE a.comparison_id = c.id"
-        " AND a.annotator_id = {me} LIMIT 1), FALSE)"
-    ).format(**tables)
-    if connection.vendor == "postgresql":
+
+    def never_had(alias: str) -> str:
         return (
-            "SELECT x.id FROM {batch} b CROSS JOIN LATERAL ("
-            "SELECT c.id FROM {comparison} c WHERE c.batch_id = b.id"
-            " AND c.claims < b.labels_per_comparison AND {never_had}"
-            " ORDER BY c.claims, c.id LIMIT {limit}{lock}) x"
-            " WHERE b.status = '{open}' ORDER BY b.id LIMIT {limit}"
-        ).format(**tables, never_had=never_had)
+            "NOT COALESCE((SELECT TRUE FROM {assignment} a WHERE a.comparison_id = {c}.id"
+            " AND a.annotator_id = {me} LIMIT 1), FALSE)"
+        ).format(**tables, c=alias)
+
+    not_paused = (
+        "NOT COALESCE((SELECT n.paused FROM {count} n WHERE n.annotator_id = {me}"
+        " AND n.batch_id = b.id), FALSE)"
+    ).format(**tables)
+
+    def own_work(c: str) -> str:
+        return f"{c}.is_gold = FALSE AND {c}.claims < b.labels_per_comparison AND " + never_had(c)
+
+    def gold_wanted(g: str) -> str:
+        return (
+            "{draw} < b.gold_rate AND {g}.is_gold = TRUE AND {never_had} AND EXISTS ("
+            "SELECT 1 FROM {comparison} w WHERE w.batch_id = b.id AND {own_work})"
+        ).format(**tables, g=g, never_had=never_had(g), own_work=own_work("w"))
+
+    def order(c: str) -> str:
+        return f"{c}.claims, {c}.priority DESC, {c}.id"
+
+    if connection.vendor == "postgresql":
+        own = (
+            "SELECT c.id FROM {comparison} c WHERE c.batch_id = b.id AND {own_work}"
+            " ORDER BY {order} LIMIT {limit}{lock}"
+        ).format(**tables, own_work=own_work("c"), order=order("c"))
+        if draw_param is not None:
+            gold = (
+                "SELECT c.id FROM {comparison} c WHERE c.batch_id = b.id AND {gold_wanted}"
+                " ORDER BY {order} LIMIT 1{lock}"
+            ).format(**tables, gold_wanted=gold_wanted("c"), order=order("c"))
+            # Each branch's lock sits in a subquery of its own: PostgreSQL refuses FOR
+            # UPDATE on a member of a UNION.
+            own = (
+                f"SELECT gx.id FROM ({gold}) gx UNION ALL SELECT ox.id FROM ({own}) ox"
+                f" LIMIT {int(limit)}"
+            )
+        return (
+            "SELECT x.id FROM {batch} b CROSS JOIN LATERAL ({own}) x"
+            " WHERE b.status = '{open}' AND {not_paused} ORDER BY b.id LIMIT {limit}"
+        ).format(**tables, own=own, not_paused=not_paused)
+    free, order_in_batch = own_work("c"), order("c")
+    if draw_param is not None:
+        free = f"({free}) OR ({gold_wanted('c')})"
+        order_in_batch = "c.is_gold DESC, " + order_in_batch
     return (
         "SELECT c.id FROM {comparison} c JOIN {batch} b ON b.id = c.batch_id"
-        " WHERE b.status = '{open}' AND c.claims < b.labels_per_comparison AND {never_had}"
-        " ORDER BY c.batch_id, c.claims, c.id LIMIT {limit}{lock}"
-    ).format(**tables, never_had=never_had)
+        " WHERE b.status = '{open}' AND {not_paused} AND ({free})"
+        " ORDER BY c.batch_id, {order_in_batch} LIMIT {limit}{lock}"
+    ).format(**tables, not_paused=not_paused, free=free, order_in_batch=order_in_batch)
 
 
 @cached_sql
-def comparison_claim_sql(annotator_param: str = "%s", guard: str = "") -> str:
+def comparison_claim_sql(guard: str = "") -> str:
     """One statement that claims a free slot: ``claims + 1`` on the first comparison of an
-    open batch with a slot left that this annotator never had; returns its id.
-    ``annotator_param`` is the placeholder of the annotator's id; ``guard`` (a condition
-    ending in ``AND``) can stop the claim, as ``task_next_sql`` does.
+    open batch with a slot left that this annotator never had (or one of its gold
+    checks, see ``free_slots_sql``); returns its id. Parameters ``me`` (the annotator's
+    id) and ``draw`` (uniform in [0, 1), drawn per claim); ``guard`` (a condition ending
+    in ``AND``) can stop the claim, as ``task_next_sql`` does.
 
     Plain SQL because the ORM cannot return the updated row (``update()`` returns a count),
     which would cost a second statement per claim. SQLite takes it as is (RETURNING since
@@ -118,7 +187,7 @@ def comparison_claim_sql(annotator_param: str = "%s", guard: str = "") -> str:
     )
     return (
         f"UPDATE {Comparison._meta.db_table} SET claims = claims + 1 WHERE {guard}id = ("
-        f"{free_slots_sql(annotator_param=annotator_param, limit=1, lock=lock)}"
+        f"{free_slots_sql(annotator_param='%(me)s', limit=1, lock=lock, draw_param='%(draw)s')}"
         ") RETURNING id"
     )
 
@@ -199,16 +268,41 @@ def assignment_current_sql() -> str:
     ).format(**tables)
 
 
+# Columns ``assignment_for_update_sql`` returns after ``ASSIGNMENT_COLUMNS``: what labelling
+# needs to know of the comparison, its gold answer (NULL unless a gold check) and its batch.
+LOCKED_TASK_COLUMNS = (
+    "c.category",
+    "c.batch_id",
+    "b.status",
+    "b.name",
+    "c.is_gold",
+    "g.preferred",
+    "g.min_strength",
+    "b.labels_per_comparison",
+    "b.labels_per_comparison_max",
+    "b.gold_min_accuracy",
+    "b.gold_min_items",
+)
+
+
 @cached_sql
 def assignment_for_update_sql() -> str:
-    """An assignment by id (``ASSIGNMENT_COLUMNS``, then its comparison's category and
-    batch id, the batch's status and name), only the assignment's row locked."""
-    tables = {**queue_tables(), "columns": assignment_columns("a")}
-    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
+    """An assignment by id (``ASSIGNMENT_COLUMNS``, then ``LOCKED_TASK_COLUMNS``), with
+    the assignment's row locked and, on PostgreSQL, its comparison's (``NO KEY UPDATE``:
+    other annotators' claims skip it, inserts that reference it do not wait). The
+    comparison's lock serialises the labels of one comparison, so adaptive overlap's
+    ``comparison_extend_sql`` counts every label committed before it."""
+    tables = {
+        **queue_tables(),
+        "gold": GoldComparison._meta.db_table,
+        "columns": assignment_columns("a"),
+        "task": ", ".join(LOCKED_TASK_COLUMNS),
+    }
+    lock = " FOR UPDATE OF a FOR NO KEY UPDATE OF c" if connection.vendor == "postgresql" else ""
     return (
-        "SELECT {columns}, c.category, c.batch_id, b.status, b.name"
-        " FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
-        " JOIN {batch} b ON b.id = c.batch_id WHERE a.id = %s" + lock
+        "SELECT {columns}, {task} FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
+        " JOIN {batch} b ON b.id = c.batch_id LEFT JOIN {gold} g ON g.id = c.gold_id"
+        " WHERE a.id = %s" + lock
     ).format(**tables)
 
 
@@ -218,12 +312,13 @@ def task_next_sql() -> str:
     assignment's insert, then ``task_select_sql``'s read of whichever it is, in one
     statement (data-modifying CTEs). The claim's ``WHERE NOT EXISTS (current task)`` is a
     one-time filter: when the annotator holds a task, the free-slot walk never runs
-    (nothing is locked). Parameters: ``reads.counts_params`` plus ``left`` and ``now``."""
+    (nothing is locked). Parameters: ``reads.counts_params`` plus ``left``, ``now`` and
+    ``draw``."""
     tables = {
         **queue_tables(),
         "left": connection.ops.quote_name("left"),
         "current": assignment_current_sql(),
-        "claim": comparison_claim_sql("%(me)s", "NOT EXISTS (SELECT 1 FROM current_task) AND "),
+        "claim": comparison_claim_sql("NOT EXISTS (SELECT 1 FROM current_task) AND "),
     }
     ctes = (
         "WITH current_task AS ("
@@ -243,15 +338,35 @@ def task_next_sql() -> str:
 
 @cached_sql
 def count_finished_sql() -> str:
-    """Add to the annotator's done / skipped counter of a batch (``AnnotatorBatchCount``):
-    one upsert, in the transaction that labels or skips the assignment. Parameters:
-    annotator id, batch id, done, skipped."""
+    """Add to the annotator's counters of a batch (``AnnotatorBatchCount``): done,
+    skipped, and gold checks labelled and right (in all, and since last resumed): one
+    upsert, in the transaction that labels or skips the assignment. Parameters:
+    ``count_finished_params``."""
     table = AnnotatorBatchCount._meta.db_table
     return (
-        f"INSERT INTO {table} (annotator_id, batch_id, done, skipped) VALUES (%s, %s, %s, %s)"
+        f"INSERT INTO {table} (annotator_id, batch_id, done, skipped, gold_labels, gold_correct,"
+        " gold_labels_since_resume, gold_correct_since_resume, paused)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, FALSE)"
         " ON CONFLICT (annotator_id, batch_id) DO UPDATE"
-        f" SET done = {table}.done + excluded.done, skipped = {table}.skipped + excluded.skipped"
+        f" SET done = {table}.done + excluded.done, skipped = {table}.skipped + excluded.skipped,"
+        f" gold_labels = {table}.gold_labels + excluded.gold_labels,"
+        f" gold_correct = {table}.gold_correct + excluded.gold_correct,"
+        f" gold_labels_since_resume = {table}.gold_labels_since_resume + excluded.gold_labels,"
+        f" gold_correct_since_resume = {table}.gold_correct_since_resume + excluded.gold_correct"
     )
+
+
+def count_finished_params(
+    annotator_id: int,
+    batch_id: int,
+    *,
+    done: int = 0,
+    skipped: int = 0,
+    gold: int = 0,
+    correct: int = 0,
+) -> list[int]:
+    """``count_finished_sql``'s parameters: what to add to each counter."""
+    return [annotator_id, batch_id, done, skipped, gold, correct, gold, correct]
 
 
 def labelled_sql() -> str:
@@ -259,15 +374,61 @@ def labelled_sql() -> str:
     return f"UPDATE {Assignment._meta.db_table} SET status = %s, finished_at = %s WHERE id = %s"
 
 
-@cached_sql
-def label_write_sql() -> str:
-    """PostgreSQL: insert the label, mark the assignment labelled, add to the done counter;
-    returns the label's id. Parameters: the label's columns (``prepared.insert_values``),
-    ``labelled_sql``'s, ``count_finished_sql``'s."""
-    insert, _ = insert_sql(Label)
+def comparison_extend_sql() -> str:
+    """Adaptive overlap: ask for one more label of a comparison (``extra_labels + 1``)
+    when the label being written is the last one it wanted and the labels disagree
+    (different sides, or any says Negligibly better / Unsure), up to the batch's maximum.
+    ``claims`` drops by one with it, so the slot is free again and the claim's
+    ``claims < labels_per_comparison`` stays an index bound.
+
+    The label being written is not among the rows it reads (PostgreSQL: a data-modifying
+    CTE's insert is invisible to its siblings; SQLite runs this before the insert): its
+    side and strength are parameters. Call holding the comparison's row lock
+    (``assignment_for_update_sql``). Parameters: comparison id, base overlap, maximum,
+    base overlap, the new label's strength, its preferred side.
+    """
+    tables = {
+        "comparison": Comparison._meta.db_table,
+        "label": Label._meta.db_table,
+        "unsure": Strength.NEGLIGIBLY_BETTER_OR_UNSURE.value,
+    }
     return (
-        f"WITH inserted AS ({insert}), labelled AS ({labelled_sql()}),"
+        "UPDATE {comparison} SET claims = claims - 1, extra_labels = extra_labels + 1"
+        " WHERE id = %s AND is_gold = FALSE AND %s + extra_labels < %s"
+        " AND (SELECT COUNT(*) FROM {label} l WHERE l.comparison_id = {comparison}.id) + 1"
+        " >= %s + extra_labels"
+        " AND (%s = '{unsure}' OR EXISTS (SELECT 1 FROM {label} l"
+        " WHERE l.comparison_id = {comparison}.id AND (l.preferred <> %s OR l.strength = '{unsure}')))"
+    ).format(**tables)
+
+
+@cached_sql
+def label_write_sql(adaptive: bool = False) -> str:
+    """PostgreSQL: insert the label, mark the assignment labelled, (``adaptive``: ask for
+    one more label if they disagree), add to the counters; returns the label's id.
+    Parameters: the label's columns (``prepared.insert_values``), ``labelled_sql``'s,
+    (``comparison_extend_sql``'s), ``count_finished_sql``'s."""
+    insert, _ = insert_sql(Label)
+    extended = f" extended AS ({comparison_extend_sql()})," if adaptive else ""
+    return (
+        f"WITH inserted AS ({insert}), labelled AS ({labelled_sql()}),{extended}"
         f" counted AS ({count_finished_sql()}) SELECT * FROM inserted"
+    )
+
+
+@cached_sql
+def annotator_pause_by_gold_sql() -> str:
+    """Pause an annotator on a batch if the gold rule says so and they are not paused
+    already: at least ``min items`` gold checks since last resumed, and fewer right than
+    ``min accuracy`` of them. Returns their gold counters (in all, and since resumed)
+    when it paused them, no row otherwise. Parameters: annotator id, batch id, min
+    items, min accuracy."""
+    table = AnnotatorBatchCount._meta.db_table
+    return (
+        f"UPDATE {table} SET paused = TRUE WHERE annotator_id = %s AND batch_id = %s"
+        " AND paused = FALSE AND gold_labels_since_resume >= %s"
+        " AND gold_correct_since_resume < %s * gold_labels_since_resume"
+        " RETURNING gold_labels, gold_correct, gold_labels_since_resume, gold_correct_since_resume"
     )
 
 
@@ -296,10 +457,21 @@ def finished() -> list[tuple[str, str, str]]:
     ]
     if postgresql:
         found.append(("pairwise_label_write", "the label's three writes", label_write_sql()))
+        found.append(
+            (
+                "pairwise_label_write_adaptive",
+                "the label's writes in a batch with adaptive overlap",
+                label_write_sql(True),
+            )
+        )
     else:
         found += [
+            ("(not prepared)", "adaptive overlap: one more label?", comparison_extend_sql()),
             ("pairwise_label_insert", "insert the label", insert_sql(Label)[0]),
             ("(not prepared)", "mark the assignment labelled", labelled_sql()),
         ]
-    found.append(("pairwise_count_finished", "the done / skipped counter", count_finished_sql()))
+    found.append(("pairwise_count_finished", "the annotator's counters", count_finished_sql()))
+    found.append(
+        ("pairwise_pause_by_gold", "after a gold check: pause?", annotator_pause_by_gold_sql())
+    )
     return found

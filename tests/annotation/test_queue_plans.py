@@ -122,7 +122,7 @@ def test_claim_walks_the_index_and_takes_the_first_free_row(busy_queue):
     annotator = busy_queue
     with connection.cursor() as cursor:
         cursor.execute("SAVEPOINT plan")
-        plan = _generic_plan(statements.comparison_claim_sql(), [annotator.pk])
+        plan = _generic_plan(statements.comparison_claim_sql(), {"me": annotator.pk, "draw": 1.0})
         cursor.execute("ROLLBACK TO SAVEPOINT plan")
     _assert_walks_and_probes(plan, limit=1)
     first_free = (
@@ -167,7 +167,7 @@ def test_statements_are_prepared_again_as_they_run():
 def test_next_task_statement_claims_only_when_nothing_is_in_hand(busy_queue):
     """``assignments.task_next`` on PostgreSQL: current task, else claim, in one statement."""
     annotator = busy_queue
-    params = {**reads.counts_params(annotator), "left": "A", "now": timezone.now()}
+    params = {**reads.counts_params(annotator), "left": "A", "now": timezone.now(), "draw": 1.0}
     with connection.cursor() as cursor:
         cursor.execute("SAVEPOINT plan")
         claiming = _generic_plan(statements.task_next_sql(), params)

@@ -41,6 +41,7 @@ def test_full_fidelity_rows_keep_every_label_and_provenance(tmp_path):
         "prompt",
         "response_a",
         "response_b",
+        "gold_check",
         "preferred",
         "strength",
         "margin",
