@@ -118,4 +118,4 @@ def test_simulated_annotator_prefers_on_topic_then_longer_and_safe():
 def test_a_running_iteration_is_left_alone():
     Iteration.objects.create(number=1, start_policy_name="base", start_policy_path="/nowhere")
     with pytest.raises(CommandError, match="RLHF-V1 is running"):
-        call_command("pairwise_demo_loop", stdout=StringIO())
+        call_command("pairwise_demo_loop", "--demo-passwords", stdout=StringIO())
