@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.core.cache import cache
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from annotation.models import (
@@ -17,6 +17,7 @@ from annotation.models import (
     Comparison,
     Guideline,
     Label,
+    ReviewVerdict,
 )
 
 if TYPE_CHECKING:
@@ -177,7 +178,8 @@ def batch_list_with_progress() -> QuerySet[Batch]:
 
 def preference_pairs_frozen(*, batch_ids: list[int]) -> list[PreferencePair]:
     """Every label of the given FROZEN batches as a ``domain.PreferencePair`` (chosen =
-    the preferred response), in label order, but those on gold checks; raises ``ValueError`` naming any batch that is
+    the preferred response), in label order, but those on gold checks and those a reviewer
+    overruled; raises ``ValueError`` naming any batch that is
     not frozen. Strength stays blank ("") for unrated imported labels."""
     from annotation.domain import Category, PreferencePair, SafetyBin, Turn
 
@@ -197,8 +199,17 @@ def preference_pairs_frozen(*, batch_ids: list[int]) -> list[PreferencePair]:
         )
     # Labels on gold checks are checks of annotators, never training data: the gold
     # comparison's source keeps its own labels (counted once, where they are).
+    # A label a reviewer overruled (the standing verdict prefers the other response) is
+    # wrong by the review's word: it trains nothing (annotation.review).
+    standing = Subquery(
+        ReviewVerdict.objects.filter(comparison=OuterRef("comparison_id"))
+        .order_by("-id")
+        .values("preferred")[:1]
+    )
     rows = (
         Label.objects.filter(comparison__batch_id__in=batch_ids, comparison__is_gold=False)
+        .annotate(standing=standing)
+        .filter(Q(standing__isnull=True) | Q(standing=F("preferred")))
         .order_by("id")
         .values_list(
             "preferred",

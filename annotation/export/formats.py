@@ -15,6 +15,11 @@ Formats (see the README, "Export and import of preference data", for an example 
 Labels on gold checks (``gold_check``: true in the full formats and the aggregate) are
 checks of annotators, not preference data: the training formats (``pairwise.jsonl``,
 ``hh.jsonl``) leave them out, so a gold comparison trains once, through its source.
+
+The full formats carry each label's review (``review_status``: unreviewed, accepted or
+overruled; the comparison's standing ``review`` verdict; ``review_flags``), the aggregate
+the verdict. A label a reviewer overruled is left out of the training formats, as the
+reward models' own training leaves it out (``annotation.selectors.preference_pairs_frozen``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from typing import IO, Any, NamedTuple
 from annotation.domain import DEFAULT_MARGIN_TABLE, MARGINS, Role, Strength, Turn, margin_for
 from annotation.importers import format_hh_dialogue
 
-SCHEMA_VERSION = 1
+# 2: review status, verdict and flags per label (the verdict per comparison), gold checks.
+SCHEMA_VERSION = 2
 
 # The aggregated view's "mean strength": 3 significantly better … 0 negligibly better / unsure.
 STRENGTH_SCORE: dict[str, int] = {
@@ -52,6 +58,26 @@ class ResponseRow(NamedTuple):
     model_version: str
     sampling: dict[str, Any]
     generated_at: str | None  # ISO 8601
+
+
+UNREVIEWED, ACCEPTED, OVERRULED = "unreviewed", "accepted", "overruled"
+
+
+class ReviewRow(NamedTuple):
+    """A comparison's standing review verdict (``annotation.models.ReviewVerdict``)."""
+
+    decision: str  # "accept" (one of the labels) or "adjudicate" (the reviewer's own)
+    preferred: str
+    strength: str  # "" when unrated
+    reviewed_at: str  # ISO 8601
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "preferred": self.preferred,
+            "strength": self.strength or None,
+            "reviewed_at": self.reviewed_at,
+        }
 
 
 class LabelRow(NamedTuple):
@@ -81,6 +107,16 @@ class LabelRow(NamedTuple):
     time_spent_ms: int | None
     created_at: str  # ISO 8601
     gold_check: bool = False  # a label on a gold check (never training data)
+    review: ReviewRow | None = None  # the comparison's standing review verdict, if any
+    review_flags: tuple[str, ...] = ()  # why a reviewer was asked to look (ReviewFlag reasons)
+
+    @property
+    def review_status(self) -> str:
+        """``unreviewed``; ``accepted`` when the verdict prefers the same response as this
+        label; ``overruled`` when it prefers the other one."""
+        if self.review is None:
+            return UNREVIEWED
+        return ACCEPTED if self.review.preferred == self.preferred else OVERRULED
 
     @property
     def chosen(self) -> ResponseRow:
@@ -150,7 +186,10 @@ class FullRowEncoder:
             f'"safety_a":{_opt(row.safety_a)},"safety_b":{_opt(row.safety_b)},'
             f'"safety_bin":{_opt(row.safety_bin)},"annotator":{_string(row.annotator)},'
             f'"left":{_opt(row.left)},"comment":{_string(row.comment)},'
-            f'"time_spent_ms":{time_spent},"created_at":{_string(row.created_at)}}}'
+            f'"time_spent_ms":{time_spent},"created_at":{_string(row.created_at)},'
+            f'"review_status":"{row.review_status}",'
+            f'"review":{"null" if row.review is None else _dumps(row.review.as_dict())},'
+            f'"review_flags":{_dumps(row.review_flags)}}}'
         )
 
 
@@ -215,6 +254,7 @@ def aggregate_row(rows: list[LabelRow]) -> dict[str, Any]:
         "mean_strength": sum(rated) / len(rated) if rated else None,
         "n_rated": len(rated),
         "gold_check": first.gold_check,
+        "review": None if first.review is None else first.review.as_dict(),
     }
 
 
@@ -327,6 +367,19 @@ class ParquetWriter:
                 ("comment", pa.string()),
                 ("time_spent_ms", pa.int64()),
                 ("created_at", pa.string()),
+                ("review_status", pa.string()),
+                (
+                    "review",
+                    pa.struct(
+                        [
+                            ("decision", pa.string()),
+                            ("preferred", pa.string()),
+                            ("strength", pa.string()),
+                            ("reviewed_at", pa.string()),
+                        ]
+                    ),
+                ),
+                ("review_flags", pa.list_(pa.string())),
             ]
         )
         self._writer = pq.ParquetWriter(
@@ -370,6 +423,9 @@ class ParquetWriter:
                 "comment": row.comment,
                 "time_spent_ms": row.time_spent_ms,
                 "created_at": row.created_at,
+                "review_status": row.review_status,
+                "review": None if row.review is None else row.review.as_dict(),
+                "review_flags": list(row.review_flags),
             }
         )
         self.rows += 1
@@ -412,9 +468,10 @@ class SnapshotWriter:
     def write(self, row: LabelRow) -> None:
         if self.full is not None:
             self.full.write_line(self._full_encoder.encode(row))
-        if self.pairwise is not None and not row.gold_check:
+        trains = not row.gold_check and row.review_status != OVERRULED
+        if self.pairwise is not None and trains:
             self.pairwise.write_line(_dumps(pairwise_row(row)))
-        if self.hh is not None and not row.gold_check:
+        if self.hh is not None and trains:
             self.hh.write_line(json.dumps(hh_row(row), ensure_ascii=False))
         if self.parquet is not None:
             self.parquet.write(row)

@@ -14,8 +14,9 @@ from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, QuerySe
 from django.db.models.functions import Greatest
 
 from annotation.domain import Category, SafetyBin, Strength, text_problem
-from annotation.export.formats import LabelRow, ResponseRow
+from annotation.export.formats import LabelRow, ResponseRow, ReviewRow
 from annotation.models import Batch, Comparison, Label, Snapshot
+from annotation.review.selectors import review_state
 
 UNRATED = "unrated"  # the strength filter's name for labels without a strength
 NO_BIN = "none"  # the safety-bin filter's name for labels without a bin (helpfulness)
@@ -265,6 +266,9 @@ def label_rows(
             chunk_size,
         )
     )
+    review = review_state(qs)
+    flagged = bool(review.label_flags or review.annotator_flags)
+    verdict: ReviewRow | None = None
     current = None
     is_gold = False
     batch = category = source = external_id = ""
@@ -286,6 +290,15 @@ def label_rows(
                 is_gold,
             ) = row  # fmt: skip
             prompt = _json(turns)
+            standing = review.verdicts.get(comparison_id)
+            verdict = None
+            if standing is not None:
+                verdict = ReviewRow(
+                    standing.decision,
+                    standing.preferred,
+                    standing.strength,
+                    _iso(standing.created_at),
+                )
             response_a = ResponseRow(a_text, a_model, _json(a_sampling) or {}, _iso(a_generated))
             response_b = ResponseRow(b_text, b_model, _json(b_sampling) or {}, _iso(b_generated))
         # Positional: this loop runs once per label, and keywords cost a third more here.
@@ -293,7 +306,11 @@ def label_rows(
             label_id, comparison_id, batch, category, source, external_id, prompt,
             response_a, response_b, preferred, strength, safety_a, safety_b, safety_bin,
             pseudonym(annotator_id, source_annotator), left, comment, time_spent_ms,
-            _iso(created_at), bool(is_gold),
+            _iso(created_at), bool(is_gold), verdict,
+            (
+                review.label_flags.get(label_id, ())
+                + review.annotator_flags.get((batch, annotator_id), ())
+            ) if flagged else (),
         )  # fmt: skip
 
 

@@ -313,35 +313,44 @@ def review_next_pending(*, batch: Batch, after_id: int) -> int | None:
 
 @dataclass(frozen=True)
 class ReviewState:
-    """What a snapshot writes about the review of its labels (see ``label_review``)."""
+    """What a snapshot writes about the review of its labels."""
 
-    verdicts: dict[int, ReviewVerdict]  # comparison id → the standing verdict
-    label_flags: dict[int, list[str]]  # label id → flag reasons
-    annotator_flags: dict[tuple[int, int], list[str]]  # (batch id, annotator id) → reasons
+    verdicts: dict[int, ReviewVerdict]  # comparison id → the standing (newest) verdict
+    label_flags: dict[int, tuple[str, ...]]  # label id → flag reasons
+    annotator_flags: dict[tuple[str, int], tuple[str, ...]]  # (batch name, annotator id) → reasons
 
 
 def review_state(labels: QuerySet[Label]) -> ReviewState:
     """The standing verdicts and the flags of the comparisons and labels ``labels`` covers.
 
-    Only reviewed comparisons and flagged labels are held in memory.
+    Only reviewed comparisons and flagged labels are held in memory: three queries.
     """
-    comparison_ids = labels.values("comparison_id")
     verdicts: dict[int, ReviewVerdict] = {}
-    for verdict in ReviewVerdict.objects.filter(comparison_id__in=comparison_ids).order_by("id"):
+    for verdict in ReviewVerdict.objects.filter(
+        comparison_id__in=labels.values("comparison_id")
+    ).order_by("id"):
         verdicts[verdict.comparison_id] = verdict  # the newest stands
     label_flags: dict[int, list[str]] = defaultdict(list)
     for label_id, reason in (
-        ReviewFlag.objects.filter(label__in=labels).order_by("label_id", "reason")
-    ).values_list("label_id", "reason"):
+        ReviewFlag.objects.filter(label__in=labels.values("id"))
+        .order_by("label_id", "reason")
+        .values_list("label_id", "reason")
+    ):
         label_flags[label_id].append(reason)
-    annotator_flags: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for batch_id, annotator_id, reason in (
+    annotator_flags: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for batch, annotator_id, reason in (
         ReviewFlag.objects.filter(
             label__isnull=True, batch_id__in=labels.values("comparison__batch_id")
-        ).order_by("batch_id", "annotator_id", "reason")
-    ).values_list("batch_id", "annotator_id", "reason"):
-        annotator_flags[batch_id, annotator_id].append(reason)
-    return ReviewState(verdicts, dict(label_flags), dict(annotator_flags))
+        )
+        .order_by("batch__name", "annotator_id", "reason")
+        .values_list("batch__name", "annotator_id", "reason")
+    ):
+        annotator_flags[batch, annotator_id].append(reason)
+    return ReviewState(
+        verdicts,
+        {k: tuple(v) for k, v in label_flags.items()},
+        {k: tuple(v) for k, v in annotator_flags.items()},
+    )
 
 
 # --- a batch's findings ----------------------------------------------------------------------

@@ -333,3 +333,56 @@ def test_the_frozen_hash_covers_the_review_and_not_the_flag_ids(raters, reviewer
     batch.save()
     frozen = annotation_services.batch_transition(batch=batch, to=Batch.Status.FROZEN)
     assert frozen.freeze_hash == flagged
+
+
+def test_exports_carry_the_review_and_training_formats_drop_overruled_labels(
+    raters, reviewer, tmp_path
+):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from annotation.export import formats
+    from annotation.export import services as export_services
+    from annotation.export.selectors import SnapshotFilters
+    from annotation.selectors import preference_pairs_frozen
+
+    batch, (disputed, calm, flagged) = disputed_batch(raters)
+    b_label = disputed.labels.get(preferred="B")
+    services.review_verdict_record(
+        comparison=disputed, reviewer=reviewer, accepted_label_id=b_label.pk, reason="B."
+    )
+    fast = flagged.labels.first()
+    ReviewFlag.objects.create(
+        batch=batch, comparison=flagged, label=fast, annotator=fast.annotator,
+        reason="fast", detail="1 s",
+    )  # fmt: skip
+    ReviewFlag.objects.create(
+        batch=batch, annotator=raters[2], reason="side_bias", detail="90% left"
+    )
+    result = export_services.snapshot_build_files(
+        filters=SnapshotFilters.from_dict({"batches": [batch.name]}), work_dir=tmp_path / "s"
+    )
+    assert result.manifest["schema_version"] == formats.SCHEMA_VERSION == 2
+    rows = [json.loads(line) for line in (tmp_path / "s" / formats.FULL_JSONL).open()]
+    by_id = {r["label_id"]: r for r in rows}
+    for label_ in disputed.labels.all():
+        row = by_id[label_.pk]
+        assert row["review"]["decision"] == "accept" and row["review"]["preferred"] == "B"
+        assert row["review_status"] == ("accepted" if label_.preferred == "B" else "overruled")
+    assert by_id[fast.pk]["review_flags"] == ["fast"] and by_id[fast.pk]["review"] is None
+    assert by_id[fast.pk]["review_status"] == "unreviewed"
+    rater2 = [r for r in rows if r["label_id"] in {lb.pk for lb in raters[2].labels.all()}]
+    assert all("side_bias" in r["review_flags"] for r in rater2)
+    table = pq.read_table(tmp_path / "s" / formats.FULL_PARQUET).to_pylist()
+    assert [r["review_status"] for r in table] == [r["review_status"] for r in rows]
+    assert [r["review_flags"] for r in table] == [r["review_flags"] for r in rows]
+    aggregate = [json.loads(line) for line in (tmp_path / "s" / formats.AGGREGATED_JSONL).open()]
+    assert aggregate[0]["review"]["preferred"] == "B" and aggregate[1]["review"] is None
+    # Two of the disputed comparison's labels were overruled: no training format has them.
+    pairwise = (tmp_path / "s" / formats.PAIRWISE_JSONL).read_text().splitlines()
+    assert len(pairwise) == len(rows) - 2
+    batch.status = Batch.Status.CLOSED
+    batch.save()
+    annotation_services.batch_transition(batch=batch, to=Batch.Status.FROZEN)
+    assert len(preference_pairs_frozen(batch_ids=[batch.pk])) == len(rows) - 2

@@ -53,6 +53,9 @@ def test_full_fidelity_rows_keep_every_label_and_provenance(tmp_path):
         "comment",
         "time_spent_ms",
         "created_at",
+        "review_status",
+        "review",
+        "review_flags",
     ]
     assert row["prompt"][-1] == {"role": "user", "content": "Hard, please."}
     assert row["response_a"]["model_version"] == "RLHF-V1" and row["response_a"]["sampling"] == {
