@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import time
@@ -40,7 +41,7 @@ TRUNCATE annotation_label, annotation_assignment, annotation_comparison, annotat
 STRENGTHS = ["negligibly_better_or_unsure", "slightly_better", "better", "significantly_better"]
 
 
-def _label(c: int, k: int, users: list[int]):
+def _label(c: int, k: int, annotator: int):
     """A hidden truth per comparison on the signed scale (-3..3); three in four labels give
     it, the rest a point from a hash of (comparison, slot)."""
     from annotation.models import Label
@@ -49,7 +50,7 @@ def _label(c: int, k: int, users: list[int]):
     side = "A" if point > 0 or (point == 0 and (c + k) % 2 == 0) else "B"
     return Label(
         comparison_id=c,
-        annotator_id=users[(c * 7 + k * 13) % len(users)],
+        annotator_id=annotator,
         preferred=side,
         strength=STRENGTHS[abs(point)],
         left="AB"[(c + k) % 2],
@@ -139,11 +140,17 @@ def seed(labels: int, reseed: bool) -> int:
         batch_size=5000,
     )
     comparisons = Comparison.objects.filter(batch=batch).order_by("id").values_list("id", flat=True)
+    rng = random.Random(0)  # three distinct annotators per comparison: every pair meets
     users = list(
         User.objects.filter(username__startswith="bench-annotator-").values_list("id", flat=True)
     )
     Label.objects.bulk_create(
-        (_label(c, k, users) for c in comparisons for k in range(PER)), batch_size=5000
+        (
+            _label(c, k, annotator)
+            for c in comparisons
+            for k, annotator in enumerate(rng.sample(users, PER))
+        ),
+        batch_size=5000,
     )
     print(f"seeded {Label.objects.count():,} labels in {time.perf_counter() - started:.1f} s")
     return batch.pk

@@ -15,7 +15,8 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from annotation.domain import Category
-from annotation.models import AnnotatorBatchCount, AnnotatorPauseEvent, Batch, Label
+from annotation.gold.selectors import AnnotatorGold, annotator_gold_list
+from annotation.models import AnnotatorBatchCount, Batch, Label
 from annotation.quality.agreement import (
     MIN_SHARED_FOR_KAPPA,
     AgreementReport,
@@ -94,7 +95,7 @@ class AnnotatorQuality:
     skip_rate: float | None
     gold_accuracy: float | None
     paused: bool | None  # None: an imported rater, not in the queue
-    pause_reason: str
+    pause_reason: str  # why, and who decided (annotation.gold's pause events)
 
 
 @dataclass(frozen=True)
@@ -107,41 +108,18 @@ class BatchQuality:
     signed_counts: dict[str, dict[int, int]]
 
 
-@dataclass(frozen=True)
-class _BatchCounts:
-    skip_rate: float | None
-    gold_accuracy: float | None
-    paused: bool
-
-
-def _batch_counts(batch_id: int) -> dict[int, _BatchCounts]:
-    """Skips, gold record and pause state per annotator, from ``AnnotatorBatchCount``."""
-    rows = AnnotatorBatchCount.objects.filter(batch_id=batch_id).values_list(
-        "annotator_id", "done", "skipped", "gold_labels", "gold_correct", "paused"
+def _skip_rates(batch_id: int) -> dict[int, float]:
+    counts = AnnotatorBatchCount.objects.filter(batch_id=batch_id).values_list(
+        "annotator_id", "done", "skipped"
     )
-    return {
-        annotator: _BatchCounts(
-            skip_rate=skipped / (done + skipped) if done + skipped else None,
-            gold_accuracy=gold_correct / gold_labels if gold_labels else None,
-            paused=paused,
-        )
-        for annotator, done, skipped, gold_labels, gold_correct, paused in rows
-    }
+    return {a: skipped / (done + skipped) for a, done, skipped in counts if done + skipped}
 
 
-def _pause_reasons(batch_id: int, annotator_ids: list[int]) -> dict[int, str]:
-    """The reason of each paused annotator's latest pause in the batch."""
-    events = (
-        AnnotatorPauseEvent.objects.filter(
-            batch_id=batch_id, annotator_id__in=annotator_ids, paused=True
-        )
-        .order_by("annotator_id", "-id")
-        .values_list("annotator_id", "reason")
-    )
-    reasons: dict[int, str] = {}
-    for annotator, reason in events:
-        reasons.setdefault(annotator, reason)
-    return reasons
+def _pause_text(gold: AnnotatorGold) -> str:
+    event = gold.last_event
+    if not gold.paused or event is None or not event.paused:
+        return ""
+    return f"{event.reason} ({event.by or 'the gold rule'})"
 
 
 def batch_quality(batch_id: int, *, min_shared: int = MIN_SHARED_FOR_KAPPA) -> BatchQuality:
@@ -162,9 +140,8 @@ def batch_quality_from_rows(
         if (categories == c.value).any()
     )
     majority = {m.rater: m for m in majority_agreement(ratings)}
-    counts = _batch_counts(batch_id)
-    paused = [a for a, c in counts.items() if c.paused]
-    reasons = _pause_reasons(batch_id, paused) if paused else {}
+    skip_rates = _skip_rates(batch_id)
+    gold = {g.annotator_id: g for g in annotator_gold_list(batch_ids=[batch_id])}
     seconds: dict[str, list[float]] = defaultdict(list)
     sides: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # [chose the left one, shown]
     user_ids: dict[str, int | None] = {}
@@ -180,7 +157,7 @@ def batch_quality_from_rows(
     for name, m in majority.items():
         chose_left, shown = sides[name]
         user_id = user_ids[name]
-        count = counts.get(user_id) if user_id is not None else None
+        record = gold.get(user_id) if user_id is not None else None
         annotators.append(
             AnnotatorQuality(
                 name=name,
@@ -191,10 +168,10 @@ def batch_quality_from_rows(
                 majority_agreed=m.agreed,
                 median_seconds=median(seconds[name]) if seconds[name] else None,
                 left_choice_rate=chose_left / shown if shown else None,
-                skip_rate=count.skip_rate if count else None,
-                gold_accuracy=count.gold_accuracy if count else None,
-                paused=count.paused if count else None,
-                pause_reason=reasons.get(user_id, "") if user_id is not None else "",
+                skip_rate=skip_rates.get(user_id) if user_id is not None else None,
+                gold_accuracy=record.accuracy if record else None,
+                paused=record.paused if record else None,
+                pause_reason=_pause_text(record) if record else "",
             )
         )
     signed: dict[str, dict[int, int]] = {name: {} for name in ratings.raters}

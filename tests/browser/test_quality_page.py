@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from annotation import services
-from annotation.models import AnnotatorBatchCount, Assignment, Comparison, Label
+from annotation.models import (
+    AnnotatorBatchCount,
+    AnnotatorPauseEvent,
+    Assignment,
+    Comparison,
+    Label,
+)
 from tests.factories import BatchFactory, UserFactory
 
 pytestmark = [
@@ -74,12 +80,29 @@ def relabel_pandalm(shared_data, n=300):
                 time_spent_ms=int(1000 * seconds * rng.lognormvariate(0, 0.4)),
             )
             done[user.username] += 1
+    # A gold record per annotator (12 checks each); omar's is below the batch's 70 %, so
+    # the gold rule paused him (the counters and the audit row it writes).
     for user in users:
         skip = ANNOTATORS[user.username][1]
         n_done = done[user.username]
+        correct = 5 if user.username == "omar" else rng.choice([11, 12, 12])
         AnnotatorBatchCount.objects.create(
-            annotator=user, batch=batch, done=n_done, skipped=round(n_done * skip / (1 - skip))
+            annotator=user,
+            batch=batch,
+            done=n_done,
+            skipped=round(n_done * skip / (1 - skip)),
+            gold_labels=12,
+            gold_correct=correct,
+            paused=user.username == "omar",
         )
+    AnnotatorPauseEvent.objects.create(
+        annotator=users[list(ANNOTATORS).index("omar")],
+        batch=batch,
+        paused=True,
+        reason="Gold accuracy 42% (5 of 12) is below the batch's minimum of 70%.",
+        gold_labels=12,
+        gold_correct=5,
+    )
     return batch
 
 
@@ -111,6 +134,8 @@ def test_admin_reads_the_quality_page_annotator_is_refused(live_server, browser,
     majority = {name: float(text.split("%")[0]) for name, text in rows.items()}
     assert min(majority, key=majority.get) == "omar"  # the one answering at random
     assert page.locator("svg[aria-label^='Weighted κ'] rect").count() >= 30
+    omar = page.locator("table.quality-annotators tbody tr", has_text="omar")
+    assert "Paused" in omar.inner_text() and "41.7%" in omar.inner_text()
     page.screenshot(path=DOCS_IMG / "quality.png", full_page=True)
 
     page.context.clear_cookies()
