@@ -4,7 +4,19 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from annotation import services
-from annotation.models import Assignment, Batch, Comparison, Guideline, Label, Prompt, Response
+from annotation.gold import services as gold_services
+from annotation.models import (
+    AnnotatorBatchCount,
+    AnnotatorPauseEvent,
+    Assignment,
+    Batch,
+    Comparison,
+    GoldComparison,
+    Guideline,
+    Label,
+    Prompt,
+    Response,
+)
 
 
 def _transition_action(to: str, verb: str):
@@ -42,11 +54,22 @@ class BatchAdmin(admin.ModelAdmin):
     ]
 
     def get_readonly_fields(self, request, obj=None):
-        # Status moves only through the actions (services enforce the lifecycle).
+        # Status moves only through the actions (services enforce the lifecycle); quality
+        # settings through the batch's quality page (gold.services.batch_quality_update).
         fixed = ["status", "opened_at", "closed_at", "frozen_at", "freeze_hash", "created_by"]
+        fixed += [*QUALITY_FIELDS, "priorities_computed_at", "priorities_source"]
         if obj is not None and obj.is_frozen:
             return [f.name for f in Batch._meta.fields]
         return fixed
+
+
+QUALITY_FIELDS = [
+    "gold_rate",
+    "gold_min_accuracy",
+    "gold_min_items",
+    "labels_per_comparison_max",
+    "queue_order",
+]
 
 
 @admin.register(Guideline)
@@ -80,11 +103,61 @@ class ResponseAdmin(ReadOnlyAdmin):
     list_filter = ["model_version"]
 
 
+@admin.action(
+    description="Mark as gold, expecting the answer on record (review or unanimous labels)"
+)
+def mark_gold_on_record(modeladmin, request, queryset):
+    for comparison in queryset:
+        answer = gold_services.answer_on_record(comparison)
+        if answer is None:
+            modeladmin.message_user(
+                request,
+                f"Comparison {comparison.pk}: no review verdict and no unanimous labels;"
+                " mark it on the batch's quality page with the expected answer.",
+                messages.ERROR,
+            )
+            continue
+        try:
+            gold_services.gold_mark(comparison=comparison, preferred=answer[0], by=request.user)
+            modeladmin.message_user(request, f"Comparison {comparison.pk}: gold ({answer[0]}).")
+        except ValidationError as exc:
+            modeladmin.message_user(
+                request, f"Comparison {comparison.pk}: {'; '.join(exc.messages)}", messages.ERROR
+            )
+
+
 @admin.register(Comparison)
 class ComparisonAdmin(ReadOnlyAdmin):
-    list_display = ["id", "batch", "category", "source", "claims", "created_at"]
-    list_filter = ["category", "batch__status", "batch"]
+    list_display = ["id", "batch", "category", "source", "claims", "is_gold", "created_at"]
+    list_filter = ["category", "is_gold", "batch__status", "batch"]
     raw_id_fields = ["prompt", "response_a", "response_b"]
+    actions = [mark_gold_on_record]
+
+
+@admin.register(GoldComparison)
+class GoldComparisonAdmin(ReadOnlyAdmin):
+    list_display = ["id", "comparison", "preferred", "min_strength", "is_active", "created_by"]
+    list_filter = ["is_active", "preferred"]
+
+
+@admin.register(AnnotatorBatchCount)
+class AnnotatorBatchCountAdmin(ReadOnlyAdmin):
+    list_display = [
+        "annotator",
+        "batch",
+        "done",
+        "skipped",
+        "gold_labels",
+        "gold_correct",
+        "paused",
+    ]
+    list_filter = ["paused", "batch"]
+
+
+@admin.register(AnnotatorPauseEvent)
+class AnnotatorPauseEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "annotator", "batch", "paused", "by", "reason"]
+    list_filter = ["paused", "batch"]
 
 
 @admin.register(Label)

@@ -35,6 +35,7 @@ from rest_framework.views import APIView
 import annotation.url_converters  # noqa: F401 - registers <id:...>
 from annotation import auth, selectors, services
 from annotation.filters import ComparisonFilter, LabelFilter
+from annotation.gold.selectors import annotator_pauses_for
 from annotation.importers import ImportFileError, ImportTooLargeError
 from annotation.models import Label
 from annotation.permissions import CanAnnotate, CanExport, CanManageBatches
@@ -51,10 +52,12 @@ from annotation.serializers import (
     LabelAndNextSerializer,
     LabelInputSerializer,
     LabelSerializer,
+    PausedSerializer,
     SkipInputSerializer,
     TaskSerializer,
     label_data,
     label_input_from_data,
+    paused_body,
     task_data,
 )
 
@@ -135,12 +138,23 @@ class TaskNextApi(CycleApiView):
     @extend_schema(
         operation_id="tasks_next",
         summary="The caller's current task, or a new one from the queue",
-        responses={200: TaskSerializer, 204: OpenApiResponse(description="Nothing left to label.")},
+        responses={
+            200: TaskSerializer,
+            204: OpenApiResponse(description="Nothing left to label."),
+            403: OpenApiResponse(
+                PausedSerializer,
+                description="Nothing to label because the caller is paused on a batch"
+                " (gold accuracy below its threshold, or an admin's decision): which, and why.",
+            ),
+        },
         tags=["annotate"],
     )
     def get(self, request):
         task = assignments.task_next(annotator=request.user)
         if task is None:
+            pauses = annotator_pauses_for(request.user)
+            if pauses:
+                return Response(paused_body(pauses), status=status.HTTP_403_FORBIDDEN)
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(task_data(task))
 
@@ -230,7 +244,13 @@ class TaskLabelAndNextApi(CycleApiView):
             )
         except labels.IdempotencyKeyReused:
             return Response(KEY_REUSED, status=status.HTTP_409_CONFLICT)
-        body = {"label": label_data(label), "next": None if task is None else task_data(task)}
+        body = {
+            "label": label_data(label),
+            "next": None if task is None else task_data(task),
+            "paused": []
+            if task is not None
+            else paused_body(annotator_pauses_for(request.user))["paused"],
+        }
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

@@ -145,27 +145,26 @@ def comparison_list(*, batch_id: int | None = None) -> QuerySet[Comparison]:
 def batch_list_with_progress() -> QuerySet[Batch]:
     """Batches with their progress counts in one query (subqueries, not joins that multiply).
 
-    Annotates ``n_comparisons``, ``n_labels``, ``n_in_progress``, ``n_skipped``.
+    Annotates ``n_comparisons``, ``n_labels``, ``n_in_progress``, ``n_skipped`` (the
+    batch's own work, gold checks apart) and ``n_extra_labels`` (asked for by adaptive
+    overlap).
     """
 
     def count_of(qs: QuerySet) -> Subquery:
         return Subquery(
-            qs.filter(comparison__batch=OuterRef("pk"))
+            qs.filter(comparison__batch=OuterRef("pk"), comparison__is_gold=False)
             .order_by()
             .values("comparison__batch")
             .annotate(n=Count("pk"))
             .values("n")[:1]
         )
 
-    n_comparisons = Subquery(
-        Comparison.objects.filter(batch=OuterRef("pk"))
-        .order_by()
-        .values("batch")
-        .annotate(n=Count("pk"))
-        .values("n")[:1]
-    )
+    own = Comparison.objects.filter(batch=OuterRef("pk"), is_gold=False).order_by().values("batch")
+    n_comparisons = Subquery(own.annotate(n=Count("pk")).values("n")[:1])
+    n_extra_labels = Subquery(own.annotate(n=Sum("extra_labels")).values("n")[:1])
     return Batch.objects.annotate(
         n_comparisons=Coalesce(n_comparisons, 0),
+        n_extra_labels=Coalesce(n_extra_labels, 0),
         n_labels=Coalesce(count_of(Label.objects.all()), 0),
         n_in_progress=Coalesce(
             count_of(Assignment.objects.filter(status=Assignment.Status.ASSIGNED)), 0

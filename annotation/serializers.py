@@ -372,11 +372,37 @@ def label_data(label: Label) -> dict:
     }
 
 
+class PauseNoticeSerializer(serializers.Serializer):
+    batch_id = serializers.IntegerField()
+    batch = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class PausedSerializer(serializers.Serializer):
+    """Why the caller gets no task: the batches they are paused on."""
+
+    detail = serializers.CharField()
+    paused = PauseNoticeSerializer(many=True)
+
+
+def paused_body(pauses) -> dict:
+    """``PausedSerializer``'s body for ``gold.selectors.annotator_pauses_for``'s notices."""
+    detail = " ".join(f"You are paused on batch {p.batch_name!r}: {p.reason}" for p in pauses)
+    return {
+        "detail": detail + (" An admin can resume you." if pauses else ""),
+        "paused": [
+            {"batch_id": p.batch_id, "batch": p.batch_name, "reason": p.reason} for p in pauses
+        ],
+    }
+
+
 class LabelAndNextSerializer(serializers.Serializer):
-    """The stored label and the caller's next task (null when the queue is empty)."""
+    """The stored label and the caller's next task (null when the queue is empty; then
+    ``paused`` lists the batches the caller is paused on, and why)."""
 
     label = LabelSerializer()
     next = TaskSerializer(allow_null=True)
+    paused = PauseNoticeSerializer(many=True)
 
 
 # --- batches and comparisons -----------------------------------------------------------
@@ -391,7 +417,8 @@ class BatchProgressSerializer(serializers.Serializer):
     percent = serializers.SerializerMethodField()
 
     def get_labels_wanted(self, batch) -> int:
-        return batch.n_comparisons * batch.labels_per_comparison
+        # The base overlap, plus what adaptive overlap asked for (gold checks apart).
+        return batch.n_comparisons * batch.labels_per_comparison + batch.n_extra_labels
 
     def get_percent(self, batch) -> int:
         wanted = self.get_labels_wanted(batch)
@@ -412,6 +439,12 @@ class BatchSerializer(serializers.ModelSerializer):
             "iteration",
             "status",
             "labels_per_comparison",
+            "labels_per_comparison_max",
+            "queue_order",
+            "priorities_computed_at",
+            "gold_rate",
+            "gold_min_accuracy",
+            "gold_min_items",
             "created_at",
             "opened_at",
             "closed_at",

@@ -1,6 +1,6 @@
 """Pages of the annotation app: home, the annotator page, batch management."""
 
-from django.urls import path
+from django.urls import include, path
 
 import annotation.url_converters  # noqa: F401 - registers <id:...>
 from annotation import views
@@ -15,4 +15,5 @@ urlpatterns = [
     path("batches/<id:batch_id>/", views.batch_detail, name="batch_detail"),
     path("batches/<id:batch_id>/transition/", views.batch_transition, name="batch_transition"),
     path("batches/<id:batch_id>/import/", views.batch_import, name="batch_import"),
+    path("", include("annotation.gold.urls")),
 ]

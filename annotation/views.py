@@ -28,6 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation import auth, selectors, services
 from annotation.domain import STRENGTH_ORDER, Category, SafetyTag
 from annotation.forms import SKIP_REASONS, BatchCreateForm, ImportForm, LabelForm, SkipForm
+from annotation.gold.selectors import annotator_pauses_for
 from annotation.importers import ImportFileError, ImportTooLargeError
 from annotation.models import CATEGORY_CHOICES, Batch
 from annotation.permissions import ANNOTATE, MANAGE_BATCHES, user_roles
@@ -123,6 +124,8 @@ def _task_context(request, task, *, form=None, skip_form=None, notice="", error=
         "skip_reasons": SKIP_REASONS,
     }
     if task is None:
+        # Why the queue is empty, when it is because of a pause (never which labels).
+        context["pauses"] = annotator_pauses_for(request.user)
         return context
     form = form or LabelForm()
     context.update(

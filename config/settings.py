@@ -162,6 +162,13 @@ PAIRWISE_IMPORT_MAX_PROBLEMS = env.int("PAIRWISE_IMPORT_MAX_PROBLEMS", default=2
 # Review: a label is flagged when the reward model prefers the other response with at
 # least this probability, σ(r_other − r_preferred) (modeling.jobs.label_check_execute).
 PAIRWISE_REVIEW_RM_CONFIDENCE = env.float("PAIRWISE_REVIEW_RM_CONFIDENCE", default=0.9)
+# Queue order by uncertainty (modeling.jobs.queue_priorities_compute): how many of a
+# category's newest reward models make the ensemble, and how often beat looks for batches
+# whose order is missing or older than their newest reward model.
+PAIRWISE_QUEUE_ENSEMBLE_SIZE = env.int("PAIRWISE_QUEUE_ENSEMBLE_SIZE", default=3)
+PAIRWISE_QUEUE_PRIORITY_REFRESH_SECONDS = env.int(
+    "PAIRWISE_QUEUE_PRIORITY_REFRESH_SECONDS", default=300
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -263,6 +270,10 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-jobs": {
         "task": "config.celery.jobs_requeue_stale",
         "schedule": float(JOB_SWEEP_SECONDS),
+    },
+    "queue-priorities-refresh": {
+        "task": "modeling.tasks.queue_priorities_refresh",
+        "schedule": float(PAIRWISE_QUEUE_PRIORITY_REFRESH_SECONDS),
     },
 }
 

@@ -27,7 +27,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from annotation.domain import Role
-from annotation.permissions import EXPORT, LAUNCH_TRAINING
+from annotation.models import Batch
+from annotation.permissions import EXPORT, LAUNCH_TRAINING, CanManageBatches
 from modeling import selectors, services
 from modeling.models import ModelVersion, ScoreJob
 from modeling.services import MAX_SCORE_ITEMS as MAX_ITEMS
@@ -186,6 +187,23 @@ def score_job_detail(request, job_id: int):
     return Response(ScoreJobSerializer(job, context={"request": request}).data)
 
 
+@extend_schema(
+    operation_id="batches_priorities",
+    summary="Order a batch's queue by reward-model uncertainty now (a worker scores it)",
+    request=None,
+    responses={202: None},
+    tags=["quality"],
+)
+@api_view(["POST"])
+@permission_classes([CanManageBatches])
+def batch_priorities(request, batch_id: int):
+    batch = Batch.objects.filter(pk=batch_id).first()
+    if batch is None:
+        raise NotFound("No such batch.")
+    services.queue_priorities_request(batch=batch)
+    return Response(status=status.HTTP_202_ACCEPTED)
+
+
 from django.urls import path  # noqa: E402 - the app's API routes, included by config/api_urls.py
 
 import annotation.url_converters  # noqa: E402, F401 - registers <id:...>
@@ -194,4 +212,5 @@ urlpatterns = [
     path("models/", model_list, name="api-models"),
     path("models/<id:model_id>/score/", model_score, name="api-model-score"),
     path("models/score-jobs/<id:job_id>/", score_job_detail, name="api-score-job"),
+    path("batches/<id:batch_id>/priorities/", batch_priorities, name="api-batch-priorities"),
 ]

@@ -34,7 +34,8 @@ from modeling.services import (
     SCORE_JOBS,
     TRAINING_RUNS,
     label_checks_after_training,
-    model_name_check,
+    model_register,
+    queue_priorities_refresh,
 )
 
 if TYPE_CHECKING:
@@ -55,26 +56,30 @@ HH_FILES = {
 
 
 def checkpoint_register(
-    *, name: str, path: str, kind: str = ModelKind.BASE, created_by: User | None = None
+    *,
+    name: str,
+    path: str,
+    kind: str = ModelKind.BASE,
+    template: str = "auto",
+    created_by: User | None = None,
 ) -> ModelVersion:
-    """Register an existing local HF-format checkpoint folder (e.g. Llama 2 weights) after
-    checking it loads as a causal LM whose tokenizer has the chat markers."""
+    """Register an existing local HF-format checkpoint folder (e.g. Llama 2 weights): the
+    checks of ``services.model_register`` (the Models page's), then loading its config and
+    tokenizer with transformers; an encoder (BERT, DeBERTa, MiniLM...) only as a base model,
+    which then starts reward models only. Nothing stays registered when a check fails."""
     from modeling.ml.basemodel import CheckpointError, load_checkpoint
 
-    name = model_name_check(name)
-    try:
-        load_checkpoint(path, load_model=False)
-    except CheckpointError as exc:
-        raise ValidationError({"path": str(exc)}) from None
-    return ModelVersion.objects.create(
-        name=name,
-        kind=kind,
-        status=ModelVersion.Status.READY,
-        path=str(path),
-        tokenizer_path=str(path),
-        description="Registered from a local folder.",
-        created_by=created_by,
-    )
+    with transaction.atomic():
+        model = model_register(
+            name=name, path=path, template=template, kind=kind, created_by=created_by
+        )
+        try:
+            load_checkpoint(model.path, load_model=False, allow_encoder=kind == ModelKind.BASE)
+        except CheckpointError as exc:
+            if model.path != model.config.get("source"):  # the linked copy made for it
+                shutil.rmtree(model.path, ignore_errors=True)
+            raise ValidationError({"path": str(exc)}) from None
+    return model
 
 
 # --- training runs ---------------------------------------------------------------------
@@ -375,6 +380,7 @@ def _execute_reward(run: TrainingRun) -> None:
         model.save()
         model.trained_on.set(batches)
         label_checks_after_training(model=model)
+        queue_priorities_refresh()  # batches ordered by uncertainty: by the new model
     shutil.rmtree(_work_dir(run), ignore_errors=True)
 
 
@@ -482,3 +488,58 @@ def label_check_execute(*, batch_id: int, model_id: int, category: str) -> int:
         if Batch.objects.filter(pk=batch.pk, status=Batch.Status.FROZEN).exists():
             return 0  # frozen while it was being scored: its review is final
         raise
+
+
+# --- queue order by uncertainty --------------------------------------------------------
+
+
+def queue_priorities_compute(*, batch_id: int) -> int:
+    """Order a batch's queue by reward-model uncertainty: score both responses of each of
+    its own comparisons (gold checks apart) with the newest ready reward model of its
+    category (``margin``) or the ``PAIRWISE_QUEUE_ENSEMBLE_SIZE`` newest (``ensemble``,
+    two at least), and store ``modeling.ml.uncertainty.uncertainty_scores`` as their
+    priorities (``annotation.gold.services.comparison_priorities_set``). A category
+    without the models it needs keeps priority 0 (after the scored ones, in arrival
+    order); the batch's ``priorities_source`` says so. Returns how many priorities changed."""
+    from annotation.gold.services import comparison_priorities_set
+    from modeling.ml.uncertainty import uncertainty_scores
+    from modeling.services import REWARD_KIND_OF_CATEGORY
+
+    batch = Batch.objects.get(pk=batch_id)
+    order = batch.queue_order
+    if order == Batch.QueueOrder.ARRIVAL:
+        return 0
+    wanted = 1 if order == Batch.QueueOrder.MARGIN else settings.PAIRWISE_QUEUE_ENSEMBLE_SIZE
+    own = batch.comparisons.filter(is_gold=False)
+    priorities: dict[int, float] = {}
+    sources = []
+    for category in sorted(set(own.values_list("category", flat=True).distinct())):
+        models = list(
+            ModelVersion.objects.filter(
+                kind=REWARD_KIND_OF_CATEGORY[category],
+                status=ModelVersion.Status.READY,
+                is_judge=False,
+            ).order_by("-created_at", "-id")[:wanted]
+        )
+        if not models or (order == Batch.QueueOrder.ENSEMBLE and len(models) < 2):
+            sources.append(f"{category}: too few ready reward models ({len(models)}), unscored")
+            continue
+        rows = list(
+            own.filter(category=category)
+            .order_by("id")
+            .values_list("id", "prompt__turns", "response_a__text", "response_b__text")
+        )
+        contexts = [turns for _, turns, _, _ in rows]
+        rewards_a, rewards_b = [], []
+        for model in models:
+            scorer = _scorer(model)
+            rewards_a.append(scorer.score(contexts, [a for _, _, a, _ in rows]))
+            rewards_b.append(scorer.score(contexts, [b for _, _, _, b in rows]))
+        scores = uncertainty_scores(rewards_a, rewards_b, order=order)  # type: ignore[arg-type]
+        priorities.update(zip([r[0] for r in rows], scores, strict=True))
+        sources.append(f"{category}: {', '.join(m.name for m in models)}")
+    changed = comparison_priorities_set(
+        batch=batch, priorities=priorities, source=f"{order} — " + "; ".join(sources)
+    )
+    logger.info("queue of %s ordered by %s: %d priorities changed", batch.name, order, changed)
+    return changed

@@ -92,6 +92,95 @@ def model_name_check(name: str) -> str:
     return name
 
 
+def model_register(
+    *,
+    name: str,
+    path: str,
+    template: str = "auto",
+    kind: str = ModelKind.BASE,
+    created_by: User | None = None,
+) -> ModelVersion:
+    """Register a local Hugging Face model folder as ready, after checks that read its files
+    only (the Models page and ``--register`` both come here): a model folder, a causal LM
+    (an encoder only as a base, which then starts reward models only: ``modeling.ml.
+    backbones``), and a chat template Pairwise can use (``modeling.ml.chat``): the model's
+    own, Pairwise's markers, or, with ``template="pairwise"``, Pairwise's template given to a
+    linked copy of the folder under MODELS_DIR. Raises ``ValidationError`` naming the field
+    (name, path, template); nothing is written then."""
+    from django.conf import settings
+
+    from modeling.ml.backbones import ENCODER, backbone_of_folder
+    from modeling.ml.chat import (
+        PAIRWISE,
+        TEMPLATE_CHOICES,
+        ChatTemplateError,
+        folder_architectures,
+        folder_with_pairwise_template,
+        model_folder_problem,
+        template_decide,
+    )
+
+    name = model_name_check(name)
+    if template not in TEMPLATE_CHOICES:
+        raise ValidationError({"template": f"Choose one of {', '.join(TEMPLATE_CHOICES)}."})
+    folder = Path(path.strip()).expanduser() if path.strip() else None
+    problem = model_folder_problem(folder) if folder else "Give the model folder's path."
+    if problem:
+        raise ValidationError({"path": problem})
+    assert folder is not None
+    folder = folder.resolve()
+    backbone = backbone_of_folder(folder)
+    record: dict = {"source": str(folder)}
+    if backbone == ENCODER:
+        if kind != ModelKind.BASE:
+            raise ValidationError(
+                {
+                    "path": f"{folder} holds an encoder: it cannot generate, so it cannot be a policy."
+                }
+            )
+        if template == PAIRWISE:
+            raise ValidationError(
+                {"template": "An encoder reads plain text; a chat template does not apply."}
+            )
+    else:
+        archs = folder_architectures(folder)
+        if not any(a.endswith("ForCausalLM") for a in archs):
+            raise ValidationError(
+                {"path": f"{folder} is not a causal LM (architectures: {archs or 'none'})."}
+            )
+        try:
+            decision = template_decide(folder)
+        except ChatTemplateError as exc:
+            if template != PAIRWISE:
+                raise ValidationError({"template": str(exc)}) from None
+            decision = None
+        if template == PAIRWISE and (decision is None or decision.name != PAIRWISE):
+            target = Path(settings.MODELS_DIR) / name
+            if target.exists():
+                raise ValidationError({"name": f"{target} already exists; choose another name."})
+            folder = folder_with_pairwise_template(folder, target)
+            decision = template_decide(folder)
+        assert decision is not None
+        record |= {"chat_template": decision.name, "chat_template_reason": decision.reason}
+    try:
+        with transaction.atomic():
+            return ModelVersion.objects.create(
+                name=name,
+                kind=kind,
+                status=ModelVersion.Status.READY,
+                path=str(folder),
+                tokenizer_path=str(folder),
+                backbone=backbone,
+                config=record,
+                description="Registered from a local folder.",
+                created_by=created_by,
+            )
+    except BaseException:
+        if str(folder) != record["source"]:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 @transaction.atomic
 def base_model_launch(
     *,
@@ -183,6 +272,7 @@ def reward_model_launch(
         parent=base_model,
         config={"training": cfg.to_dict(), "recipe": rec.to_dict()},
         tokenizer_path=base_model.tokenizer_path,
+        backbone=base_model.backbone,
         created_by=created_by,
     )
     run = TrainingRun.objects.create(
@@ -323,6 +413,9 @@ def label_checks_after_training(*, model: ModelVersion) -> None:
 
 __all__ = [
     "REWARD_KINDS",
+    "queue_priorities_refresh",
+    "queue_priorities_request",
+    "queue_priorities_stale_batches",
     "label_check_request",
     "label_checks_after_training",
     "base_model_launch",
@@ -332,3 +425,61 @@ __all__ = [
     "reward_model_launch",
     "score_job_create",
 ]
+
+
+# --- queue order by uncertainty (annotation.models.Batch.queue_order) --------------------
+
+
+def queue_priorities_stale_batches() -> list[int]:
+    """Draft or open batches ordered by uncertainty whose order was never computed, or was
+    computed before the newest ready reward model of their kinds."""
+    batches = Batch.objects.filter(
+        status__in=[Batch.Status.DRAFT, Batch.Status.OPEN],
+        queue_order__in=[Batch.QueueOrder.MARGIN, Batch.QueueOrder.ENSEMBLE],
+    )
+    newest = {
+        kind: ModelVersion.objects.filter(
+            kind=kind, status=ModelVersion.Status.READY, is_judge=False
+        )
+        .order_by("-updated_at")
+        .values_list("updated_at", flat=True)
+        .first()
+        for kind in REWARD_KIND_OF_CATEGORY.values()
+    }
+    newest_any = max((t for t in newest.values() if t is not None), default=None)
+    if newest_any is None:
+        return []
+    return [
+        b.pk
+        for b in batches.order_by("id")
+        if b.priorities_computed_at is None or b.priorities_computed_at < newest_any
+    ]
+
+
+def queue_priorities_request(*, batch: Batch) -> None:
+    """Queue the worker that orders a batch by reward-model uncertainty
+    (``modeling.jobs.queue_priorities_compute``). Raises ``ValidationError`` unless the
+    batch is draft or open and ordered by uncertainty."""
+    from modeling.tasks import queue_priorities_compute
+
+    if batch.queue_order == Batch.QueueOrder.ARRIVAL:
+        raise ValidationError(
+            {
+                "queue_order": f"Batch {batch.name!r} is in arrival order: set an uncertainty order first."
+            }
+        )
+    if batch.status not in (Batch.Status.DRAFT, Batch.Status.OPEN):
+        raise ValidationError(
+            {"batch": f"Batch {batch.name!r} is {batch.status}: its queue is done."}
+        )
+    transaction.on_commit(lambda: queue_priorities_compute.delay(batch.pk))
+
+
+def queue_priorities_refresh() -> list[int]:
+    """Queue ``queue_priorities_compute`` for every stale batch; returns their ids."""
+    from modeling.tasks import queue_priorities_compute
+
+    stale = queue_priorities_stale_batches()
+    for batch_id in stale:
+        transaction.on_commit(lambda b=batch_id: queue_priorities_compute.delay(b))
+    return stale

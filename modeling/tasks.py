@@ -22,3 +22,17 @@ def score_job_execute(job_id: int) -> None:
 @shared_task(name="modeling.tasks.label_check_execute")
 def label_check_execute(batch_id: int, model_id: int, category: str) -> int:
     return jobs.label_check_execute(batch_id=batch_id, model_id=model_id, category=category)
+
+
+@shared_task(name="modeling.tasks.queue_priorities_compute")
+def queue_priorities_compute(batch_id: int) -> int:
+    return jobs.queue_priorities_compute(batch_id=batch_id)
+
+
+@shared_task(name="modeling.tasks.queue_priorities_refresh")
+def queue_priorities_refresh() -> list[int]:
+    """Beat: queue ``queue_priorities_compute`` for every batch whose uncertainty order is
+    missing or older than its newest reward model."""
+    from modeling import services
+
+    return services.queue_priorities_refresh()

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 GOLD_RATE_MAX = 0.5
 
 
-def _answer_on_record(comparison: Comparison) -> tuple[str, str] | None:
+def answer_on_record(comparison: Comparison) -> tuple[str, str] | None:
     """The comparison's own answer, if it has one: its latest review verdict, else the
     side all its labels agree on. (side, in words) or None when it has neither."""
     verdict = ReviewVerdict.objects.filter(comparison=comparison).order_by("-id").first()
@@ -76,7 +76,7 @@ def gold_mark(
         )
     if GoldComparison.objects.filter(comparison=comparison).exists():
         raise ValidationError({"comparison": f"Comparison {comparison.pk} is already gold."})
-    record = _answer_on_record(comparison)
+    record = answer_on_record(comparison)
     if record is not None and record[0] != preferred:
         raise ValidationError(
             {
