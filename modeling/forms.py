@@ -35,6 +35,24 @@ class BaseModelForm(forms.Form):
     )
 
 
+class RegisterModelForm(forms.Form):
+    """A local Hugging Face model folder to register (``services.model_register``)."""
+
+    name = forms.CharField(max_length=200)
+    path = forms.CharField(
+        max_length=500,
+        label="Folder",
+        help_text="A folder on the server holding config.json, weights and a tokenizer.",
+        widget=forms.TextInput(attrs={"placeholder": "/models/Meta-Llama-3-8B-Instruct"}),
+    )
+    use_pairwise_template = forms.BooleanField(
+        required=False,
+        label="Use Pairwise's template",
+        help_text="For a tokenizer without a chat template of its own: Pairwise's markers, "
+        "written as plain text (nothing added to the vocabulary). Fine-tune before sampling.",
+    )
+
+
 class RewardModelForm(forms.Form):
     kind = forms.ChoiceField(choices=[("helpfulness", "Helpfulness"), ("safety", "Safety")])
     base_model = forms.ModelChoiceField(queryset=ModelVersion.objects.none())

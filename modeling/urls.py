@@ -9,6 +9,7 @@ urlpatterns = [
     path("<id:model_id>/", views.model_detail, name="detail"),
     path("runs/<id:run_id>/", views.run_detail, name="run"),
     path("base/", views.base_model_create, name="create_base"),
+    path("register/", views.model_register, name="register"),
     path("train/", views.reward_model_train, name="train_rm"),
     path("label-checks/<id:batch_id>/", views.label_check_request, name="label_check"),
 ]

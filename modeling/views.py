@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation.models import Batch
 from annotation.permissions import LAUNCH_TRAINING, REVIEW
 from modeling import plots, selectors, services
-from modeling.forms import BaseModelForm, RewardModelForm
+from modeling.forms import BaseModelForm, RegisterModelForm, RewardModelForm
 from modeling.ml.evaluation import BUCKET_LABELS, BUCKETS
 
 
@@ -33,6 +33,7 @@ def model_list(request):
             "table": selectors.reward_model_table(),
             "base_form": BaseModelForm(),
             "rm_form": RewardModelForm(),
+            "register_form": RegisterModelForm(),
         },
     )
 
@@ -108,6 +109,29 @@ def base_model_create(request):
         messages.error(request, f"Base model not launched: {_errors(exc)}")
         return redirect("modeling:list")
     return redirect("modeling:run", run_id=run.pk)
+
+
+@require_POST
+@permission_required(LAUNCH_TRAINING, raise_exception=True)
+def model_register(request):
+    form = RegisterModelForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Model not registered: {form.errors.as_text()}")
+        return redirect("modeling:list")
+    d = form.cleaned_data
+    try:
+        model = services.model_register(
+            name=d["name"],
+            path=d["path"],
+            template="pairwise" if d["use_pairwise_template"] else "auto",
+            created_by=request.user,
+        )
+    except ValidationError as exc:
+        fields = ", ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+        messages.error(request, f"Model not registered: {fields}")
+        return redirect("modeling:list")
+    messages.success(request, f"Registered {model.name}.")
+    return redirect("modeling:detail", model_id=model.pk)
 
 
 @require_POST

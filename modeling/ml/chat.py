@@ -183,7 +183,7 @@ def template_decide(folder: str | Path) -> TemplateDecision:
     """The template for the model in ``folder``, from its JSON files alone (no transformers).
 
     Raises ``ChatTemplateError`` when the tokenizer has neither a chat template nor the
-    markers: the message offers Pairwise's template explicitly (``tokenizer_files_with_pairwise_template``).
+    markers: the message offers Pairwise's template explicitly (``folder_with_pairwise_template``).
     """
     folder = Path(folder)
     markers = set(SPECIAL_TOKENS) <= _folder_added_tokens(folder)
@@ -191,13 +191,66 @@ def template_decide(folder: str | Path) -> TemplateDecision:
 
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
+# Files that would carry another chat template past ours.
+_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 
 
-def tokenizer_config_with_pairwise_template(folder: str | Path) -> dict:
-    """``folder``'s tokenizer_config.json with Pairwise's template as its chat template: what
-    a folder registered with ``--template pairwise`` gets (nothing added to the vocabulary)."""
-    config = _read_json(Path(folder) / TOKENIZER_CONFIG)
-    return {**config, "chat_template": PAIRWISE_JINJA}
+def folder_with_pairwise_template(source: str | Path, target: str | Path) -> Path:
+    """Write ``target``: ``source``'s files linked (weights are not copied) but its tokenizer
+    config, which gets ``PAIRWISE_JINJA`` as its chat template. What a folder registered
+    with ``--template pairwise`` becomes: its model then reads and writes Pairwise's markers
+    as plain text; nothing is added to its vocabulary and ``source`` is left as it was.
+    Published whole or not at all (``modeling.ml.checkpoints``)."""
+    import shutil
+
+    from modeling.ml.checkpoints import partial_dir, publish
+
+    source, target = Path(source).resolve(), Path(target)
+    partial = partial_dir(target)
+    try:
+        partial.mkdir()
+        for item in source.iterdir():
+            if item.name in (TOKENIZER_CONFIG, *_TEMPLATE_FILES):
+                continue
+            (partial / item.name).symlink_to(item)
+        config = {**_read_json(source / TOKENIZER_CONFIG), "chat_template": PAIRWISE_JINJA}
+        (partial / TOKENIZER_CONFIG).write_text(json.dumps(config, indent=2))
+        return publish(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
+def model_folder_problem(folder: str | Path) -> str:
+    """Why ``folder`` is not a Hugging Face model folder ("" when it is one): from its
+    files alone, so the web process can say it before anything is registered."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return f"{folder} is not a folder on the server."
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        return f"{folder} is not a Hugging Face model folder: it has no config.json."
+    try:
+        config = json.loads(config_file.read_text())
+    except ValueError as exc:
+        return f"{config_file} is not valid JSON ({exc})."
+    if not isinstance(config, dict) or not config.get("model_type"):
+        return f"{config_file} names no model_type: not a Hugging Face model config."
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir()):
+        return f"{folder} holds no weights (*.safetensors or pytorch_model.bin)."
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return f"{folder} holds no tokenizer (tokenizer.json, tokenizer.model or a vocabulary)."
+    return ""
+
+
+def folder_architectures(folder: str | Path) -> list[str]:
+    config = _read_json(Path(folder) / "config.json")
+    archs = config.get("architectures") or []
+    return [str(a) for a in archs] if isinstance(archs, list) else []
 
 
 # --- the format of a loaded tokenizer ----------------------------------------------------

@@ -2,7 +2,8 @@
 
 python manage.py pairwise_create_base_model [--name base-v1] [--max-steps 3000]
     [--max-seconds 480] [--shared-hh] [--no-frozen-batches] [--queue]
-python manage.py pairwise_create_base_model --register /path/to/llama-2-7b --name llama2-7b
+python manage.py pairwise_create_base_model --register /path/to/llama-3-8b-instruct --name llama3
+    [--template pairwise]   # a tokenizer without a chat template: use Pairwise's markers
 """
 
 from django.core.exceptions import ValidationError
@@ -31,6 +32,13 @@ class Command(BaseCommand):
             help="register an existing local HF checkpoint folder instead",
         )
         parser.add_argument(
+            "--template",
+            choices=["auto", "pairwise"],
+            default="auto",
+            help="with --register: the chat template (auto: the tokenizer's own, or Pairwise's "
+            "markers when it carries them; pairwise: Pairwise's, for a tokenizer without one)",
+        )
+        parser.add_argument(
             "--queue", action="store_true", help="run in a Celery worker instead of here"
         )
 
@@ -40,8 +48,12 @@ class Command(BaseCommand):
                 model = jobs.checkpoint_register(
                     name=opts["name"] or opts["register"].rstrip("/").split("/")[-1],
                     path=opts["register"],
+                    template=opts["template"],
                 )
-                self.stdout.write(self.style.SUCCESS(f"registered {model.name} (id {model.pk})"))
+                how = model.config.get("chat_template_reason", "")
+                self.stdout.write(
+                    self.style.SUCCESS(f"registered {model.name} (id {model.pk}). Template: {how}")
+                )
                 return
             config = {
                 k: v
@@ -56,6 +68,10 @@ class Command(BaseCommand):
                 enqueue=opts["queue"],
             )
         except ValidationError as exc:
+            if hasattr(exc, "error_dict"):  # name the field: --register PATH, --template, --name
+                raise CommandError(
+                    "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+                ) from None
             raise CommandError("; ".join(exc.messages)) from None
         if opts["queue"]:
             self.stdout.write(f"queued run {run.pk} → {run.result_name}")

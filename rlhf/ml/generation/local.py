@@ -55,7 +55,9 @@ def _suppressed_ids(tokenizer: PreTrainedTokenizerBase, fmt: ChatFormat) -> list
     """Special tokens a response never contains (role markers, BOS, pad, unknown): a sampled
     one would vanish from the decoded text and the text scored would differ from the ids
     sampled, so they are never sampled. The stop tokens stay."""
-    return sorted(set(tokenizer.all_special_ids) - set(fmt.stop_token_ids))
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    special = set(tokenizer.all_special_ids) | {i for i, t in added.items() if t.special}
+    return sorted(special - set(fmt.stop_token_ids))
 
 
 def _stop_string_lengths(
