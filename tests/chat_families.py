@@ -84,11 +84,62 @@ FAMILIES = {
     },
 }
 
-WORDS = (
-    "system user assistant You are a helpful assistant. hello hi yes no the an and or to of "
-    "in is it you i we they this that what how why can do please thanks help boil egg water "
-    "minutes cold hot good bad safe answer question tell me about sure sorry will make time"
-).split()
+WORDS = [
+    "system",
+    "user",
+    "assistant",
+    "You",
+    "are",
+    "a",
+    "helpful",
+    "assistant.",
+    "hello",
+    "hi",
+    "yes",
+    "no",
+    "the",
+    "an",
+    "and",
+    "or",
+    "to",
+    "of",
+    "in",
+    "is",
+    "it",
+    "you",
+    "i",
+    "we",
+    "they",
+    "this",
+    "that",
+    "what",
+    "how",
+    "why",
+    "can",
+    "do",
+    "please",
+    "thanks",
+    "help",
+    "boil",
+    "egg",
+    "water",
+    "minutes",
+    "cold",
+    "hot",
+    "good",
+    "bad",
+    "safe",
+    "answer",
+    "question",
+    "tell",
+    "me",
+    "about",
+    "sure",
+    "sorry",
+    "will",
+    "make",
+    "time",
+]
 
 
 def make_family_tokenizer(family: str):

@@ -74,9 +74,12 @@ def test_local_rejects_empty_and_too_long_prompts(tiny_policy):
 
 
 class _Completions(BaseHTTPRequestHandler):
-    """Speaks enough of the OpenAI completions protocol: deterministic text per (prompt, n)."""
+    """Speaks enough of the OpenAI completions protocol: deterministic text per (prompt, n),
+    token log-probabilities when asked (``logprobs``); ``short_by`` drops that many choices,
+    as a server that ignores ``n`` does."""
 
     seen: list[dict] = []
+    short_by = 0
 
     def do_POST(self):  # noqa: N802 - http.server's naming
         if self.path != "/v1/completions":
@@ -94,6 +97,10 @@ class _Completions(BaseHTTPRequestHandler):
             for i in range(len(prompts))
             for j in range(body["n"])
         ]
+        if body.get("logprobs"):
+            for c in choices:
+                c["logprobs"] = {"tokens": ["answer", " 0"], "token_logprobs": [-0.5, -1.25]}
+        choices = choices[: len(choices) - type(self).short_by]
         choices.reverse()  # servers may stream choices out of order
         payload = json.dumps(
             {"choices": choices, "usage": {"prompt_tokens": 7, "completion_tokens": 11}}
@@ -114,6 +121,7 @@ def completions_server():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     _Completions.seen = []
+    _Completions.short_by = 0
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
@@ -181,3 +189,39 @@ def test_remote_error_echoes_a_short_excerpt_and_only_http_urls_are_taken():
     for url in ("file:///etc/passwd", "ftp://host/x", "localhost:8000", ""):
         with pytest.raises(RemoteServerError, match="must be http:// or https://"):
             RemoteGenerator(url, "policy")
+
+
+def test_remote_speaks_the_models_own_template_with_n_stops_and_logprobs(
+    completions_server, tmp_path
+):
+    """A Qwen2 policy folder: ChatML prompts, its end of turn and generation-config EOS as
+    stops, no second BOS, several samples per prompt in one request, log-probabilities."""
+    from modeling.ml.tokenizer import tokenizer_load
+    from tests.chat_families import make_family_model
+
+    tokenizer = tokenizer_load(make_family_model("qwen2", tmp_path / "qwen"))
+    gen = RemoteGenerator(completions_server, "qwen-policy", tokenizer=tokenizer)
+    result = gen.generate(
+        DIALOGUES[:2], SamplingParams(max_new_tokens=8, num_samples=3, logprobs=True)
+    )
+    sent = _Completions.seen[0]
+    assert sent["n"] == 3 and sent["logprobs"] == 1 and sent["add_special_tokens"] is False
+    assert sent["stop"] == ["<|im_end|>", "<|endoftext|>"]
+    assert sent["stop_token_ids"] == tokenizer.convert_tokens_to_ids(
+        ["<|im_end|>", "<|endoftext|>"]
+    )
+    assert sent["prompt"][0] == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\nhow do i boil an egg<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert [len(row) for row in result.samples] == [3, 3]
+    g = result.samples[1][2]
+    assert g.text == f"answer 1.2{END_OF_TURN}ignored"  # not this template's stop: kept
+    assert g.token_logprobs == (-0.5, -1.25) and g.completion_tokens == 2 and g.finished
+
+
+def test_remote_server_returning_fewer_samples_than_asked_is_a_clear_error(completions_server):
+    _Completions.short_by = 1
+    gen = RemoteGenerator(completions_server, "policy", tokenizer=make_tiny_tokenizer())
+    with pytest.raises(RemoteServerError, match=r"returned 5 sample\(s\) for 2 prompt\(s\) × n=3"):
+        gen.generate(DIALOGUES[:2], SamplingParams(num_samples=3))
