@@ -119,7 +119,7 @@ def _pause_text(gold: AnnotatorGold) -> str:
     event = gold.last_event
     if not gold.paused or event is None or not event.paused:
         return ""
-    return f"{event.reason} ({event.by or 'the gold rule'})"
+    return f"{event.reason} — {'by ' + event.by if event.by else 'the gold rule'}"
 
 
 def batch_quality(batch_id: int, *, min_shared: int = MIN_SHARED_FOR_KAPPA) -> BatchQuality:
