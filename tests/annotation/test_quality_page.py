@@ -154,3 +154,26 @@ def test_quality_page_reads_a_fixed_number_of_queries(client, admin_user):
     with CaptureQueriesContext(connection) as many:
         assert client.get(f"/quality/?batch={big.pk}").status_code == 200
     assert len(many) == len(few) <= 14
+
+
+def test_each_category_has_its_own_agreement_and_the_batch_page_links_here(client, admin_user):
+    batch = BatchFactory(labels_per_comparison=2)
+    users = [UserFactory(username=f"cat{i}", role="annotator") for i in range(2)]
+    for j in range(8):
+        comparison = make_comparison(batch, category="safety" if j % 2 else "helpfulness")
+        for i, user in enumerate(users):
+            # They agree on every helpfulness comparison and split on half the safety ones.
+            side = "B" if i and comparison.category == "safety" and j % 4 == 1 else "A"
+            Label.objects.create(
+                comparison=comparison, annotator=user, preferred=side, strength="better"
+            )
+    by = dict(selectors.batch_quality(batch.pk).by_category)
+    assert list(by) == ["helpfulness", "safety"]
+    assert (by["helpfulness"].disagreements, by["safety"].disagreements) == (0, 2)
+    assert by["helpfulness"].alpha_binary is None  # all "A": no variation to agree on
+    assert by["safety"].alpha_binary is not None and by["safety"].alpha_binary < 0.5
+    client.force_login(admin_user)
+    html = client.get(f"/quality/?batch={batch.pk}").content.decode()
+    assert "Agreement · Helpfulness" in html and "Agreement · Safety" in html
+    detail = client.get(reverse("batch_detail", args=[batch.pk])).content.decode()
+    assert f'href="/quality/?batch={batch.pk}"' in detail
