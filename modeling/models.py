@@ -25,6 +25,13 @@ class ModelKind(models.TextChoices):
 REWARD_KINDS = (ModelKind.REWARD_HELPFULNESS, ModelKind.REWARD_SAFETY)
 
 
+class Backbone(models.TextChoices):
+    """What network a model is (``modeling.ml.backbones`` decides it from the folder)."""
+
+    DECODER = "decoder", "Decoder (causal LM)"
+    ENCODER = "encoder", "Encoder (reward models only)"
+
+
 class ModelVersion(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -43,6 +50,12 @@ class ModelVersion(models.Model):
         max_length=500, blank=True, help_text="Folder of the HF-format checkpoint."
     )
     tokenizer_path = models.CharField(max_length=500, blank=True)
+    backbone = models.CharField(
+        max_length=10,
+        choices=Backbone.choices,
+        default=Backbone.DECODER,
+        help_text="An encoder starts reward models only; it can never be a policy.",
+    )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )
@@ -82,6 +95,13 @@ class ModelVersion(models.Model):
     @property
     def is_reward(self) -> bool:
         return self.kind in REWARD_KINDS
+
+    @property
+    def lora(self) -> dict:
+        """The LoRA settings its weights were trained with ({} for full fine-tuning): a reward
+        model's training config, or a policy's stage result. Adapters are always merged."""
+        lora = (self.config.get("training") or {}).get("lora") or self.metrics.get("lora") or {}
+        return lora if lora.get("rank") else {}
 
 
 class TrainingRun(models.Model):

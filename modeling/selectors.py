@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from annotation.models import Batch
 from modeling.ml.evaluation import BUCKET_LABELS, BUCKETS
-from modeling.models import REWARD_KINDS, ModelKind, ModelVersion, ScoreJob, TrainingRun
+from modeling.models import REWARD_KINDS, Backbone, ModelKind, ModelVersion, ScoreJob, TrainingRun
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -30,8 +30,14 @@ def model_version_latest_ready(*, kind: str) -> ModelVersion | None:
 
 def base_model_latest() -> ModelVersion | None:
     """The newest ready base model: what reward models train from and the first iteration
-    starts from when nothing else is named. The one place that decides which base is current."""
-    return model_version_latest_ready(kind=ModelKind.BASE)
+    starts from when nothing else is named. The one place that decides which base is current.
+    A decoder: a registered encoder starts only the reward models it is chosen for."""
+    return (
+        model_version_ready(kind=ModelKind.BASE)
+        .filter(backbone=Backbone.DECODER)
+        .order_by("-created_at")
+        .first()
+    )
 
 
 def model_version_get(*, model_id: int) -> ModelVersion | None:

