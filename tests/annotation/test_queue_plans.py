@@ -8,6 +8,10 @@ once made them slow, and these tests keep them out:
   (O(history) per label);
 - the planner rated ``(subquery) IS NULL`` at 0.5 % selectivity, expected few rows,
   and sorted the whole open batch instead of walking the index (38 ms at 35k rows).
+
+Quality control adds conditions that must keep that shape: the gold branch (a one-time
+filter on the claim's draw, its own walk), the uncertainty order (priority in the index,
+never a sort), and the pause probe (once per open batch).
 """
 
 import hashlib
@@ -17,7 +21,8 @@ from django.db import connection
 from django.utils import timezone
 
 from annotation import prepared
-from annotation.models import Assignment, Batch, Comparison
+from annotation.gold import services as gold_services
+from annotation.models import AnnotatorBatchCount, Assignment, Batch, Comparison, GoldComparison
 from annotation.queue import assignments, reads, statements
 from tests.factories import UserFactory, open_batch_with
 
@@ -185,3 +190,103 @@ def test_next_task_statement_claims_only_when_nothing_is_in_hand(busy_queue):
     again = assignments.task_next(annotator=annotator)
     assert again.assignment_id == task.assignment_id
     assert Comparison.objects.filter(claims__gt=0).count() == claims
+
+
+@pytest.fixture
+def busy_queue_with_gold(busy_queue):
+    """``busy_queue`` with 200 gold checks in the batch (rate 0.05) and priorities set."""
+    annotator = busy_queue
+    batch = Batch.objects.get(status=Batch.Status.OPEN)
+    template = Comparison.objects.filter(batch=batch).first()
+    source = Batch.objects.create(name="gold-source")
+    golds = GoldComparison.objects.bulk_create(
+        GoldComparison(
+            comparison=Comparison.objects.create(
+                batch=source,
+                prompt_id=template.prompt_id,
+                response_a_id=template.response_a_id,
+                response_b_id=template.response_b_id,
+                category=template.category,
+                content_hash=hashlib.sha256(f"g{n}".encode()).hexdigest(),
+            ),
+            preferred="A",
+        )
+        for n in range(200)
+    )
+    Batch.objects.filter(pk=batch.pk).update(gold_rate=0.05, queue_order="margin")
+    gold_services.batch_gold_sync(batch=Batch.objects.get(pk=batch.pk))
+    assert Comparison.objects.filter(batch=batch, is_gold=True).count() == len(golds)
+    # Uncertainty scores on the batch's own work, in no relation to id order.
+    for c in Comparison.objects.filter(batch=batch, is_gold=False, claims=0)[:500]:
+        Comparison.objects.filter(pk=c.pk).update(priority=(c.pk * 7919 % 1000) / 1000 + 0.001)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotation_comparison, annotation_assignment")
+    return annotator
+
+
+def _claim_plan(annotator, draw: float) -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SAVEPOINT plan")
+        plan = _generic_plan(statements.comparison_claim_sql(), {"me": annotator.pk, "draw": draw})
+        cursor.execute("ROLLBACK TO SAVEPOINT plan")
+    return plan
+
+
+def test_gold_branch_is_a_one_time_filter_that_never_runs_above_the_rate(busy_queue_with_gold):
+    annotator = busy_queue_with_gold
+    plan = _claim_plan(annotator, draw=0.5)
+    _assert_walks_and_probes(plan, limit=1)
+    assert [w for w in _walks_of_open_slots(plan) if w["Actual Loops"] == 0], (
+        "above the gold rate, the gold walk never runs"
+    )
+    sorts = [
+        n for n in _nodes(plan) if n["Node Type"] == "Sort" and "priority" in str(n["Sort Key"])
+    ]
+    assert not sorts, "priority order is the index's order, not a sort"
+
+
+def test_gold_branch_below_the_rate_walks_the_index_and_takes_a_gold_check(
+    busy_queue_with_gold, monkeypatch
+):
+    annotator = busy_queue_with_gold
+    plan = _claim_plan(annotator, draw=0.0)
+    _assert_walks_and_probes(plan, limit=1)
+    ran = [w for w in _walks_of_open_slots(plan) if w["Actual Loops"] > 0]
+    assert len(ran) >= 2, "the gold walk and the own-work probe both ran"
+    monkeypatch.setattr(assignments, "gold_draw", lambda: 0.0)
+    claimed = assignments.assignment_next(annotator=annotator)
+    assert Comparison.objects.get(pk=claimed.comparison_id).is_gold
+
+
+def test_uncertainty_order_claims_the_highest_priority_without_sorting(busy_queue_with_gold):
+    annotator = busy_queue_with_gold
+    best = (
+        Comparison.objects.filter(batch__status=Batch.Status.OPEN, is_gold=False, claims=0)
+        .exclude(assignments__annotator=annotator)
+        .order_by("-priority", "id")
+        .first()
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SAVEPOINT plan")
+        plan = _generic_plan(
+            statements.counts_sql(statements.REMAINING_COUNT_CAP), reads.counts_params(annotator)
+        )
+        cursor.execute("ROLLBACK TO SAVEPOINT plan")
+    _assert_walks_and_probes(plan, limit=statements.REMAINING_COUNT_CAP)
+    claimed = assignments.assignment_next(annotator=annotator)
+    assert claimed.comparison_id == best.pk
+
+
+def test_paused_annotator_is_probed_once_per_open_batch(busy_queue):
+    annotator = busy_queue
+    batch = Batch.objects.get(status=Batch.Status.OPEN)
+    AnnotatorBatchCount.objects.create(annotator=annotator, batch=batch, paused=True)
+    plan = _claim_plan(annotator, draw=1.0)
+    probes = [
+        n for n in _nodes(plan) if n.get("Relation Name") == AnnotatorBatchCount._meta.db_table
+    ]
+    assert probes and all(n["Actual Loops"] <= 1 for n in probes)
+    assert not [w for w in _walks_of_open_slots(plan) if w["Actual Loops"] > 0], (
+        "a paused batch's comparisons are never walked"
+    )
+    assert assignments.assignment_next(annotator=annotator) is None
