@@ -3,8 +3,9 @@
     scorer = RewardScorer.load("var/models/RM-helpfulness-V1")
     scorer.score([[{"role": "user", "content": "Hi"}]], ["Hello! How can I help?"])
 
-Contexts are turn lists rendered with ``modeling.ml.chat.render_dialogue``, truncated from the
-left to the length the model was trained with, exactly as in training. A reward model reads
+Contexts are turn lists rendered in the model's chat template (``modeling.ml.chat.chat_for``;
+plain Pairwise text for an encoder), truncated from the left to the length the model was
+trained with, exactly as in training. A reward model reads
 TEXT: it scores any policy's decoded responses, whatever tokenizer that policy has.
 """
 
