@@ -161,3 +161,25 @@ def test_bad_lora_settings_are_refused_at_launch(base):  # noqa: F811
                 config={**TINY, "lora": bad},
             )
     assert not ModelVersion.objects.filter(kind__startswith="reward").exists()
+
+
+def test_train_rm_command_takes_lora_options(base):  # noqa: F811
+    from django.core.management import CommandError, call_command
+
+    batch = frozen_batch(6)
+    with pytest.raises(CommandError, match="query, value not found in the model"):
+        call_command(
+            "pairwise_train_rm",
+            "--kind=helpfulness",
+            f"--base={base.name}",
+            f"--batches={batch.name}",
+            "--lora-rank=4",
+            "--lora-targets=query,value",
+        )
+    run = TrainingRun.objects.get()
+    assert run.config["training"]["lora"] == {
+        "rank": 4,
+        "alpha": 16.0,
+        "dropout": 0.0,
+        "target_modules": ["query", "value"],
+    }

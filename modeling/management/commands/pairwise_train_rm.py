@@ -32,6 +32,18 @@ class Command(BaseCommand):
         parser.add_argument("--other-ratio", type=float, default=None)
         parser.add_argument("--name", default="")
         parser.add_argument(
+            "--lora-rank", type=int, default=0, help="LoRA adapters of this rank (0: full weights)"
+        )
+        parser.add_argument("--lora-alpha", type=float, default=None)
+        parser.add_argument(
+            "--lora-targets",
+            default=None,
+            help="comma-separated linear layers for the adapters (default: all-linear)",
+        )
+        parser.add_argument(
+            "--gradient-checkpointing", action="store_true", help="less memory, more compute"
+        )
+        parser.add_argument(
             "--queue", action="store_true", help="run in a Celery worker instead of here"
         )
 
@@ -61,6 +73,15 @@ class Command(BaseCommand):
         ):
             if opts[opt] is not None:
                 config[key] = opts[opt]
+        if opts["lora_rank"]:
+            lora: dict = {"rank": opts["lora_rank"]}
+            if opts["lora_alpha"] is not None:
+                lora["alpha"] = opts["lora_alpha"]
+            if opts["lora_targets"]:
+                lora["target_modules"] = [t.strip() for t in opts["lora_targets"].split(",")]
+            config["lora"] = lora
+        if opts["gradient_checkpointing"]:
+            config["gradient_checkpointing"] = True
         recipe = {} if opts["other_ratio"] is None else {"other_ratio": opts["other_ratio"]}
         try:
             run = services.reward_model_launch(
