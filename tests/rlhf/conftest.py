@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.rlhf.fake_server import completions_server  # noqa: F401 - a fixture for the rlhf tests
+
 
 @pytest.fixture(scope="session")
 def tiny_policy_dir(tmp_path_factory):

@@ -358,3 +358,33 @@ def test_unreachable_inference_server_fails_the_stage_clearly_and_resumes(rlhf_m
     iteration.refresh_from_db()
     assert iteration.status == Iteration.Status.ACCEPTED and iteration.next_batch is not None
     assert iteration.stages.get(name="rejection_sampling").attempts == 2
+
+
+def test_an_inference_server_samples_every_stage_but_ppo(rlhf_models, completions_server, client):
+    """sampling.server_url: rejection sampling (K samples per prompt in one request),
+    evaluation and the next batch ask the server for each policy by its registry name; PPO
+    samples in the worker; live annotation then asks it for the accepted policy."""
+    from rlhf.models import LiveTurn
+    from tests.factories import UserFactory
+    from tests.rlhf.fake_server import Completions as _Completions
+
+    iteration = launch(
+        rlhf_models,
+        [frozen_batch(6)],
+        sampling={**SMALL["sampling"], "server_url": completions_server + "/v1"},
+    )
+    iteration.refresh_from_db()
+    assert iteration.status == Iteration.Status.ACCEPTED, iteration.error
+    asked = [(body["model"], body["n"]) for body in _Completions.seen]
+    assert ("base", SMALL["rejection_sampling"]["num_samples"]) in asked  # rejection sampling
+    assert {"base", "RLHF-V1"} == {model for model, _ in asked}  # evaluation, next batch
+    assert {tuple(body["stop"]) for body in _Completions.seen} == {("<|end|>",)}  # its template
+    texts = Comparison.objects.filter(batch=iteration.next_batch).values_list(
+        "response_a__text", flat=True
+    )
+    assert texts and all(t.startswith("answer ") for t in texts)
+    _Completions.seen.clear()
+    client.force_login(UserFactory(username="live", role="annotator"))
+    client.post("/rlhf/live/start/", {"prompt": "tell me about egg"})
+    assert LiveTurn.objects.get().status == LiveTurn.Status.READY
+    assert {body["model"] for body in _Completions.seen} == {"RLHF-V1"}
