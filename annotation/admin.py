@@ -16,6 +16,8 @@ from annotation.models import (
     Label,
     Prompt,
     Response,
+    ReviewFlag,
+    ReviewVerdict,
 )
 
 
@@ -179,3 +181,25 @@ class LabelAdmin(ReadOnlyAdmin):
 class AssignmentAdmin(ReadOnlyAdmin):
     list_display = ["id", "comparison", "annotator", "status", "left", "assigned_at", "finished_at"]
     list_filter = ["status"]
+
+
+@admin.register(ReviewVerdict)
+class ReviewVerdictAdmin(ReadOnlyAdmin):
+    """The review's audit trail: append-only, written by ``review.services`` alone."""
+
+    list_display = [
+        "id",
+        "comparison",
+        "reviewer",
+        "decision",
+        "preferred",
+        "strength",
+        "created_at",
+    ]
+    list_filter = ["decision"]
+
+
+@admin.register(ReviewFlag)
+class ReviewFlagAdmin(ReadOnlyAdmin):
+    list_display = ["id", "batch", "comparison", "label", "reason", "source", "created_at"]
+    list_filter = ["reason"]

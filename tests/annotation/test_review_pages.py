@@ -142,3 +142,26 @@ def test_the_reward_model_check_needs_a_reward_model(client, raters, reviewer):
     response = client.post(f"/models/label-checks/{batch.pk}/", follow=True)
     assert "No ready reward model for helpfulness yet" in response.content.decode()
     assert client.post("/models/label-checks/999999/").status_code == 404
+
+
+def test_the_audit_trail_is_read_only_in_the_admin(client, raters, reviewer):
+    from annotation.review import services
+
+    _, (disputed, *_) = disputed_batch(raters)
+    verdict = services.review_verdict_record(
+        comparison=disputed, reviewer=reviewer, preferred="A", strength="better", reason="A."
+    )
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    client.force_login(root)
+    assert client.get("/admin/annotation/reviewverdict/").status_code == 200
+    assert client.get(f"/admin/annotation/reviewverdict/{verdict.pk}/change/").status_code == 200
+    assert client.post(f"/admin/annotation/reviewverdict/{verdict.pk}/delete/").status_code == 403
+    assert (
+        client.post(
+            f"/admin/annotation/reviewverdict/{verdict.pk}/change/",
+            {"preferred": "B", "reason": "x"},
+        ).status_code
+        == 403
+    )
+    verdict.refresh_from_db()
+    assert (verdict.preferred, verdict.reason) == ("A", "A.")
