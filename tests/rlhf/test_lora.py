@@ -92,3 +92,53 @@ def test_target_modules_the_model_lacks_fail_with_the_names_it_has(tiny_policy):
         PPOTrainer(model, tokenizer, length_reward, bad)
     message = str(exc.value)
     assert "query not found in the model" in message and "q_proj" in message.split(":")[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lora_iteration_registers_a_merged_policy_that_loads_and_generates(rlhf_models):
+    from modeling.models import ModelVersion
+    from rlhf.models import Iteration
+    from tests.rlhf.conftest import frozen_batch
+    from tests.rlhf.test_iteration import launch
+
+    lora = {"rank": 4, "alpha": 8.0, "target_modules": ["q_proj", "v_proj"]}
+    iteration = launch(
+        rlhf_models,
+        [frozen_batch(6)],
+        rejection_sampling={"num_samples": 2, "epochs": 1, "lora": lora},
+        ppo={"steps": 2, "rollout_batch_size": 4, "mini_batch_size": 2, "lora": lora},
+    )
+    iteration.refresh_from_db()
+    assert iteration.status == Iteration.Status.ACCEPTED, iteration.error
+    ppo_stage = iteration.stages.get(name="ppo")
+    assert ppo_stage.result["weights"] == "LoRA, merged"
+    policy = ModelVersion.objects.get(name=iteration.policy_name)
+    assert policy.lora["rank"] == 4 and policy.path == iteration.policy_path
+    generator = LocalGenerator.load(policy.path)
+    assert all("lora" not in n for n, _ in generator.model.named_parameters())
+    out = generator.generate([PROMPTS[2].turns], SamplingParams(max_new_tokens=4, seed=2))
+    assert out.samples[0][0].completion_tokens >= 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lora_targets_the_policy_lacks_fail_the_stage_clearly(rlhf_models):
+    from modeling.models import ModelVersion
+    from rlhf.models import Iteration
+    from tests.rlhf.conftest import frozen_batch
+    from tests.rlhf.test_iteration import launch
+
+    iteration = launch(
+        rlhf_models,
+        [frozen_batch(6)],
+        method="ppo",
+        ppo={
+            "steps": 1,
+            "rollout_batch_size": 4,
+            "mini_batch_size": 2,
+            "lora": {"rank": 4, "target_modules": ["c_attn"]},
+        },
+    )
+    iteration.refresh_from_db()
+    assert iteration.status == Iteration.Status.FAILED
+    assert "c_attn not found in the model" in iteration.error and "q_proj" in iteration.error
+    assert not ModelVersion.objects.filter(kind="policy").exists()
