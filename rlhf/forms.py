@@ -52,6 +52,14 @@ class IterationLaunchForm(forms.Form):
     require_judge = forms.BooleanField(
         required=False, label="Accept only if the judge also prefers the new policy"
     )
+    server_url = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Inference server",
+        widget=forms.TextInput(attrs={"placeholder": "blank: sample in the worker"}),
+        help_text="An OpenAI-compatible server (vLLM) serving each policy under its name; "
+        "it samples every stage but PPO.",
+    )
     reward_helpfulness_path = forms.CharField(
         required=False,
         max_length=500,
@@ -99,6 +107,7 @@ SETTING_OF_FIELD = {
     "accept_min_win_rate": "accept_min_win_rate",
     "judge": "evaluation.judge",
     "require_judge": "evaluation.require_judge",
+    "server_url": "sampling.server_url",
     "reward_helpfulness_path": "reward_helpfulness_path",
     "reward_safety_path": "reward_safety_path",
 }

@@ -43,9 +43,9 @@ END_OF_TURN = "<|end|>"
 ROLE_MARKERS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
 SPECIAL_TOKENS = [*ROLE_MARKERS.values(), END_OF_TURN]
 
-PAIRWISE = "pairwise"  # Pairwise's markers
-MODEL = "model"  # the tokenizer's own chat template
 TemplateName = Literal["pairwise", "model"]
+PAIRWISE: TemplateName = "pairwise"  # Pairwise's markers
+MODEL: TemplateName = "model"  # the tokenizer's own chat template
 # What a user may ask for when registering a folder: decide from the folder, or Pairwise's.
 TEMPLATE_CHOICES = ("auto", PAIRWISE)
 # Pairwise's template as a Jinja chat template: the text ``render_prompt``/``render_dialogue``

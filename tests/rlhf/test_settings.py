@@ -143,6 +143,11 @@ def test_launch_form_shows_the_error_on_its_field(client):
     # the form's own bounds come from the same settings (PPO steps >= 1)
     response = client.post("/rlhf/iterations/launch/", {**form, "temperature_b": 1, "ppo_steps": 0})
     assert response.status_code == 400 and Iteration.objects.count() == 0
+    # the inference server: http(s) only, the error on its field
+    bad = {**form, "temperature_b": 1, "server_url": "file:///etc/passwd"}
+    response = client.post("/rlhf/iterations/launch/", bad)
+    assert response.status_code == 400 and Iteration.objects.count() == 0
+    assert "must be an http:// or https:// URL" in response.content.decode()
 
 
 @pytest.mark.django_db
