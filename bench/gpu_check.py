@@ -272,7 +272,7 @@ def ppo_steps(size: Size, base: Path, reward_dir: Path, *, dry: bool) -> dict:
         mini_batch_size=size.mini_batch,
         max_new_tokens=size.ppo_new_tokens,
         learning_rate=1e-5,
-        lora=LoraConfig(rank=16, alpha=32.0),
+        lora=LoraConfig(rank=16, alpha=32),
         gradient_checkpointing=True,
     )
     trainer = PPOTrainer(lm, AutoTokenizer.from_pretrained(base), reward, config)

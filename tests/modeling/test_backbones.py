@@ -179,7 +179,7 @@ def test_train_rm_command_takes_lora_options(base):  # noqa: F811
     run = TrainingRun.objects.get()
     assert run.config["training"]["lora"] == {
         "rank": 4,
-        "alpha": 16.0,
+        "alpha": 16,
         "dropout": 0.0,
         "target_modules": ["query", "value"],
     }

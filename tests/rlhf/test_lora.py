@@ -18,7 +18,7 @@ from rlhf.ml.rejection_sampling.config import RejectionSamplingConfig
 from rlhf.ml.rejection_sampling.run import run_rejection_sampling
 from tests.rlhf.test_ppo import PROMPTS
 
-LORA = LoraConfig(rank=4, alpha=8.0, target_modules=("q_proj", "v_proj"))
+LORA = LoraConfig(rank=4, alpha=8, target_modules=("q_proj", "v_proj"))
 
 
 def length_reward(contexts, responses, tags):
@@ -101,7 +101,7 @@ def test_a_lora_iteration_registers_a_merged_policy_that_loads_and_generates(rlh
     from tests.rlhf.conftest import frozen_batch
     from tests.rlhf.test_iteration import launch
 
-    lora = {"rank": 4, "alpha": 8.0, "target_modules": ["q_proj", "v_proj"]}
+    lora = {"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
     iteration = launch(
         rlhf_models,
         [frozen_batch(6)],

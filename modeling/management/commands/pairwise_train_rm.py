@@ -34,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--lora-rank", type=int, default=0, help="LoRA adapters of this rank (0: full weights)"
         )
-        parser.add_argument("--lora-alpha", type=float, default=None)
+        parser.add_argument("--lora-alpha", type=int, default=None)
         parser.add_argument(
             "--lora-targets",
             default=None,

@@ -37,7 +37,7 @@ class LoraConfig:
     # r: rank of the update B·A; 0 turns LoRA off (full fine-tuning). Hu et al. use 1-64.
     rank: Annotated[int, Ge(0), Le(1024)] = 0
     # α: the update is scaled by α/r (Hu et al.: α fixed while r varies).
-    alpha: Annotated[float, Gt(0), Le(10_000)] = 16.0
+    alpha: Annotated[int, Gt(0), Le(10_000)] = 16
     # dropout on the adapter's input during training
     dropout: Annotated[float, Ge(0), Lt(1)] = 0.0
     # Names of the linear layers that get adapters (the last part of the module path,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -85,6 +85,7 @@ class PPOTrainer:
         # The frozen reference π_0 the KL penalty anchors to: the starting policy. Under LoRA
         # it is ``lm`` itself with its adapters off; otherwise a copy taken before training.
         self.adapted = None
+        self.ref_lm: Any  # a model, or ``AdaptersOff`` over the policy's own
         if config.lora.enabled:
             self.adapted = lora_wrap(lm, config.lora, task_type="CAUSAL_LM")
             self.ref_lm = AdaptersOff(lm)
