@@ -150,15 +150,12 @@ def gradient_checkpointing_enable(model: Any) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    if getattr(model, "config", None) is not None:
-        model.config.use_cache = False
+    # It applies in training mode only: generation (eval mode) keeps its KV cache.
 
 
 def gradient_checkpointing_disable(model: Any) -> None:
-    """Back to keeping activations (and the KV cache for generation)."""
+    """Back to keeping activations in the backward pass."""
     if hasattr(model, "activation_checkpointing_disable"):
         model.activation_checkpointing_disable()
     else:
         model.gradient_checkpointing_disable()
-    if getattr(model, "config", None) is not None:
-        model.config.use_cache = True
