@@ -155,6 +155,15 @@ _MARGIN_JSON = {
 }
 
 
+# Most labels are never reviewed: their review keys are one constant string.
+_UNREVIEWED_JSON = f'"review_status":"{UNREVIEWED}","review":null,'
+
+
+def _review_json(review: ReviewRow, preferred: str) -> str:
+    status = ACCEPTED if review.preferred == preferred else OVERRULED
+    return f'"review_status":"{status}","review":{_dumps(review.as_dict())},'
+
+
 class FullRowEncoder:
     """Full-fidelity JSONL lines (without the newline), keys in schema order.
 
@@ -187,9 +196,8 @@ class FullRowEncoder:
             f'"safety_bin":{_opt(row.safety_bin)},"annotator":{_string(row.annotator)},'
             f'"left":{_opt(row.left)},"comment":{_string(row.comment)},'
             f'"time_spent_ms":{time_spent},"created_at":{_string(row.created_at)},'
-            f'"review_status":"{row.review_status}",'
-            f'"review":{"null" if row.review is None else _dumps(row.review.as_dict())},'
-            f'"review_flags":{_dumps(row.review_flags)}}}'
+            f"{_UNREVIEWED_JSON if row.review is None else _review_json(row.review, row.preferred)}"
+            f'"review_flags":{_dumps(row.review_flags) if row.review_flags else "[]"}}}'
         )
 
 
