@@ -130,7 +130,7 @@ def test_launch_validates_batches_and_base(base):
             batch_ids=[frozen_batch(2).pk],
             config={"margin": "huge"},
         )
-    with pytest.raises(ValidationError, match="does not exist"):
+    with pytest.raises(ValidationError, match="is not a folder on the server"):
         jobs.checkpoint_register(name="x", path="/nonexistent/folder")
 
 

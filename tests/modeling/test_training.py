@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from modeling.ml.chat import render_dialogue
+from modeling.ml.chat import chat_for
 from modeling.ml.training.config import RewardTrainingConfig
 from modeling.ml.training.data import EncodedPair, PairCollator, encode_pairs, encode_texts
 from modeling.ml.training.losses import ranking_loss_with_margin
@@ -50,7 +50,7 @@ def test_left_truncation_keeps_the_response(tiny_base):
     (enc,) = encode_pairs(tok, [pair], max_length=32, margin="small")
     assert len(enc.chosen_ids) == 32
     tail = tok.decode(enc.chosen_ids)
-    assert tail.endswith("The end of the chosen answer.<|end|>\n")
+    assert tail.endswith("The end of the chosen answer.<|end|>")  # closed at the end of turn
     assert encode_texts(tok, ["short"], 32)[0][0] == tok.bos_token_id  # untruncated keeps BOS
 
 
@@ -74,11 +74,11 @@ def test_pairs_share_their_prompt_and_keep_both_responses(tiny_base):
     (enc,) = encode_pairs(tok, [pair], max_length=48, margin="none")
     assert len(enc.chosen_ids) == 48  # the longer view fills the window
     assert enc.shared > 0 and enc.chosen_ids[: enc.shared] == enc.rejected_ids[: enc.shared]
-    assert tok.decode(enc.chosen_ids).endswith("A careful answer.<|end|>\n")
-    assert tok.decode(enc.rejected_ids).endswith("No.<|end|>\n")
+    assert tok.decode(enc.chosen_ids).endswith("A careful answer.<|end|>")
+    assert tok.decode(enc.rejected_ids).endswith("No.<|end|>")
     assert enc.length == len(enc.chosen_ids) + len(enc.rejected_ids) - enc.shared
     # Each view is a left-truncated suffix of its whole text, tokenised whole.
-    whole = encode_texts(tok, [render_dialogue(context, pair.rejected)], 10**6)[0]
+    whole = encode_texts(tok, [chat_for(tok).dialogue(context, pair.rejected)], 10**6)[0]
     assert whole[-len(enc.rejected_ids) :] == enc.rejected_ids
     # A response longer than the window keeps its end and shares nothing.
     huge = PreferencePair(context, "word " * 300, "Fine.", "", "helpfulness")
@@ -239,13 +239,13 @@ def test_load_checkpoint_explains_bad_folders(tiny_base, tmp_path):
     (notlm / "config.json").write_text(json.dumps({**cfg, "architectures": ["LlamaModel"]}))
     with pytest.raises(CheckpointError, match="not a causal LM"):
         load_checkpoint(notlm)
-    # A tokenizer without the chat markers does not match.
+    # A tokenizer with neither a chat template nor the chat markers: no template to speak.
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
     mismatch = tmp_path / "mismatch"
     shutil.copytree(tiny_base, mismatch)
-    for f in mismatch.glob("tokenizer*"):
+    for f in [*mismatch.glob("tokenizer*"), *mismatch.glob("chat_template*")]:
         f.unlink()
     (mismatch / "special_tokens_map.json").unlink(missing_ok=True)
     plain = PreTrainedTokenizerFast(
@@ -254,7 +254,7 @@ def test_load_checkpoint_explains_bad_folders(tiny_base, tmp_path):
         pad_token="<unk>",
     )
     plain.save_pretrained(mismatch)
-    with pytest.raises(CheckpointError, match="does not match the chat template"):
+    with pytest.raises(CheckpointError, match="no chat template and none of Pairwise's markers"):
         load_checkpoint(mismatch)
     model, tok = load_checkpoint(tiny_base)
     assert model.config.num_key_value_heads < model.config.num_attention_heads  # GQA
