@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -378,9 +379,7 @@ def label_check_request(*, batch: Batch) -> list[str]:
         model = model_version_latest_ready(kind=REWARD_KIND_OF_CATEGORY[category])
         if model is None:
             continue
-        transaction.on_commit(
-            lambda m=model, c=category: label_check_execute.delay(batch.pk, m.pk, c)
-        )
+        transaction.on_commit(partial(label_check_execute.delay, batch.pk, model.pk, category))
         queued.append(f"{category}: {model.name}")
     if not queued:
         raise ValidationError(
@@ -408,7 +407,7 @@ def label_checks_after_training(*, model: ModelVersion) -> None:
         .distinct()
     )
     for batch_id in sorted(set(batch_ids)):
-        transaction.on_commit(lambda b=batch_id: label_check_execute.delay(b, model.pk, category))
+        transaction.on_commit(partial(label_check_execute.delay, batch_id, model.pk, category))
 
 
 __all__ = [

@@ -86,21 +86,21 @@ def fast_labels(
     rows: Iterable[LabelRow], thresholds: RuleThresholds = DEFAULT_THRESHOLDS
 ) -> list[FastLabel]:
     """Labels made in less than ``fast_fraction`` of their annotator's median time."""
-    timed: dict[int, list[LabelRow]] = defaultdict(list)
+    timed: dict[int, list[tuple[int, int]]] = defaultdict(list)  # annotator → (label, ms)
     for row in rows:
         if row.time_spent_ms is not None:
-            timed[row.annotator_id].append(row)
-    found = []
+            timed[row.annotator_id].append((row.label_id, row.time_spent_ms))
+    found: list[FastLabel] = []
     for annotator_id, labels in timed.items():
         if len(labels) < thresholds.min_timed_labels:
             continue
-        median_ms = statistics.median(r.time_spent_ms for r in labels)  # type: ignore[misc]
+        median_ms = statistics.median(ms for _, ms in labels)
         if median_ms <= 0:
             continue
         found.extend(
-            FastLabel(r.label_id, annotator_id, r.time_spent_ms / 1000, median_ms / 1000)
-            for r in labels
-            if r.time_spent_ms < thresholds.fast_fraction * median_ms  # type: ignore[operator]
+            FastLabel(label_id, annotator_id, ms / 1000, median_ms / 1000)
+            for label_id, ms in labels
+            if ms < thresholds.fast_fraction * median_ms
         )
     return sorted(found, key=lambda f: f.label_id)
 

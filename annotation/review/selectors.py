@@ -9,7 +9,7 @@ Reviewers see annotators by pseudonym (one per batch), never by username.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -150,16 +150,17 @@ def review_queue(
     reviewed, or either (``"all"``), narrowed to one ``reason`` (``QUEUE_REASONS``), in id
     order, with their label count and flags prefetched."""
     qs = review_annotated(Comparison.objects.filter(batch=batch)).select_related("prompt")
+    # Q(...) on the annotations: the django-stubs plugin knows only the model's fields.
     if status == "pending":
-        qs = qs.filter(needs_review=True, reviewed=False)
+        qs = qs.filter(Q(needs_review=True) & Q(reviewed=False))
     elif status == "reviewed":
-        qs = qs.filter(reviewed=True)
+        qs = qs.filter(Q(reviewed=True))
     else:
         qs = qs.filter(Q(needs_review=True) | Q(reviewed=True))
     if reason == DISAGREEMENT:
-        qs = qs.filter(disagreement=True)
+        qs = qs.filter(Q(disagreement=True))
     elif reason == FAILED_GOLD:
-        qs = qs.filter(failed_gold=True)
+        qs = qs.filter(Q(failed_gold=True))
     elif reason in ReviewFlag.Reason.values:
         qs = qs.filter(Exists(ReviewFlag.objects.filter(comparison=OuterRef("pk"), reason=reason)))
     elif reason is not None:
@@ -176,7 +177,7 @@ def review_queue(
 # --- one comparison ----------------------------------------------------------------------
 
 
-def annotator_pseudonyms(batch: Batch):
+def annotator_pseudonyms(batch: Batch) -> Callable[[int | None, str], str]:
     """The names reviewers see for the batch's annotators: stable within the batch, never
     the username, and unlike any snapshot's (a different key)."""
     from annotation.export.services import Pseudonyms
