@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import IO, TYPE_CHECKING
 
 from django.conf import settings
@@ -213,6 +214,10 @@ def batch_transition(*, batch: Batch, to: str, by: User | None = None) -> Batch:
         for comparison_id in stale.values_list("comparison_id", flat=True):
             Comparison.objects.filter(pk=comparison_id).update(claims=F("claims") - 1)
         stale.delete()
+        # The review's rule checks read the finished batch (annotation.review.rules).
+        from annotation.tasks import review_checks_run
+
+        transaction.on_commit(partial(review_checks_run.delay, batch.pk))
     elif to is Batch.Status.FROZEN:
         if not Label.objects.filter(comparison__batch=batch).exists():
             raise ValidationError(

@@ -20,5 +20,20 @@ def batch_freeze(self, batch_id: int, user_id: int | None = None) -> str:
     return batch.freeze_hash
 
 
+@shared_task(name="annotation.tasks.review_checks_run")
+def review_checks_run(batch_id: int) -> str:
+    """The review's rule checks on a batch (queued when it closes); a batch frozen in the
+    meantime is final and left alone."""
+    from django.core.exceptions import ValidationError
+
+    from annotation.models import Batch
+    from annotation.review.services import review_flags_refresh
+
+    try:
+        return review_flags_refresh(batch=Batch.objects.get(pk=batch_id)).summary()
+    except ValidationError as exc:
+        return " ".join(exc.messages)
+
+
 # The export's tasks live in their own module; import it so workers register them.
 from annotation.export.tasks import snapshot_build_task  # noqa: E402, F401

@@ -386,3 +386,18 @@ def test_exports_carry_the_review_and_training_formats_drop_overruled_labels(
     batch.save()
     annotation_services.batch_transition(batch=batch, to=Batch.Status.FROZEN)
     assert len(preference_pairs_frozen(batch_ids=[batch.pk])) == len(rows) - 2
+
+
+def test_closing_a_batch_runs_the_rule_checks(raters, django_capture_on_commit_callbacks):
+    batch = BatchFactory(labels_per_comparison=3)
+    for i in range(12):
+        c = make_comparison(batch)
+        for user in raters:
+            label(
+                c, annotator=user, time_spent_ms=500 if (user == raters[0] and i == 3) else 20_000
+            )
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.OPEN)
+    batch.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        annotation_services.batch_transition(batch=batch, to=Batch.Status.CLOSED)
+    assert list(ReviewFlag.objects.values_list("reason", "annotator")) == [("fast", raters[0].pk)]
