@@ -66,7 +66,7 @@ def load_checkpoint(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoConfig, AutoTokenizer
 
-    from modeling.ml.tokenizer import tokenizer_check
+    from modeling.ml.tokenizer import pad_token_set, tokenizer_check
 
     path = Path(path)
     if not path.is_dir():
@@ -92,8 +92,7 @@ def load_checkpoint(
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{path}: no usable tokenizer ({exc})") from exc
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token  # as modeling.ml.tokenizer.tokenizer_load
+    pad_token_set(tokenizer)  # as modeling.ml.tokenizer.tokenizer_load
     try:
         if encoder:  # reads plain text: no chat markers needed, only padding
             if tokenizer.pad_token_id is None:

@@ -135,15 +135,32 @@ def tokenizer_check(tokenizer: PreTrainedTokenizerBase) -> None:
 
 
 def tokenizer_load(path: str | Path) -> PreTrainedTokenizerBase:
-    """The tokenizer of the local model folder ``path``, padding with EOS where it has no pad
-    token (Llama and others ship none); ``chat_for`` then reads its template and stop ids.
-    The one way stages load a policy's tokenizer."""
+    """The tokenizer of the local model folder ``path``, with a pad token where it ships
+    none (``pad_token_set``); ``chat_for`` then reads its template and stop ids. The one way
+    stages load a policy's tokenizer."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
+    pad_token_set(tokenizer)
     return tokenizer
+
+
+def pad_token_set(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Give a tokenizer without a pad token one that is not its end of turn: a reward model
+    reads its score at the last token that is not padding, so padding with the token that
+    closes every response (Llama 3's ``<|eot_id|>``, Llama 2's ``</s>``) would move the score
+    by one token. A spare special token with "pad" in its name (Llama 3.1's
+    ``<|finetune_right_pad_id|>``), else the unknown token (Llama 2's usual choice), else EOS."""
+    if tokenizer.pad_token is not None:
+        return
+    spare = [
+        t
+        for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+        if t.special and "pad" in str(t).lower()
+    ]
+    choice = str(spare[0]) if spare else tokenizer.unk_token or tokenizer.eos_token
+    if choice is not None:
+        tokenizer.pad_token = choice
 
 
 if __name__ == "__main__":

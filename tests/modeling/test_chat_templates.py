@@ -268,3 +268,24 @@ def test_a_tokenizer_with_neither_says_so():
     )
     with pytest.raises(ChatTemplateError, match="--template pairwise"):
         chat_for(bare)
+
+
+def test_a_tokenizer_without_pad_never_pads_with_its_end_of_turn():
+    """A reward model reads its score at the last non-pad token: padding with the end of turn
+    (Llama 3's <|eot_id|>) would read it one token early."""
+    from tokenizers import AddedToken, Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from modeling.ml.tokenizer import pad_token_set
+
+    def tokenizer(*specials, **tokens):
+        core = Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>"))
+        core.add_special_tokens([AddedToken(t, special=True) for t in specials])
+        return PreTrainedTokenizerFast(tokenizer_object=core, **tokens)
+
+    llama3 = tokenizer("<|eot_id|>", "<|finetune_right_pad_id|>", eos_token="<|eot_id|>")
+    pad_token_set(llama3)
+    assert llama3.pad_token == "<|finetune_right_pad_id|>"
+    llama2 = tokenizer("</s>", eos_token="</s>", unk_token="<unk>")
+    pad_token_set(llama2)
+    assert llama2.pad_token == "<unk>"

@@ -46,9 +46,10 @@ def load_tokenizer_and_context(path: str | Path) -> tuple[PreTrainedTokenizerBas
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
     """Left padding (generation continues from the right edge) and a pad token."""
+    from modeling.ml.tokenizer import pad_token_set
+
     tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    pad_token_set(tokenizer)
 
 
 def _suppressed_ids(tokenizer: PreTrainedTokenizerBase, fmt: ChatFormat) -> list[int]:
