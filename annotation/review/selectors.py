@@ -63,6 +63,41 @@ def _reviewed() -> Exists:
     return Exists(ReviewVerdict.objects.filter(comparison=OuterRef("pk")))
 
 
+# The queue's badges: short names, the full reason in the tooltip.
+REASON_SHORT = {
+    DISAGREEMENT: "Labels disagree",
+    FAILED_GOLD: "Failed gold",
+    ReviewFlag.Reason.FAST: "Fast label",
+    ReviewFlag.Reason.REWARD_MODEL: "Reward model disagrees",
+    ReviewFlag.Reason.SIDE_BIAS: "Side bias",
+    ReviewFlag.Reason.STRENGTH_SKEW: "Strength skew",
+}
+
+
+@dataclass(frozen=True)
+class Badge:
+    reason: str
+    name: str
+    title: str
+    count: int = 1
+
+
+def queue_badges(comparison: Comparison) -> list[Badge]:
+    """Why a comparison of ``review_queue`` is there, one badge per reason."""
+    badges = []
+    if getattr(comparison, "disagreement", False):
+        badges.append(Badge(DISAGREEMENT, REASON_SHORT[DISAGREEMENT], REASON_LABELS[DISAGREEMENT]))
+    if getattr(comparison, "failed_gold", False):
+        badges.append(Badge(FAILED_GOLD, REASON_SHORT[FAILED_GOLD], REASON_LABELS[FAILED_GOLD]))
+    by_reason: dict[str, list[ReviewFlag]] = defaultdict(list)
+    for flag in comparison.review_flags.all():  # prefetched by review_queue
+        by_reason[flag.reason].append(flag)
+    for reason, flags in sorted(by_reason.items()):
+        title = f"{REASON_LABELS[reason]}: {flags[0].detail}"
+        badges.append(Badge(reason, REASON_SHORT[reason], title, len(flags)))
+    return badges
+
+
 def review_annotated(qs: QuerySet[Comparison]) -> QuerySet[Comparison]:
     """``qs`` with booleans ``disagreement``, ``failed_gold``, ``flagged``, ``reviewed``
     and ``needs_review``."""

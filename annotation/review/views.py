@@ -42,12 +42,14 @@ def review_batch(request, batch_id: int):
         raise Http404(f"Unknown status {status!r}.")
     queue = selectors.review_queue(batch=batch, reason=reason, status=status)  # type: ignore[arg-type]
     page = Paginator(queue, 25).get_page(request.GET.get("page"))
+    rows = [(c, selectors.queue_badges(c)) for c in page.object_list]
     counts = selectors.review_counts_by_batch(batch_ids=[batch.pk]).get(
         batch.pk, selectors.ReviewCounts()
     )
     context = {
         "batch": batch,
         "page": page,
+        "rows": rows,
         "counts": counts,
         "reason": reason,
         "status": status,

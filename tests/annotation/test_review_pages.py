@@ -165,3 +165,23 @@ def test_the_audit_trail_is_read_only_in_the_admin(client, raters, reviewer):
     )
     verdict.refresh_from_db()
     assert (verdict.preferred, verdict.reason) == ("A", "A.")
+
+
+def test_the_queue_page_reads_in_a_fixed_number_of_queries(
+    client, raters, reviewer, django_assert_max_num_queries
+):
+    batch, comparisons = disputed_batch(raters, n=3)
+    client.force_login(reviewer)
+    client.get(f"/review/batches/{batch.pk}/")  # warm the session and permission caches
+
+    def queries_for_page():
+        with django_assert_max_num_queries(20) as captured:
+            assert client.get(f"/review/batches/{batch.pk}/?status=all").status_code == 200
+        return len(captured)
+
+    few = queries_for_page()
+    for _ in range(10):
+        c = make_comparison(batch)
+        label(c, annotator=raters[0], preferred="A")
+        label(c, annotator=raters[1], preferred="B")
+    assert queries_for_page() == few  # no query per comparison
