@@ -124,6 +124,11 @@ def batch_content_hash(batch: Batch) -> str:
     )
     for comparison in comparisons.iterator(chunk_size=2000):
         digest.update(json.dumps(["c", *comparison]).encode())
+    # Which comparisons are gold checks (their labels never train). A batch without gold
+    # checks hashes as it did before they existed.
+    checks = Comparison.objects.filter(batch=batch, is_gold=True).order_by("id")
+    for check in checks.values_list("id", "gold_id").iterator(chunk_size=2000):
+        digest.update(json.dumps(["g", *check]).encode())
     labels = (
         Label.objects.filter(comparison__batch=batch)
         .order_by("id")

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.exceptions import NotFound
@@ -191,7 +191,10 @@ def score_job_detail(request, job_id: int):
     operation_id="batches_priorities",
     summary="Order a batch's queue by reward-model uncertainty now (a worker scores it)",
     request=None,
-    responses={202: None},
+    responses={
+        202: None,
+        400: OpenApiResponse(description="The batch is not ordered by uncertainty, or is done."),
+    },
     tags=["quality"],
 )
 @api_view(["POST"])

@@ -6,6 +6,7 @@ their task (``annotation.api``)."""
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -28,9 +29,16 @@ TAGS = ["quality"]
 
 class GoldSerializer(serializers.ModelSerializer):
     batch = serializers.CharField(source="comparison.batch.name", read_only=True)
+    # Blank when any strength will do: declared here because ModelSerializer drops
+    # allow_blank from read-only fields.
+    min_strength = serializers.ChoiceField(
+        choices=[s.value for s in Strength], allow_blank=True, read_only=True
+    )
     checks = serializers.IntegerField(source="n_checks", read_only=True)
     labels = serializers.IntegerField(source="n_labels", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(
+        source="created_by.username", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = GoldComparison
@@ -78,8 +86,8 @@ class AnnotatorGoldSerializer(serializers.Serializer):
     gold_correct = serializers.IntegerField()
     accuracy = serializers.FloatField(allow_null=True)
     paused = serializers.BooleanField()
-    reason = serializers.CharField(source="last_event.reason", default=None)
-    decided_by = serializers.CharField(source="last_event.by", default=None)
+    reason = serializers.CharField(source="last_event.reason", default=None, allow_null=True)
+    decided_by = serializers.CharField(source="last_event.by", default=None, allow_null=True)
 
 
 class PauseInputSerializer(serializers.Serializer):
@@ -89,7 +97,7 @@ class PauseInputSerializer(serializers.Serializer):
 class PauseEventSerializer(serializers.Serializer):
     annotator = serializers.CharField(source="annotator.username")
     paused = serializers.BooleanField()
-    by = serializers.CharField(source="by.username", default=None)
+    by = serializers.CharField(source="by.username", default=None, allow_null=True)
     reason = serializers.CharField()
     gold_labels = serializers.IntegerField()
     gold_correct = serializers.IntegerField()
@@ -119,7 +127,9 @@ class GoldListApi(ServiceApiView):
         serializer = GoldMarkSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        comparison = get_object_or_404(Comparison, pk=data.pop("comparison"))
+        comparison = Comparison.objects.filter(pk=data.pop("comparison")).first()
+        if comparison is None:
+            raise ValidationError({"comparison": "No comparison with this id."})
         gold = services.gold_mark(comparison=comparison, by=request.user, **data)
         row = selectors.gold_list().get(pk=gold.pk)
         return Response(GoldSerializer(row).data, status=status.HTTP_201_CREATED)
