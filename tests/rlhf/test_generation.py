@@ -38,6 +38,17 @@ def test_local_returns_k_samples_per_prompt_with_counts_and_timing(tiny_policy):
     assert all(END_OF_TURN not in g.text for row in result.samples for g in row)
 
 
+def test_local_token_logprobs_when_asked(tiny_policy):
+    model, tokenizer = tiny_policy
+    gen = LocalGenerator(model, tokenizer)
+    asked = gen.generate(DIALOGUES, SamplingParams(max_new_tokens=6, num_samples=2, logprobs=True))
+    for g in (g for row in asked.samples for g in row):
+        assert g.token_logprobs is not None and len(g.token_logprobs) == g.completion_tokens
+        assert all(lp <= 0 for lp in g.token_logprobs)
+    plain = gen.generate(DIALOGUES[:1], SamplingParams(max_new_tokens=6))
+    assert plain.samples[0][0].token_logprobs is None
+
+
 def test_local_batched_equals_one_by_one_when_greedy(tiny_policy):
     """Left padding and the KV cache must not change what a prompt produces."""
     model, tokenizer = tiny_policy

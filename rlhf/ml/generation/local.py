@@ -174,6 +174,21 @@ def decode_responses(tokenizer: PreTrainedTokenizerBase, sampled: SampledTokens)
     return rows
 
 
+@torch.no_grad()
+def _response_logprobs(model: PreTrainedModel, sampled: SampledTokens) -> list[tuple[float, ...]]:
+    """log p(token) of each sampled response token under ``model`` (temperature 1, no
+    nucleus cut): what ``SamplingParams.logprobs`` asks for, as a server's ``logprobs``."""
+    from rlhf.ml.ppo.model import reference_logprobs
+
+    values = reference_logprobs(
+        model, sampled.sequences, sampled.attention_mask, sampled.prompt_width
+    )
+    return [
+        tuple(row[mask.bool()].tolist())
+        for row, mask in zip(values, sampled.response_mask, strict=True)
+    ]
+
+
 class LocalGenerator:
     """Generates with a transformers causal LM held in this process.
 
@@ -224,10 +239,18 @@ class LocalGenerator:
                 counts = sampled.response_mask.sum(dim=1).tolist()
                 finished = sampled.finished.tolist()
                 k = params.num_samples
+                logprobs = _response_logprobs(self.model, sampled) if params.logprobs else None
                 for i in range(len(chunk)):
-                    rows = range(i * k, i * k + k)
                     samples.append(
-                        [Generation(decoded[r], int(counts[r]), bool(finished[r])) for r in rows]
+                        [
+                            Generation(
+                                decoded[r],
+                                int(counts[r]),
+                                bool(finished[r]),
+                                logprobs[r] if logprobs is not None else None,
+                            )
+                            for r in range(i * k, i * k + k)
+                        ]
                     )
                 completion_tokens += int(sum(counts))
                 prompt_tokens += int(sampled.attention_mask[:, : sampled.prompt_width].sum()) // k
