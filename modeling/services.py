@@ -480,5 +480,5 @@ def queue_priorities_refresh() -> list[int]:
 
     stale = queue_priorities_stale_batches()
     for batch_id in stale:
-        transaction.on_commit(lambda b=batch_id: queue_priorities_compute.delay(b))
+        transaction.on_commit(partial(queue_priorities_compute.delay, batch_id))
     return stale

@@ -85,8 +85,8 @@ def annotator_gold_list(
         rows = rows.filter(batch_id__in=list(batch_ids))
     if annotator_ids is not None:
         rows = rows.filter(annotator_id__in=list(annotator_ids))
-    rows = list(rows)
-    events = _last_events((r.annotator_id, r.batch_id) for r in rows)
+    found = list(rows)
+    events = _last_events((r.annotator_id, r.batch_id) for r in found)
     return [
         AnnotatorGold(
             annotator_id=r.annotator_id,
@@ -98,7 +98,7 @@ def annotator_gold_list(
             paused=r.paused,
             last_event=events.get((r.annotator_id, r.batch_id)),
         )
-        for r in rows
+        for r in found
     ]
 
 
