@@ -109,11 +109,14 @@ class _Counts:
     labels: int = 0
     comparisons: int = 0
     cells: Counter = field(default_factory=Counter)
+    reviewed: Counter = field(default_factory=Counter)  # review status of reviewed labels
 
     def add(self, row: formats.LabelRow, new_comparison: bool) -> None:
         self.labels += 1
         self.comparisons += new_comparison
         self.cells[row.batch, row.category, row.strength, row.safety_bin] += 1
+        if row.review is not None:
+            self.reviewed[row.review_status] += 1
 
     def as_dict(self) -> dict[str, Any]:
         per: dict[str, Counter] = {
@@ -137,6 +140,10 @@ class _Counts:
             "per_strength": ordered(per["strength"]),
             "per_safety_bin": ordered(per["safety_bin"]),
             "per_batch_category": ordered(per["bc"]),
+            "per_review_status": {
+                formats.UNREVIEWED: self.labels - sum(self.reviewed.values()),
+                **ordered(self.reviewed),
+            },
         }
 
 

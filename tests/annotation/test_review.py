@@ -364,6 +364,11 @@ def test_exports_carry_the_review_and_training_formats_drop_overruled_labels(
         filters=SnapshotFilters.from_dict({"batches": [batch.name]}), work_dir=tmp_path / "s"
     )
     assert result.manifest["schema_version"] == formats.SCHEMA_VERSION == 2
+    assert result.manifest["counts"]["per_review_status"] == {
+        "unreviewed": 6,
+        "accepted": 1,
+        "overruled": 2,
+    }
     rows = [json.loads(line) for line in (tmp_path / "s" / formats.FULL_JSONL).open()]
     by_id = {r["label_id"]: r for r in rows}
     for label_ in disputed.labels.all():
