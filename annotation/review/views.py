@@ -10,11 +10,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from annotation.domain import STRENGTH_ORDER
 from annotation.models import Batch
 from annotation.permissions import REVIEW
 from annotation.review import selectors, services
@@ -37,10 +38,16 @@ def review_batch(request, batch_id: int):
     reason = request.GET.get("reason") or None
     status = request.GET.get("status") or "pending"
     if reason is not None and reason not in selectors.QUEUE_REASONS:
-        raise Http404(f"Unknown reason {reason!r}.")
+        return HttpResponseBadRequest(
+            f"reason: unknown value {reason!r}; one of {', '.join(selectors.QUEUE_REASONS)}.",
+            content_type="text/plain",
+        )
     if status not in STATUSES:
-        raise Http404(f"Unknown status {status!r}.")
-    queue = selectors.review_queue(batch=batch, reason=reason, status=status)  # type: ignore[arg-type]
+        return HttpResponseBadRequest(
+            f"status: unknown value {status!r}; one of {', '.join(STATUSES)}.",
+            content_type="text/plain",
+        )
+    queue = selectors.review_queue(batch=batch, reason=reason, status=status)
     page = Paginator(queue, 25).get_page(request.GET.get("page"))
     rows = [(c, selectors.queue_badges(c)) for c in page.object_list]
     counts = selectors.review_counts_by_batch(batch_ids=[batch.pk]).get(
@@ -83,9 +90,8 @@ def _render_item(request, comparison_id: int, *, form=None, status=200):
         "batch": item.comparison.batch,
         "form": form or VerdictForm(),
         "is_safety": item.comparison.category == "safety",
-        "strengths": VerdictForm.base_fields["strength"].choices,  # type: ignore[attr-defined]
+        "strengths": [(s.value, s.label) for s in STRENGTH_ORDER],
         "frozen": item.comparison.batch.status == Batch.Status.FROZEN,
-        "back": request.GET.get("back", ""),
     }
     return render(request, "review/item.html", context, status=status)
 

@@ -66,8 +66,10 @@ def test_reviewers_and_admins_see_labels_by_pseudonym(client, raters, reviewer, 
         assert "B is off topic" in page and "12.0 s" in page and "ann-" in page
         assert not any(r.username in page for r in raters)
     assert client.get("/review/batches/999999/").status_code == 404
-    assert client.get(f"/review/batches/{batch.pk}/?reason=bogus").status_code == 404
-    assert client.get(f"/review/batches/{batch.pk}/?status=bogus").status_code == 404
+    bad = client.get(f"/review/batches/{batch.pk}/?reason=bogus")
+    assert bad.status_code == 400 and b"reason: unknown value 'bogus'" in bad.content
+    bad = client.get(f"/review/batches/{batch.pk}/?status=bogus")
+    assert bad.status_code == 400 and b"status: unknown value 'bogus'" in bad.content
 
 
 def test_a_verdict_from_the_page_goes_to_the_next_comparison(client, raters, reviewer):
