@@ -427,7 +427,9 @@ def annotator_pause_by_gold_sql() -> str:
     return (
         f"UPDATE {table} SET paused = TRUE WHERE annotator_id = %s AND batch_id = %s"
         " AND paused = FALSE AND gold_labels_since_resume >= %s"
-        " AND gold_correct_since_resume < %s * gold_labels_since_resume"
+        # The cast: a prepared statement would type the parameter from the column
+        # (integer), and 0.7 would arrive as 1.
+        " AND gold_correct_since_resume < CAST(%s AS DOUBLE PRECISION) * gold_labels_since_resume"
         " RETURNING gold_labels, gold_correct, gold_labels_since_resume, gold_correct_since_resume"
     )
 

@@ -228,6 +228,23 @@ def test_annotator_below_the_gold_threshold_is_paused_with_a_reason(
     ) == [(True, None), (False, admin_user.username)]
 
 
+@pytest.mark.parametrize(("right", "paused"), [(2, False), (1, True)])
+def test_the_threshold_is_a_fraction_not_rounded(annotator, monkeypatch, right, paused):
+    """2 of 3 right is above a 0.6 threshold, 1 of 3 below it."""
+    monkeypatch.setattr(assignments, "gold_draw", lambda: 0.0)
+    batch = open_batch_with(10)
+    gold_pool(3, preferred="A")
+    gold_services.batch_quality_update(
+        batch=batch, gold_rate=0.5, gold_min_accuracy=0.6, gold_min_items=3
+    )
+    replies = iter(["A"] * right + ["B"] * (3 - right))
+    task = assignments.task_next(annotator=annotator)
+    for _ in range(3):
+        assert is_gold(task)
+        task = answer(task, annotator, preferred=next(replies))
+    assert AnnotatorBatchCount.objects.get(annotator=annotator, batch=batch).paused is paused
+
+
 def test_admin_pause_needs_a_reason_and_releases_tasks_in_hand(annotator, admin_user):
     batch = open_batch_with(3)
     assert assignments.task_next(annotator=annotator) is not None
