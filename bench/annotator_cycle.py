@@ -24,6 +24,12 @@ Run (from the repository root, PostgreSQL on 127.0.0.1:5432)::
     .venv/bin/python bench/annotator_cycle.py                    # 50 annotators, 30 s each
     .venv/bin/python bench/annotator_cycle.py --think-ms 5000     # paced annotators
     .venv/bin/python bench/annotator_cycle.py --modes bare,cycle,cycle2 --rounds 2
+    .venv/bin/python bench/annotator_cycle.py --gold-rate 0.05 --overlap 2 --overlap-max 3
+
+Quality control on the hot path (docs/annotation.md, "Quality control"): ``--gold-rate``
+mixes gold checks (``--gold`` of them) into the batch, ``--overlap`` and ``--overlap-max``
+turn adaptive overlap on. The simulated annotators answer at random, so the gold pause
+rule is off (minimum accuracy 0): a paused client would stop labelling.
 
 The database (``--db``, default pairwise_bench) is dropped and recreated each run.
 Results are printed and written to bench/results/annotator_cycle-<time>.json.
@@ -69,7 +75,16 @@ def recreate_database(name: str, admin_url: str) -> None:
     conn.close()
 
 
-def seed(*, annotators: int, comparisons: int, safety_share: float) -> dict:
+def seed(
+    *,
+    annotators: int,
+    comparisons: int,
+    safety_share: float,
+    overlap: int = 1,
+    overlap_max: int | None = None,
+    gold_rate: float = 0.0,
+    gold: int = 200,
+) -> dict:
     """Annotators with tokens, guidelines, and one open batch; written in bulk for speed.
 
     Comparisons are bulk-inserted rather than imported row by row: the benchmark measures
@@ -97,7 +112,7 @@ def seed(*, annotators: int, comparisons: int, safety_share: float) -> dict:
             category=category, title=f"{category} guidelines", body="Pick the better one."
         )
 
-    batch = services.batch_create(name="bench", labels_per_comparison=1)
+    batch = services.batch_create(name="bench", labels_per_comparison=overlap)
     rng = random.Random(0)
     chunk = 2000
     for start in range(0, comparisons, chunk):
@@ -139,6 +154,8 @@ def seed(*, annotators: int, comparisons: int, safety_share: float) -> dict:
                 for k, p in enumerate(prompts)
             ]
         )
+    if gold_rate > 0 or overlap_max is not None:
+        seed_quality(batch, gold_rate=gold_rate, gold=gold, overlap_max=overlap_max)
     services.batch_transition(batch=batch, to=Batch.Status.OPEN)
     with connection.cursor() as cur:
         # What autovacuum does within minutes of a bulk load (an insert-triggered vacuum
@@ -152,10 +169,48 @@ def seed(*, annotators: int, comparisons: int, safety_share: float) -> dict:
     return {"tokens": [t.key for t in tokens], "bare_comparison": first}
 
 
+def seed_quality(batch, *, gold_rate: float, gold: int, overlap_max: int | None) -> None:
+    """Gold comparisons (from a batch of their own, expected answer A) mixed into ``batch``
+    at ``gold_rate``, and adaptive overlap up to ``overlap_max``."""
+    import hashlib
+
+    from annotation.gold import services as gold_services
+    from annotation.models import Batch, Comparison, GoldComparison
+
+    if gold_rate > 0:
+        template = Comparison.objects.filter(batch=batch).order_by("id")
+        source = Batch.objects.create(name="bench-gold")
+        copies = Comparison.objects.bulk_create(
+            [
+                Comparison(
+                    batch=source,
+                    prompt_id=c.prompt_id,
+                    response_a_id=c.response_a_id,
+                    response_b_id=c.response_b_id,
+                    category=c.category,
+                    source="bench-gold",
+                    content_hash=hashlib.sha256(f"bench-gold-{c.pk}".encode()).hexdigest(),
+                )
+                for c in template[:gold]
+            ]
+        )
+        GoldComparison.objects.bulk_create(
+            [GoldComparison(comparison=c, preferred="A") for c in copies]
+        )
+    gold_services.batch_quality_update(
+        batch=batch,
+        gold_rate=gold_rate,
+        gold_min_accuracy=0.0,
+        labels_per_comparison_max=overlap_max,
+    )
+
+
 def check_integrity() -> dict:
-    """After the runs: no comparison labelled twice, no label without its assignment, and
-    every comparison's claims equal to its live assignments (nothing lost, nothing leaked),
-    and the annotators' done counters summing to the labelled assignments."""
+    """After the runs: no comparison labelled more than it wanted (its overlap plus what
+    adaptive overlap asked for; gold checks have no limit), no label without its
+    assignment, every comparison's claims equal to its live assignments less its extra
+    labels (nothing lost, nothing leaked), and the annotators' done counters summing to
+    the labelled assignments."""
     from django.db.models import Count, F, Q, Sum
 
     from annotation.models import AnnotatorBatchCount, Assignment, Comparison, Label
@@ -167,14 +222,16 @@ def check_integrity() -> dict:
         "labelled_assignments": Assignment.objects.filter(
             status=Assignment.Status.LABELLED
         ).count(),
-        "comparisons_labelled_twice": labels.values("comparison")
-        .annotate(n=Count("id"))
-        .filter(n__gt=1)
+        "gold_labels": labels.filter(comparison__is_gold=True).count(),
+        "extra_labels_asked": Comparison.objects.aggregate(n=Sum("extra_labels"))["n"] or 0,
+        "comparisons_over_wanted_labels": Comparison.objects.filter(is_gold=False)
+        .annotate(n=Count("labels"))
+        .filter(n__gt=F("batch__labels_per_comparison") + F("extra_labels"))
         .count(),
         "comparisons_with_wrong_claims": Comparison.objects.annotate(
             live=Count("assignments", filter=live)
         )
-        .exclude(claims=F("live"))
+        .exclude(claims=F("live") - F("extra_labels"))
         .count(),
         # The task screen's "done" counter (AnnotatorBatchCount) vs the assignments.
         "done_counter_total": AnnotatorBatchCount.objects.aggregate(n=Sum("done"))["n"] or 0,
@@ -540,6 +597,17 @@ def main() -> None:
         default=1,
         help="alternate bare and cycle runs this many times (evens out drift)",
     )
+    parser.add_argument(
+        "--gold-rate", type=float, default=0.0, help="share of tasks that are gold checks"
+    )
+    parser.add_argument("--gold", type=int, default=200, help="gold comparisons to mix in")
+    parser.add_argument("--overlap", type=int, default=1, help="labels per comparison")
+    parser.add_argument(
+        "--overlap-max",
+        type=int,
+        default=None,
+        help="adaptive overlap: up to this many labels while they disagree (default: off)",
+    )
     parser.add_argument("--db", default="pairwise_bench")
     parser.add_argument(
         "--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database"
@@ -573,7 +641,13 @@ def main() -> None:
     from django.db import connections
 
     seeded = seed(
-        annotators=args.annotators, comparisons=args.comparisons, safety_share=args.safety_share
+        annotators=args.annotators,
+        comparisons=args.comparisons,
+        safety_share=args.safety_share,
+        overlap=args.overlap,
+        overlap_max=args.overlap_max,
+        gold_rate=args.gold_rate,
+        gold=args.gold,
     )
     connections.close_all()  # before forking the load generator
 
