@@ -484,3 +484,25 @@ def test_admin_marks_gold_and_sets_the_batch_through_the_api(admin_user):
     client.force_login(admin_user)
     page = client.get(f"/batches/{batch.pk}/quality/")
     assert page.status_code == 200 and "Gold comparisons" in page.content.decode()
+
+
+def test_label_and_next_says_why_there_is_no_next_task(annotator, monkeypatch):
+    monkeypatch.setattr(assignments, "gold_draw", lambda: 0.0)
+    batch = open_batch_with(5)
+    gold_pool(1, preferred="A")
+    gold_services.batch_quality_update(
+        batch=batch, gold_rate=0.5, gold_min_accuracy=0.5, gold_min_items=1
+    )
+    client = client_for(annotator)
+    task = client.get("/api/v1/tasks/next/").json()
+    assert Comparison.objects.get(pk=task["comparison_id"]).is_gold
+    got = client.post(
+        f"/api/v1/tasks/{task['assignment_id']}/label-and-next/",
+        {"preferred": "B", "strength": "better"},
+        format="json",
+    )
+    assert got.status_code == 201
+    body = got.json()
+    assert body["next"] is None
+    assert [p["batch"] for p in body["paused"]] == [batch.name]
+    assert "0/1" in body["paused"][0]["reason"]
