@@ -220,11 +220,13 @@ class Comparison(models.Model):
     metadata = models.JSONField(
         default=dict, blank=True, help_text="Source-specific fields kept verbatim."
     )
-    # Live claims on this comparison: labelled plus currently assigned. Kept under the
-    # row lock so concurrent annotators never over-assign (see queue.assignments.assignment_next).
+    # Live claims on this comparison: labelled plus currently assigned, less extra_labels
+    # (so a slot adaptive overlap adds is free under the claim's index bound). Kept under
+    # the row lock so concurrent annotators never over-assign (queue.assignments.assignment_next).
     claims = models.PositiveSmallIntegerField(default=0)
     # Adaptive overlap (Batch.labels_per_comparison_max): labels wanted beyond the batch's
-    # base overlap because this comparison's labels disagreed. Written with the label.
+    # base overlap because this comparison's labels disagreed. Written with the label
+    # (queue.statements.comparison_extend_sql).
     extra_labels = models.PositiveSmallIntegerField(default=0)
     # Queue order by uncertainty: higher first (0 = not scored). A worker writes it for
     # batches ordered by reward-model uncertainty; it stays 0 in arrival-ordered batches.
