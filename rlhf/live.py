@@ -17,6 +17,7 @@ from django.utils import timezone
 from annotation import services as annotation_services
 from annotation.domain import Choice, Strength, text_problem
 from annotation.models import Batch
+from annotation.queue import labels, rules
 from rlhf.models import LiveSession, LiveTurn
 
 MAX_PROMPT_CHARS = 4000
@@ -104,10 +105,10 @@ def live_choose(*, session_id: int, annotator, preferred: str, strength: str) ->
         if turn is None:
             raise ValidationError({"turn": "There is no pair of responses waiting for a choice."})
         assignment = Assignment.objects.get(comparison=turn.comparison, annotator=annotator)
-        annotation_services.label_submit(
+        labels.label_submit(
             assignment_id=assignment.pk,
             annotator=annotator,
-            data=annotation_services.LabelInput(preferred=preferred, strength=strength),
+            data=rules.LabelInput(preferred=preferred, strength=strength),
         )
         chosen = turn.comparison.response(Choice(preferred)).text
         session.turns = [*session.turns, {"role": "assistant", "content": chosen}]
