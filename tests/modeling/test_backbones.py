@@ -183,3 +183,42 @@ def test_train_rm_command_takes_lora_options(base):  # noqa: F811
         "dropout": 0.0,
         "target_modules": ["query", "value"],
     }
+
+
+def test_a_lora_reward_run_resumes_to_the_same_model(tiny_base, tmp_path):
+    """Killed after its step-2 checkpoint, a LoRA run resumes (adapters and head restored)
+    and ends where an uninterrupted run ends."""
+    import torch
+    from safetensors.torch import load_file
+
+    from modeling.ml.training.config import RewardTrainingConfig
+    from modeling.ml.training.trainer import reward_model_train
+    from tests.modeling.conftest import make_pairs
+
+    class Killed(Exception):
+        pass
+
+    def die_at_step_3(progress):
+        if progress.step == 3:
+            raise Killed
+
+    pairs = make_pairs(10)
+    config = RewardTrainingConfig(
+        batch_size=2,
+        max_length=64,
+        learning_rate=1e-2,
+        checkpoint_every=2,
+        lora={"rank": 4, "target_modules": ["q_proj", "v_proj"]},
+    )
+    run = dict(checkpoint=tiny_base, train_pairs=pairs, config=config)
+    whole = reward_model_train(**run, output_dir=tmp_path / "a", work_dir=tmp_path / "wa")
+    with pytest.raises(Killed):
+        reward_model_train(
+            **run, output_dir=tmp_path / "b", work_dir=tmp_path / "wb", progress=die_at_step_3
+        )
+    resumed = reward_model_train(**run, output_dir=tmp_path / "b", work_dir=tmp_path / "wb")
+    assert resumed.resumed_from_step == 2 and resumed.steps == whole.steps == 5
+    a = load_file(tmp_path / "a" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and not any("lora" in k for k in a)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
