@@ -260,7 +260,8 @@ def ppo_steps(size: Size, base: Path, reward_dir: Path, *, dry: bool) -> dict:
     dtype = torch.float32 if dry else torch.bfloat16
     lm = AutoModelForCausalLM.from_pretrained(base, dtype=dtype).to(device)
     scorer = RewardScorer.load(reward_dir, device=device)
-    reward = CombinedReward(scorer.score, scorer.score)
+    score = scorer.score  # one bound method for both: CombinedReward then scores once
+    reward = CombinedReward(score, score)
     rng = random.Random(3)
     prompts = [
         PromptExample(({"role": "user", "content": _words(rng, size.prompt_words // 2)},))
