@@ -74,6 +74,14 @@ class RewardModelForm(forms.Form):
     )
     learning_rate = forms.FloatField(initial=2e-4, min_value=1e-7, max_value=0.5)
     num_epochs = forms.FloatField(initial=1.0, min_value=0.01, max_value=20)
+    lora_rank = forms.IntegerField(
+        label="LoRA rank",
+        required=False,
+        min_value=0,
+        max_value=1024,
+        initial=0,
+        help_text="Train LoRA adapters of this rank on every linear layer (0: every weight).",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

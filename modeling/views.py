@@ -143,17 +143,20 @@ def reward_model_train(request):
         return redirect("modeling:list")
     d = form.cleaned_data
     recipe = {} if d["other_ratio"] is None else {"other_ratio": d["other_ratio"]}
+    config = {
+        "margin": d["margin"],
+        "learning_rate": d["learning_rate"],
+        "num_epochs": d["num_epochs"],
+    }
+    if d["lora_rank"]:
+        config["lora"] = {"rank": d["lora_rank"]}
     try:
         run = services.reward_model_launch(
             kind=d["kind"],
             base_model=d["base_model"],
             batch_ids=[b.pk for b in d["batches"]],
             name=d["name"],
-            config={
-                "margin": d["margin"],
-                "learning_rate": d["learning_rate"],
-                "num_epochs": d["num_epochs"],
-            },
+            config=config,
             recipe=recipe,
             created_by=request.user,
         )

@@ -222,3 +222,27 @@ def test_a_lora_reward_run_resumes_to_the_same_model(tiny_base, tmp_path):
     b = load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and not any("lora" in k for k in a)
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_the_models_page_launches_a_lora_reward_model(client, admin_user, base):  # noqa: F811
+    client.force_login(admin_user)
+    assert b"LoRA rank" in client.get("/models/").content
+    response = client.post(
+        "/models/train/",
+        {
+            "kind": "helpfulness",
+            "base_model": base.pk,
+            "batches": [frozen_batch(8).pk],
+            "margin": "small",
+            "learning_rate": 1e-3,
+            "num_epochs": 1,
+            "lora_rank": 4,
+        },
+    )
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302 and run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.result.lora["rank"] == 4
+    listing = client.get("/models/").content
+    assert b"LoRA, merged" in listing
+    refused = client.post("/models/train/", {"kind": "helpfulness", "lora_rank": -1})
+    assert refused.status_code == 302 and TrainingRun.objects.count() == 1
