@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from rlhf.ml.rejection_sampling.sft import IGNORE_INDEX, build_sft_batch
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 @torch.no_grad()
 def response_logprobs(
-    model, tokenizer, examples: Sequence[tuple[Sequence[dict], str]]
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[tuple[Sequence[dict], str]],
 ) -> list[float]:
     """log p(response | dialogue) under ``model``, summed over the response's tokens."""
     device = next(model.parameters()).device
@@ -44,7 +50,10 @@ def response_logprobs(
 
 
 def sequence_kl(
-    policy, reference, tokenizer, examples: Sequence[tuple[Sequence[dict], str]]
+    policy: PreTrainedModel,
+    reference: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[tuple[Sequence[dict], str]],
 ) -> float:
     """Mean log π(y|x) − log π_ref(y|x) over ``examples`` sampled from ``policy``."""
     if not examples:
