@@ -49,6 +49,7 @@ class Batch(models.Model):
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.DRAFT, db_index=True
     )
+
     class Purpose(models.TextChoices):
         TRAINING = "training", "Training"
         # A blind human evaluation of two model versions: its labels measure a policy and
