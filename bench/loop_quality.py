@@ -37,12 +37,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "bench" / "results"
-HH_FILES = [
-    ("helpful-base/test.jsonl.gz", "helpfulness"),
-    ("helpful-rejection-sampled/test.jsonl.gz", "helpfulness"),
-    ("harmless-base/test-dev.jsonl.gz", "safety"),
-]
 PARTS = ("proxy", "judge", "evaluation")
+
+from bench.reward_quality import hh_frozen_pairs  # noqa: E402 - after sys.path
 
 
 def _setup_django(device: str, threads: int) -> None:
@@ -74,28 +71,6 @@ def _part(key: str, seed: int, split: tuple[float, float, float]) -> str:
     if u < split[0]:
         return "proxy"
     return "judge" if u < split[0] + split[1] else "evaluation"
-
-
-def _load_pairs(data: Path):
-    from annotation import selectors, services
-    from annotation.models import Batch
-
-    batch = services.batch_create(name=f"hh-loop-{int(time.time())}")
-    for name, category in HH_FILES:
-        with open(data / name, "rb") as fh:
-            report = services.comparisons_import(
-                batch=batch,
-                stream=fh,
-                fmt="hh",
-                filename=name,
-                category=category,
-                skip_invalid=True,
-                source=f"anthropic-hh/{name.split('/')[0]}",
-            )
-        print(report.summary(), flush=True)
-    for status in (Batch.Status.OPEN, Batch.Status.CLOSED, Batch.Status.FROZEN):
-        batch = services.batch_transition(batch=batch, to=status)
-    return selectors.preference_pairs_frozen(batch_ids=[batch.pk])
 
 
 def _prompts(pairs, limit: int):
@@ -154,7 +129,7 @@ def main() -> None:
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     data = Path(os.environ.get("PAIRWISE_SHARED_DATA", REPO.parent / "shared" / "data")) / "hh-rlhf"
-    pairs = _load_pairs(data)
+    pairs = hh_frozen_pairs(data, name="hh-loop")
     parts: dict[str, list] = {name: [] for name in PARTS}
     for p in pairs:
         parts[_part(prompt_key(p), args.seed, split)].append(p)

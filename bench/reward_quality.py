@@ -38,6 +38,38 @@ sys.path.insert(0, str(REPO))
 RESULTS = REPO / "bench" / "results"
 
 
+HH_FILES = [
+    ("helpful-base/test.jsonl.gz", "helpfulness"),
+    ("helpful-rejection-sampled/test.jsonl.gz", "helpfulness"),
+    ("harmless-base/test-dev.jsonl.gz", "safety"),
+]
+
+
+def hh_frozen_pairs(data: Path, *, name: str):
+    """Import the three HH test files into one batch, freeze it, return its preference pairs.
+
+    Call after Django is set up (each bench script sets up its own database)."""
+    from annotation import selectors, services
+    from annotation.models import Batch
+
+    batch = services.batch_create(name=f"{name}-{int(time.time())}")
+    for filename, category in HH_FILES:
+        with open(data / filename, "rb") as fh:
+            report = services.comparisons_import(
+                batch=batch,
+                stream=fh,
+                fmt="hh",
+                filename=filename,
+                category=category,
+                skip_invalid=True,
+                source=f"anthropic-hh/{filename.split('/')[0]}",
+            )
+        print(report.summary(), flush=True)
+    for status in (Batch.Status.OPEN, Batch.Status.CLOSED, Batch.Status.FROZEN):
+        batch = services.batch_transition(batch=batch, to=status)
+    return selectors.preference_pairs_frozen(batch_ids=[batch.pk])
+
+
 def _setup_django() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     db = RESULTS / "reward_quality.sqlite3"
@@ -81,8 +113,6 @@ def main() -> None:
         ap.error("--backbones takes default and/or minilm")
     _setup_django()
 
-    from annotation import selectors, services
-    from annotation.models import Batch
     from modeling.ml.backbones import minilm_folder
     from modeling.ml.basemodel import base_model_create
     from modeling.ml.chat import render_dialogue
@@ -94,27 +124,7 @@ def main() -> None:
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     data = Path(os.environ.get("PAIRWISE_SHARED_DATA", REPO.parent / "shared" / "data")) / "hh-rlhf"
-    batch = services.batch_create(name=f"hh-bench-{int(time.time())}")
-    files = [
-        ("helpful-base/test.jsonl.gz", "helpfulness"),
-        ("helpful-rejection-sampled/test.jsonl.gz", "helpfulness"),
-        ("harmless-base/test-dev.jsonl.gz", "safety"),
-    ]
-    for name, category in files:
-        with open(data / name, "rb") as fh:
-            report = services.comparisons_import(
-                batch=batch,
-                stream=fh,
-                fmt="hh",
-                filename=name,
-                category=category,
-                skip_invalid=True,
-                source=f"anthropic-hh/{name.split('/')[0]}",
-            )
-        print(report.summary(), flush=True)
-    for status in (Batch.Status.OPEN, Batch.Status.CLOSED, Batch.Status.FROZEN):
-        batch = services.batch_transition(batch=batch, to=status)
-    pairs = selectors.preference_pairs_frozen(batch_ids=[batch.pk])
+    pairs = hh_frozen_pairs(data, name="hh-bench")
     split = held_out_split(pairs, fraction=args.eval_fraction, seed=args.seed)
     timings["import_freeze_s"] = time.monotonic() - t0
     print(
