@@ -150,7 +150,7 @@ class RankingTrainer:
         ``config.seed`` alone, so a resumed run sees the same order."""
         generator = torch.Generator().manual_seed(self.config.seed)
         size = self.config.batch_size
-        out = []
+        out: list[list[int]] = []
         for _ in range(self.config.epochs):
             order = torch.randperm(n_items, generator=generator).tolist()
             out.extend(order[lo : lo + size] for lo in range(0, n_items, size))
