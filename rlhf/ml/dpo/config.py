@@ -15,7 +15,10 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Gt, Le, Lt
 
 from modeling.ml.training.config import LoraConfig
-from rlhf.ml.dpo.losses import LOSS_TYPES
+
+# torch-free on purpose: the web app's settings import this module
+LossType = Literal["sigmoid", "ipo", "robust"]
+LOSS_TYPES: tuple[str, ...] = ("sigmoid", "ipo", "robust")
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class DPOConfig:
     beta: Annotated[float, Gt(0), Le(100)] = 0.1
     # sigmoid: DPO (eq. 7); ipo: IPO (Azar et al. eq. 17, length-averaged as TRL);
     # robust: robust DPO (Chowdhury et al. 2024) for labels flipped with prob. label_smoothing
-    loss_type: Literal["sigmoid", "ipo", "robust"] = "sigmoid"
+    loss_type: LossType = "sigmoid"
     # ε: assumed share of flipped labels (cDPO with sigmoid, robust DPO with robust)
     label_smoothing: Annotated[float, Ge(0), Lt(0.5)] = 0.0
     # weight of an NLL term on the chosen response, per token (RPO, Pang et al. 2024; 0: off)

@@ -23,13 +23,10 @@ The implicit rewards are ``β·(log π(y|x) − log π_ref(y|x))`` on the summed
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 
-LossType = Literal["sigmoid", "ipo", "robust"]
-LOSS_TYPES: tuple[str, ...] = ("sigmoid", "ipo", "robust")
+from rlhf.ml.dpo.config import LOSS_TYPES, LossType
 
 
 def dpo_loss(

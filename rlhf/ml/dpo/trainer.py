@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -180,8 +180,7 @@ class DPOTrainer:
     ) -> None:
         self.config, self.tokenizer, self.reward = config, tokenizer, reward
         if reference is not None:
-            n_ref = reference.get_input_embeddings().weight.shape[0]
-            n_pol = model.get_input_embeddings().weight.shape[0]
+            n_ref, n_pol = _vocab_rows(reference), _vocab_rows(model)
             if n_ref != n_pol:
                 raise ValueError(
                     "The reference model's tokenizer differs from the policy's "
@@ -376,4 +375,8 @@ def _load_lm(path: str | Path, config: DPOConfig, device: str | None) -> Any:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.startswith("cuda") and config.bf16 else torch.float32
     lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    return lm.to(device)
+    return lm.to(device)  # type: ignore[arg-type]  # see modeling/ml/basemodel.py
+
+
+def _vocab_rows(model: PreTrainedModel) -> int:
+    return int(cast(torch.nn.Embedding, model.get_input_embeddings()).num_embeddings)
