@@ -6,12 +6,15 @@ them (with the field's dotted path in the message) before a stage ever runs; the
 that are not validated by pydantic are checked again in ``__post_init__``.
 
 - RRHF: Yuan et al. 2023, "RRHF: Rank Responses to Align Language Models with Human
-  Feedback without tears". They fine-tune LLaMA/Alpaca-7B for 3 epochs at a learning
-  rate of 2e-5 (the Alpaca recipe: no weight decay), and their eq. 4 adds the ranking and
-  fine-tuning losses with equal weights (λ = 1 here).
+  Feedback without tears". Their training script fine-tunes for 3 epochs at a learning
+  rate of 2e-5 with no weight decay (the Alpaca recipe, with a cosine schedule this
+  trainer does not have) and weighs the ranking and fine-tuning terms equally
+  (``--rrhf_weight 1``; eq. 4 has no weight): λ = 1 here.
 - PRO: Song et al. 2024, "Preference Ranking Optimization for Human Alignment" (AAAI).
-  β, the weight of the SFT term on the best response, is 0.05 in their HH-RLHF runs; they
-  train at a learning rate of 5e-6 (both from our reading of the paper and its scripts).
+  β = 0.05 and a learning rate of 5e-6 are our reading of the paper's HH-RLHF setup, not
+  checked against its scripts. Their code scales the SFT term by (n − 1)² and applies it
+  to the summed NLL of y^1, and always uses the reward-gap temperature; here β multiplies
+  the token-averaged NLL (``rlhf.ml.ranking.losses``) and the temperature is an option.
 """
 
 from __future__ import annotations

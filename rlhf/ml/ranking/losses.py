@@ -8,9 +8,10 @@ r_π):
     p_i = (1/|y_i|) Σ_t log π(y_{i,t} | x, y_{i,<t})
 
 and add a fine-tuning term on the best response. That term is its NLL averaged over its
-tokens, ``best_nll = −p_best`` (the cross-entropy both reference implementations use),
-rather than the summed NLL of RRHF's eq. 3: summed, it would grow with the response's
-length while the ranking terms are per-token, and long best responses would drown them.
+tokens, ``best_nll = −p_best`` (the token-mean cross-entropy of RRHF's reference code),
+rather than the summed NLL of RRHF's eq. 3 and PRO's code: summed, it would grow with the
+response's length while the ranking terms are per-token, and long best responses would
+drown them.
 
 - **RRHF** (Yuan et al. 2023, eqs. 1-4): every pair the reward orders, the worse one must
   not score above the better one:
@@ -28,7 +29,8 @@ length while the ranking terms are per-token, and long best responses would drow
   The paper's dynamic temperature (``reward_temperature``) sets 1/T^i_k = r^k − r^i for
   i > k and 1/T^k_k = max_{i>k} 1/T^i_k, so responses far below y^k are pushed harder.
   When the rewards are given, responses tied with y^k are left out of its suffix (neither
-  is preferred), and a suffix with nothing strictly below y^k adds no term.
+  is preferred), and a suffix with nothing strictly below y^k adds no term. (PRO's code
+  keeps a tied response in the suffix, at 1/T = 0, as a constant exp(0) = 1.)
 
 Each returns ``(loss, stats)``: the loss averaged over prompts (each prompt's terms
 summed, as in the papers) and detached scalars ``rank_loss``, ``sft_loss`` and
