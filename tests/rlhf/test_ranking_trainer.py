@@ -248,3 +248,31 @@ def test_the_configs_import_no_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sequence_logps_match_a_full_forward(tiny_policy):
+    model, tokenizer = tiny_policy
+    trainer = RankingTrainer(model, tokenizer, RRHFConfig())
+    batch = trainer.encode(yes_ranked(TRAIN_TOPICS[:2]))
+    with torch.no_grad():
+        logps, lengths = trainer.sequence_logps(batch)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    token = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, batch["input_ids"][:, 1:, None])
+    mask = batch["response_mask"]
+    want = (token.squeeze(-1) * mask).sum(dim=1) / mask.sum(dim=1)
+    assert torch.allclose(logps, want, atol=1e-5)
+    assert lengths.tolist() == mask.sum(dim=1).tolist()
+    assert (lengths >= 4).all()  # three words, "yes" on the best, and the end-of-turn token
+
+
+def test_gradient_checkpointing_with_lora_trains_the_adapters(tiny_policy):
+    config = RRHFConfig(learning_rate=1e-2, gradient_checkpointing=True, lora=LoraConfig(rank=4))
+    trainer = RankingTrainer(*tiny_policy, config)
+    adapters = {
+        n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad
+    }
+    assert adapters and all("lora_" in n for n in adapters)
+    history = trainer.train(yes_ranked(TRAIN_TOPICS[:4]))
+    assert len(history) == 1
+    moved = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(moved[n], before) for n, before in adapters.items())

@@ -105,6 +105,9 @@ class RankingTrainer:
         torch.manual_seed(config.seed)
         if config.gradient_checkpointing:
             gradient_checkpointing_enable(model)
+        # ``lm`` is the causal LM itself; with LoRA its layers carry the adapters and
+        # ``model`` is the peft wrapper whose trainable parameters are the adapters.
+        self.lm: Any = model
         self.model: Any = (
             lora_wrap(model, config.lora, task_type="CAUSAL_LM") if config.lora.enabled else model
         )
@@ -184,16 +187,23 @@ class RankingTrainer:
         }
 
     def sequence_logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(length-normalised log-prob of each row's response, its token count), both (rows,)."""
+        """(length-normalised log-prob of each row's response, its token count), both (rows,).
+
+        The output head runs on the response positions only (as PPO's policy does): the
+        prompts' logits over the vocabulary, most of a (rows, T, V) tensor, are never made.
+        """
         device = next(self.model.parameters()).device
         input_ids = batch["input_ids"].to(device)
         mask = batch["response_mask"].to(device)
-        logits = self.model(
+        hidden = self.lm.base_model(
             input_ids=input_ids, attention_mask=batch["attention_mask"].to(device), use_cache=False
-        ).logits[:, :-1]
-        token_logps = gather_logprobs(logits, input_ids[:, 1:])
+        ).last_hidden_state[:, :-1]
+        logits = self.lm.get_output_embeddings()(hidden[mask])  # (response tokens, V)
+        picked = gather_logprobs(logits, input_ids[:, 1:][mask])
+        token_logps = torch.zeros(mask.shape, dtype=picked.dtype, device=device)
+        token_logps = token_logps.masked_scatter(mask, picked)
         lengths = mask.sum(dim=1)
-        return (token_logps * mask).sum(dim=1) / lengths.clamp(min=1), lengths
+        return token_logps.sum(dim=1) / lengths.clamp(min=1), lengths
 
     def loss(self, items: Sequence[RankedSamples]) -> tuple[torch.Tensor, dict[str, float]]:
         """The configured loss on ``items`` and its metrics (floats)."""
@@ -270,7 +280,7 @@ class RankingTrainer:
         reader sees no folder or a whole one). LoRA adapters are merged into the weights
         first (training cannot go on after that)."""
         if self.config.lora.enabled:
-            self.model = lora_merge(self.model)
+            self.model = self.lm = lora_merge(self.model)
         tmp = partial_dir(out_dir)
         self.model.save_pretrained(tmp)
         self.tokenizer.save_pretrained(tmp)
