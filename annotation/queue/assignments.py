@@ -145,7 +145,7 @@ def assignment_for_update(assignment_id: int, annotator: User) -> Assignment:
 
     One plain-SQL statement (prepared on PostgreSQL): the ORM spent ~0.9 ms of CPU
     compiling ``select_for_update().select_related("comparison__batch")``. The assignment
-    row and its comparison's are locked (``statements.assignment_for_update_sql``).
+    row is locked (``statements.assignment_for_update_sql``).
     """
     with connection.cursor() as cursor:
         prepared_execute(

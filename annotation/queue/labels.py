@@ -103,6 +103,13 @@ def _label_write(
     )
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
+            if adaptive:  # the labels of one comparison, one at a time
+                prepared_execute(
+                    cursor,
+                    "pairwise_comparison_lock",
+                    statements.comparison_lock_sql(),
+                    [comparison.pk],
+                )
             prepared_execute(
                 cursor,
                 "pairwise_label_write_adaptive" if adaptive else "pairwise_label_write",

@@ -288,22 +288,31 @@ LOCKED_TASK_COLUMNS = (
 @cached_sql
 def assignment_for_update_sql() -> str:
     """An assignment by id (``ASSIGNMENT_COLUMNS``, then ``LOCKED_TASK_COLUMNS``), with
-    the assignment's row locked and, on PostgreSQL, its comparison's (``NO KEY UPDATE``:
-    other annotators' claims skip it, inserts that reference it do not wait). The
-    comparison's lock serialises the labels of one comparison, so adaptive overlap's
-    ``comparison_extend_sql`` counts every label committed before it."""
+    the assignment's row locked. The comparison's row is not: only adaptive overlap needs
+    it (``comparison_lock_sql``, taken after this in batches that use it), and locking it
+    on every label cost a row write per label."""
     tables = {
         **queue_tables(),
         "gold": GoldComparison._meta.db_table,
         "columns": assignment_columns("a"),
         "task": ", ".join(LOCKED_TASK_COLUMNS),
     }
-    lock = " FOR UPDATE OF a FOR NO KEY UPDATE OF c" if connection.vendor == "postgresql" else ""
+    lock = " FOR UPDATE OF a" if connection.vendor == "postgresql" else ""
     return (
         "SELECT {columns}, {task} FROM {assignment} a JOIN {comparison} c ON c.id = a.comparison_id"
         " JOIN {batch} b ON b.id = c.batch_id LEFT JOIN {gold} g ON g.id = c.gold_id"
         " WHERE a.id = %s" + lock
     ).format(**tables)
+
+
+@cached_sql
+def comparison_lock_sql() -> str:
+    """PostgreSQL, adaptive overlap only: lock the comparison's row (``NO KEY UPDATE``:
+    other annotators' claims skip it, inserts that reference it do not wait) before the
+    label's write, so the labels of one comparison are written one at a time and
+    ``comparison_extend_sql`` counts every label committed before it. Parameter: the
+    comparison's id."""
+    return f"SELECT 1 FROM {Comparison._meta.db_table} WHERE id = %s FOR NO KEY UPDATE"
 
 
 @cached_sql
@@ -384,7 +393,7 @@ def comparison_extend_sql() -> str:
     The label being written is not among the rows it reads (PostgreSQL: a data-modifying
     CTE's insert is invisible to its siblings; SQLite runs this before the insert): its
     side and strength are parameters. Call holding the comparison's row lock
-    (``assignment_for_update_sql``). Parameters: comparison id, base overlap, maximum,
+    (``comparison_lock_sql``). Parameters: comparison id, base overlap, maximum,
     base overlap, the new label's strength, its preferred side.
     """
     tables = {
@@ -458,6 +467,13 @@ def finished() -> list[tuple[str, str, str]]:
         ("pairwise_lock", "lock the assignment to label or skip", assignment_for_update_sql()),
     ]
     if postgresql:
+        found.append(
+            (
+                "pairwise_comparison_lock",
+                "adaptive overlap: lock the comparison",
+                comparison_lock_sql(),
+            )
+        )
         found.append(("pairwise_label_write", "the label's three writes", label_write_sql()))
         found.append(
             (
