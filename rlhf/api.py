@@ -2,7 +2,8 @@
 
 GET  /api/v1/rlhf/iterations/                 → iterations with their stages and evaluation
 GET  /api/v1/rlhf/iterations/<id>/            → one iteration
-POST /api/v1/rlhf/iterations/                 {"batch_ids": [...], "method": "both", "settings": {...}}
+POST /api/v1/rlhf/iterations/                 {"batch_ids": [...], "method": "dpo", "parent": "RLHF-V1",
+                                               "settings": {...}}
 POST /api/v1/rlhf/iterations/<id>/resume/     → re-queue the unfinished stage
 """
 
@@ -18,6 +19,7 @@ import annotation.url_converters  # noqa: F401 - registers <id:...>
 from annotation.columns import ID_MAX
 from annotation.permissions import CanLaunchTraining
 from rlhf import selectors, services
+from rlhf.methods import METHODS
 from rlhf.models import Iteration, IterationStage, PolicyEvaluation
 
 
@@ -83,7 +85,19 @@ class LaunchSerializer(serializers.Serializer):
     batch_ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=ID_MAX), allow_empty=False
     )
-    method = serializers.ChoiceField(choices=Iteration.Method.values, default=Iteration.Method.BOTH)
+    method = serializers.ChoiceField(
+        choices=Iteration.Method.values,
+        default=Iteration.Method.BOTH,
+        help_text="; ".join(f"{m}: {info.summary}" for m, info in METHODS.items()),
+    )
+    parent = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        default="",
+        help_text="The policy to start from, by name (an accepted RLHF-V{N} or a base model); "
+        "blank: the current policy.",
+    )
     settings = serializers.DictField(required=False, default=dict)
 
 
@@ -114,6 +128,7 @@ def iterations(request):
             method=data.validated_data["method"],
             settings_json=data.validated_data["settings"],
             created_by=request.user,
+            parent=data.validated_data["parent"] or None,
         )
     except ValueError as exc:  # settings the launch cannot use
         raise exceptions.ValidationError(str(exc)) from exc

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 
 from annotation.form_fields import ModelIdsChoiceField
 from modeling.selectors import batches_frozen
+from rlhf.methods import METHODS
 from rlhf.models import Iteration
 from rlhf.settings import IterationSettings, setting_bounds, settings_from_pairs
 
@@ -18,7 +21,31 @@ class IterationLaunchForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="Frozen batches to train on.",
     )
-    method = forms.ChoiceField(choices=Iteration.Method.choices, initial=Iteration.Method.BOTH)
+    method = forms.ChoiceField(
+        choices=Iteration.Method.choices,
+        initial=Iteration.Method.BOTH,
+        help_text="What each method trains from, needs and costs is listed below the form.",
+    )
+    parent = forms.ChoiceField(
+        required=False,
+        label="Start from",
+        help_text="Several methods started from the same parent on the same batches show side "
+        "by side on the Lineage page.",
+    )
+    dpo_beta = forms.FloatField(
+        initial=_DEFAULTS.dpo.beta, label="DPO β", **setting_bounds("dpo.beta")
+    )
+    dpo_loss_type = forms.ChoiceField(
+        choices=[("sigmoid", "sigmoid (DPO)"), ("ipo", "IPO"), ("robust", "robust DPO")],
+        initial=_DEFAULTS.dpo.loss_type,
+        label="DPO loss",
+    )
+    grpo_group_size = forms.IntegerField(
+        initial=_DEFAULTS.grpo.group_size, label="GRPO G", **setting_bounds("grpo.group_size")
+    )
+    grpo_steps = forms.IntegerField(
+        initial=_DEFAULTS.grpo.steps, label="GRPO steps", **setting_bounds("grpo.steps")
+    )
     rs_num_samples = forms.IntegerField(
         initial=_DEFAULTS.rejection_sampling.num_samples,
         label="K",
@@ -71,12 +98,51 @@ class IterationLaunchForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "blank: train from the batches"}),
     )
 
+    extra_settings = forms.CharField(
+        required=False,
+        label="Other settings (JSON)",
+        widget=forms.Textarea(
+            attrs={
+                "rows": 2,
+                "placeholder": '{"rrhf": {"num_samples": 8}, "dpo": {"use_margin": true}}',
+            }
+        ),
+        help_text="Any iteration setting by its section (docs/configuration.md); these win "
+        "over the fields above.",
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        from rlhf.selectors import policy_choices, policy_current
+
+        super().__init__(*args, **kwargs)
+        current = policy_current()
+        self.fields["parent"].choices = [("", f"the current policy ({current.name})")] + [
+            (name, name) for name in policy_choices() if name != current.name
+        ]
+
+    def clean_extra_settings(self) -> dict:
+        text = self.cleaned_data["extra_settings"].strip()
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(
+                f"Not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+            ) from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Give a JSON object, e.g. {"dpo": {"beta": 0.2}}.')
+        return value
+
     def settings_json(self) -> dict:
         """The nested settings JSON (``IterationSettings.from_json`` validates it)."""
         d = self.cleaned_data
         return settings_from_pairs(
-            [(path, d[name]) for name, path in SETTING_OF_FIELD.items()]
-            + [("next_batch_temperatures", [d["temperature_a"], d["temperature_b"]])]
+            list(d["extra_settings"].items()),
+            settings_from_pairs(
+                [(path, d[name]) for name, path in SETTING_OF_FIELD.items()]
+                + [("next_batch_temperatures", [d["temperature_a"], d["temperature_b"]])]
+            ),
         )
 
     def add_settings_errors(self, errors: dict[str, list[str]]) -> bool:
@@ -88,6 +154,12 @@ class IterationLaunchForm(forms.Form):
             name = FIELD_OF_SETTING.get(path)
             if path.startswith("next_batch_temperatures"):
                 name = "temperature_b" if path.endswith(".1") else "temperature_a"
+            if (
+                key.startswith("settings.")
+                and name is None
+                and self.cleaned_data.get("extra_settings")
+            ):
+                name = "extra_settings"  # a section the JSON field set
             if not key.startswith("settings.") or name is None:
                 shown = False
                 continue
@@ -101,6 +173,10 @@ SETTING_OF_FIELD = {
     "rs_num_samples": "rejection_sampling.num_samples",
     "ppo_steps": "ppo.steps",
     "ppo_kl_coef": "ppo.kl_coef",
+    "dpo_beta": "dpo.beta",
+    "dpo_loss_type": "dpo.loss_type",
+    "grpo_group_size": "grpo.group_size",
+    "grpo_steps": "grpo.steps",
     "max_prompts": "max_prompts",
     "next_batch_prompts": "next_batch_prompts",
     "next_batch_versus_previous": "next_batch_versus_previous",
@@ -112,3 +188,6 @@ SETTING_OF_FIELD = {
     "reward_safety_path": "reward_safety_path",
 }
 FIELD_OF_SETTING = {path: name for name, path in SETTING_OF_FIELD.items()}
+
+# The launch form's list of methods: (value, label, one line on what it needs and costs).
+METHOD_LINES = [(m, info.label, info.summary) for m, info in METHODS.items()]

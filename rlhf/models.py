@@ -13,8 +13,8 @@ from django.db import models
 
 
 class Iteration(models.Model):
-    """RLHF-V{number}: reward models → rejection sampling and/or PPO → register → evaluate →
-    next batch."""
+    """RLHF-V{number}: reward models → a policy-training method (``rlhf.methods``) →
+    register → evaluate → next batch."""
 
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
@@ -23,9 +23,19 @@ class Iteration(models.Model):
         REJECTED = "rejected", "Rejected"
 
     class Method(models.TextChoices):
+        """What trains the policy (``rlhf.methods`` says what each needs and costs)."""
+
         REJECTION_SAMPLING = "rejection_sampling", "Rejection sampling"
         PPO = "ppo", "PPO"
         BOTH = "both", "Rejection sampling, then PPO"
+        SFT = "sft", "SFT from demonstrations"
+        DPO = "dpo", "DPO"
+        RS_DPO = "rs_dpo", "Rejection sampling, then DPO"
+        ONLINE_DPO = "online_dpo", "Online DPO"
+        RRHF = "rrhf", "RRHF"
+        PRO = "pro", "PRO"
+        GRPO = "grpo", "GRPO"
+        RLOO = "rloo", "RLOO"
 
     number = models.PositiveIntegerField(unique=True, help_text="N of RLHF-V{N}.")
     status = models.CharField(
@@ -75,7 +85,14 @@ class Iteration(models.Model):
 class IterationStage(models.Model):
     class Name(models.TextChoices):
         REWARD_MODELS = "reward_models", "Reward models"
+        SFT = "sft", "SFT"
         REJECTION_SAMPLING = "rejection_sampling", "Rejection sampling"
+        DPO = "dpo", "DPO"
+        ONLINE_DPO = "online_dpo", "Online DPO"
+        RRHF = "rrhf", "RRHF"
+        PRO = "pro", "PRO"
+        GRPO = "grpo", "GRPO"
+        RLOO = "rloo", "RLOO"
         PPO = "ppo", "PPO"
         REGISTER = "register", "Register policy"
         EVALUATE = "evaluate", "Evaluate"

@@ -51,6 +51,59 @@ def policy_current() -> PolicyRef:
     return PolicyRef(name, path)
 
 
+def policy_by_name(name: str) -> PolicyRef | None:
+    """A policy an iteration may start from, by name: an accepted iteration's policy, a
+    registered base model or SFT policy, or "base" (the default base folder). None when no
+    such policy exists or it was not accepted (``policy_refusal`` says why)."""
+    from modeling.models import ModelKind, ModelVersion
+    from rlhf.services import base_policy
+
+    iteration = Iteration.objects.filter(policy_name=name).exclude(policy_path="").first()
+    if iteration is not None:
+        if iteration.status != Iteration.Status.ACCEPTED:
+            return None
+        sampling = (iteration.config or {}).get("sampling") or {}
+        return PolicyRef(name, Path(iteration.policy_path), str(sampling.get("server_url", "")))
+    version = ModelVersion.objects.filter(
+        name=name, kind__in=[ModelKind.BASE, ModelKind.POLICY], status=ModelVersion.Status.READY
+    ).first()
+    if version is not None:
+        return PolicyRef(name, Path(version.path))
+    base_name, base_path = base_policy()
+    if name == base_name:
+        return PolicyRef(base_name, base_path)
+    return None
+
+
+def policy_choices() -> list[str]:
+    """Names of the policies an iteration may start from (``policy_by_name``), newest first."""
+    from modeling.models import ModelKind, ModelVersion
+
+    not_accepted = set(
+        Iteration.objects.exclude(status=Iteration.Status.ACCEPTED)
+        .exclude(policy_name="")
+        .values_list("policy_name", flat=True)
+    )
+    names = [
+        name
+        for name in ModelVersion.objects.filter(
+            kind__in=[ModelKind.BASE, ModelKind.POLICY], status=ModelVersion.Status.READY
+        )
+        .order_by("-created_at")
+        .values_list("name", flat=True)
+        if name not in not_accepted
+    ]
+    return list(dict.fromkeys(names))
+
+
+def policy_refusal(name: str) -> str:
+    """Why ``policy_by_name(name)`` found nothing to start from."""
+    iteration = Iteration.objects.filter(policy_name=name).exclude(policy_path="").first()
+    if iteration is not None:
+        return f"{name} was {iteration.status}, not accepted: start from an accepted policy."
+    return f"No policy named {name!r}: give an accepted iteration's policy or a base model."
+
+
 def iteration_list() -> QuerySet[Iteration]:
     return Iteration.objects.prefetch_related(
         Prefetch("stages", queryset=IterationStage.objects.order_by("order")), "batches"
@@ -176,6 +229,30 @@ def _row(
         if ppo and ppo.status == "done" and ppo.result.get("steps")
         else None,
     )
+
+
+@dataclass(frozen=True)
+class SiblingGroup:
+    """Iterations started from the same parent on the same batches: methods side by side
+    (their evaluations used the same held-out prompts, split by content hash)."""
+
+    parent: str
+    batches: list[str]
+    iterations: list[Iteration]
+
+
+def lineage_siblings() -> list[SiblingGroup]:
+    """Groups of two or more iterations with the same parent and the same batches, oldest
+    group first, each group's iterations in launch order."""
+    groups: dict[tuple[str, tuple[str, ...]], list[Iteration]] = {}
+    for it in iteration_list().order_by("number"):
+        batches = tuple(sorted(b.name for b in it.batches.all()))
+        groups.setdefault((it.start_policy_name, batches), []).append(it)
+    return [
+        SiblingGroup(parent, list(batches), its)
+        for (parent, batches), its in groups.items()
+        if len(its) >= 2
+    ]
 
 
 _OUTCOME_KEYS = ("n", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high")

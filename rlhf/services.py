@@ -24,6 +24,7 @@ from annotation.models import Batch
 from config.leases import JobKind, stale_before
 from modeling.ml.backbones import ENCODER, backbone_of_folder
 from rlhf.judges import judge_for_launch
+from rlhf.methods import METHODS
 from rlhf.models import Iteration, IterationStage
 from rlhf.settings import IterationSettings, IterationSettingsError
 
@@ -34,30 +35,8 @@ logger = logging.getLogger(__name__)
 
 Stage = IterationStage.Name
 
-STAGES_BY_METHOD = {
-    Iteration.Method.REJECTION_SAMPLING: [
-        Stage.REWARD_MODELS,
-        Stage.REJECTION_SAMPLING,
-        Stage.REGISTER,
-        Stage.EVALUATE,
-        Stage.NEXT_BATCH,
-    ],
-    Iteration.Method.PPO: [
-        Stage.REWARD_MODELS,
-        Stage.PPO,
-        Stage.REGISTER,
-        Stage.EVALUATE,
-        Stage.NEXT_BATCH,
-    ],
-    Iteration.Method.BOTH: [
-        Stage.REWARD_MODELS,
-        Stage.REJECTION_SAMPLING,
-        Stage.PPO,
-        Stage.REGISTER,
-        Stage.EVALUATE,
-        Stage.NEXT_BATCH,
-    ],
-}
+# The stages of each method, in order (``rlhf.methods``).
+STAGES_BY_METHOD = {method: list(info.stages) for method, info in METHODS.items()}
 
 
 def base_policy() -> tuple[str, Path]:
@@ -116,9 +95,12 @@ def iteration_launch(
     created_by: User | None = None,
     start_policy_name: str | None = None,
     start_policy_path: str | None = None,
+    parent: str | None = None,
 ) -> Iteration:
-    """Create RLHF-V{N} from the latest accepted policy (or the base model) and queue its
-    first stage. Precondition: the batches exist and are frozen."""
+    """Create RLHF-V{N} from the latest accepted policy (or the base model), or from the
+    policy named ``parent`` (several methods can start from the same parent and be
+    compared side by side in the lineage), and queue its first stage. Precondition: the
+    batches exist and are frozen."""
     from rlhf import selectors
 
     try:
@@ -142,6 +124,7 @@ def iteration_launch(
         raise ValidationError(
             {"batches": f"Evaluation batches never train models: {', '.join(evaluation)}."}
         )
+    _method_data_check(method, batches)
     judge_for_launch(
         name=config.evaluation.judge,
         batch_ids=[b.pk for b in batches],
@@ -151,6 +134,11 @@ def iteration_launch(
         raise ValidationError(
             {"iteration": "An iteration is already running; resume or finish it first."}
         )
+    if parent:
+        chosen = selectors.policy_by_name(parent)
+        if chosen is None:
+            raise ValidationError({"parent": selectors.policy_refusal(parent)})
+        start_policy_name, start_policy_path = chosen.name, str(chosen.path)
     if start_policy_path is None:
         current = selectors.policy_current()
         start_policy_name, start_policy_path = current.name, str(current.path)
@@ -187,6 +175,27 @@ def iteration_launch(
     stage_enqueue(first)
     logger.info("launched %s (%s) on batches %s", iteration, method, [b.name for b in batches])
     return iteration
+
+
+def _method_data_check(method: str, batches: list[Batch]) -> None:
+    """Refuse a method whose batches hold none of what it trains from."""
+    from annotation.models import Demonstration, Label
+
+    names = ", ".join(b.name for b in batches)
+    if method == Iteration.Method.SFT:
+        if not Demonstration.objects.filter(batch__in=batches).exists():
+            raise ValidationError(
+                {
+                    "batches": f"SFT trains on demonstrations, and {names} hold none: import "
+                    "demonstrations or write them in the live page."
+                }
+            )
+        return
+    labelled = Label.objects.filter(comparison__batch__in=batches, comparison__is_gold=False)
+    if method in (Iteration.Method.DPO, Iteration.Method.RS_DPO) and not labelled.exists():
+        raise ValidationError(
+            {"batches": f"DPO trains on labelled pairs, and {names} hold no labels."}
+        )
 
 
 @transaction.atomic

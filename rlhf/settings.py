@@ -7,7 +7,8 @@
      "next_batch_temperatures": [0.7, 1.0], ...}
 
 The method sections are the Django-free configs themselves (``RejectionSamplingConfig``,
-``PPOConfig``), so each knob has one home and every field of them can be set; only their
+``PPOConfig``, ``SFTConfig``, ``DPOConfig`` (also ``online_dpo``), ``RRHFConfig``,
+``PROConfig``, ``GRPOConfig`` (also ``rloo``)), so each knob has one home and every field of them can be set; only their
 defaults change here, to a demo-sized run on the default small model on CPU (minutes). The
 paper's values stay in those classes. ``max_new_tokens`` and ``seed`` are shared by every
 stage: they are set once (``sampling.max_new_tokens``, ``seed``) and copied into each method
@@ -30,13 +31,27 @@ import pydantic
 from pydantic import AfterValidator
 from pydantic_core import ErrorDetails
 
+from rlhf.ml.dpo.config import DPOConfig
+from rlhf.ml.grpo.config import GRPOConfig
 from rlhf.ml.ppo.config import PPOConfig
 from rlhf.ml.prompt_fit import OverlongPolicy
+from rlhf.ml.ranking.config import PROConfig, RRHFConfig
 from rlhf.ml.rejection_sampling.config import RejectionSamplingConfig
+from rlhf.ml.sft.config import SFTConfig
 
 # Set once for every stage; the method sections take them from here.
 SHARED_SAMPLING_FIELDS = ("max_new_tokens", "seed")
-METHOD_SECTIONS = ("rejection_sampling", "ppo")
+METHOD_SECTIONS = (
+    "rejection_sampling",
+    "ppo",
+    "sft",
+    "dpo",
+    "online_dpo",
+    "rrhf",
+    "pro",
+    "grpo",
+    "rloo",
+)
 
 # The flat names of earlier releases (their stored iterations are rewritten by migration
 # rlhf 0004); named in the error a script that still sends them gets.
@@ -123,6 +138,26 @@ class IterationSettings:
     )
     ppo: PPOConfig = field(
         default_factory=lambda: PPOConfig(steps=4, rollout_batch_size=16, mini_batch_size=8)
+    )
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=2))
+    dpo: DPOConfig = field(default_factory=lambda: DPOConfig(epochs=2))
+    # a reference model for DPO other than the starting policy (same tokenizer); "": the start
+    dpo_reference_path: _Path = ""
+    online_dpo: DPOConfig = field(default_factory=lambda: DPOConfig(num_samples=4, epochs=2))
+    rrhf: RRHFConfig = field(default_factory=lambda: RRHFConfig(num_samples=4))
+    pro: PROConfig = field(default_factory=lambda: PROConfig(num_samples=4))
+    grpo: GRPOConfig = field(
+        default_factory=lambda: GRPOConfig(steps=4, prompts_per_step=8, group_size=4)
+    )
+    # RLOO: the GRPO trainer with the leave-one-out baseline and unscaled rewards
+    rloo: GRPOConfig = field(
+        default_factory=lambda: GRPOConfig(
+            steps=4,
+            prompts_per_step=8,
+            group_size=4,
+            baseline="leave_one_out",
+            scale_rewards="none",
+        )
     )
     # A method's learning rate left at the paper's value (set for 7-70B models) is scaled to
     # the policy's size (rlhf.ml.scale); false: use it as it is.

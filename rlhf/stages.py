@@ -35,7 +35,9 @@ class StageError(RuntimeError):
 
 
 def run(stage: IterationStage) -> dict:
-    handler = HANDLERS[Stage(stage.name)]
+    from rlhf import training_stages
+
+    handler = {**HANDLERS, **training_stages.HANDLERS}[Stage(stage.name)]
     iteration = Iteration.objects.get(pk=stage.iteration_id)
     return handler(iteration, stage, IterationSettings.from_json(iteration.config))
 
@@ -65,6 +67,9 @@ class IterationPrompts:
     held_out: list[PromptExample]
     fit: PromptFit  # what fitting did to the over-long ones (``fit.message()``)
     train_original: list[PromptExample]  # train[i] before fitting: what a new batch stores
+    # content hashes of the held-out prompts (before fitting): training data from the
+    # batches themselves (DPO's pairs) leaves these prompts out
+    held_out_hashes: frozenset[str] = frozenset()
 
     def log(self, report) -> dict:
         """Say in the stage's log what fitting did; the stage result's "prompts" entry."""
@@ -92,7 +97,9 @@ def iteration_prompts(iteration: Iteration, config: IterationSettings) -> Iterat
             content_hash in by_hash and by_hash[content_hash].safety_tagged
         )
         by_hash[content_hash] = PromptExample(tuple(turns), tagged)
+    by_hash = dict(sorted({**by_hash, **_demonstration_prompts(iteration, by_hash)}.items()))
     prompts = list(by_hash.values())[: config.max_prompts]
+    hashes = list(by_hash)[: config.max_prompts]
     if len(prompts) < 2:
         raise StageError(
             f"The batches of {iteration} hold {len(prompts)} prompt(s); at least 2 are needed "
@@ -118,7 +125,21 @@ def iteration_prompts(iteration: Iteration, config: IterationSettings) -> Iterat
             f"{fit.message()} That leaves {len(train)} training and {len(held_out)} held-out "
             "prompt(s); set sampling.overlong_prompts to truncate_left to keep the end of them."
         )
-    return IterationPrompts(train, held_out, fit, train_original)
+    return IterationPrompts(train, held_out, fit, train_original, frozenset(hashes[:n_held_out]))
+
+
+def _demonstration_prompts(iteration: Iteration, known: dict) -> dict[str, PromptExample]:
+    """The prompts of the batches' demonstrations that no comparison has (an SFT
+    iteration's batches may hold demonstrations only), by content hash."""
+    from annotation.models import Demonstration
+
+    rows = (
+        Demonstration.objects.filter(batch__in=iteration.batches.all())
+        .exclude(prompt__content_hash__in=list(known))
+        .values_list("prompt__content_hash", "prompt__turns")
+        .order_by("prompt__content_hash")
+    )
+    return {h: PromptExample(tuple(turns), False) for h, turns in rows}
 
 
 def _reward(iteration: Iteration):
@@ -333,10 +354,9 @@ def ppo(iteration: Iteration, stage: IterationStage, config: IterationSettings) 
     selected = iteration_prompts(iteration, config)
     fitted = selected.log(report)
     train_prompts = selected.train
-    rs = iteration.stages.filter(
-        name=Stage.REJECTION_SAMPLING, status=IterationStage.Status.DONE
-    ).first()
-    start = rs.result["checkpoint"] if rs else iteration.start_policy_path
+    from rlhf.training_stages import training_start
+
+    start = training_start(iteration, stage)
     start_policy = _load_policy(start)  # a clear error if the folder is not a checkpoint
     ppo_config, learning_rate = _scaled_learning_rate(
         config.ppo, start_policy.model, config, report
@@ -482,12 +502,15 @@ def _did_not_move(report, *, kls=(), losses=()) -> str:
 
 def register(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
     """Name the finished checkpoint RLHF-V{N}. Only now does the iteration have a policy."""
-    done = {s.name: s for s in iteration.stages.filter(status=IterationStage.Status.DONE)}
-    last = done.get(Stage.PPO) or done.get(Stage.REJECTION_SAMPLING)
+    from rlhf.methods import TRAINING_STAGES
+
+    last = (
+        iteration.stages.filter(name__in=TRAINING_STAGES, status=IterationStage.Status.DONE)
+        .order_by("-order")
+        .first()
+    )
     if last is None:
-        raise StageError(
-            "Neither rejection sampling nor PPO finished; there is no policy to register."
-        )
+        raise StageError("No training stage finished; there is no policy to register.")
     checkpoint = Path(last.result["checkpoint"])
     _load_policy(checkpoint)
     Iteration.objects.filter(pk=iteration.pk).update(
@@ -511,10 +534,21 @@ def _registry_add_policy(iteration: Iteration, checkpoint: Path, training_result
     summary = {
         k: v
         for k, v in training_result.items()
-        if k in ("mean_best_reward", "targets", "started_from", "weights", "lora")
+        if k
+        in (
+            "mean_best_reward",
+            "targets",
+            "started_from",
+            "weights",
+            "lora",
+            "pairs",
+            "demonstrations",
+        )
     }
     if training_result.get("steps"):
-        summary["ppo_final"] = training_result["steps"][-1]
+        summary["final_step"] = training_result["steps"][-1]
+        if iteration.method in (Iteration.Method.PPO, Iteration.Method.BOTH):
+            summary["ppo_final"] = summary["final_step"]
     model, _ = ModelVersion.objects.update_or_create(
         name=iteration.name,
         defaults={

@@ -15,9 +15,9 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from annotation.permissions import ANNOTATE, LAUNCH_TRAINING
+from annotation.permissions import ANNOTATE, DEMONSTRATE, LAUNCH_TRAINING
 from rlhf import human_evaluation, live, selectors, services
-from rlhf.forms import IterationLaunchForm
+from rlhf.forms import METHOD_LINES, IterationLaunchForm
 from rlhf.models import Iteration
 from rlhf.plots import best_of_k_svg, line_chart_svg
 
@@ -44,6 +44,25 @@ def _errors(exc: ValidationError) -> str:
     )
 
 
+# What the pipeline page plots of each training stage's steps (the names TRL users know).
+STEP_CHARTS = {
+    "ppo": ("reward and KL per step", ["reward", "kl"]),
+    "sft": ("loss per step", ["loss"]),
+    "dpo": (
+        "implicit rewards per step",
+        ["rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "loss"],
+    ),
+    "online_dpo": (
+        "implicit rewards per step",
+        ["rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "loss"],
+    ),
+    "rrhf": ("losses per step", ["loss", "rank_loss", "sft_loss", "rank_accuracy"]),
+    "pro": ("losses per step", ["loss", "rank_loss", "sft_loss", "rank_accuracy"]),
+    "grpo": ("reward and KL per step", ["reward", "kl", "clip_fraction"]),
+    "rloo": ("reward and KL per step", ["reward", "kl", "clip_fraction"]),
+}
+
+
 def _iteration_context(iteration) -> dict:
     if iteration is None:
         return {"iteration": None}
@@ -64,15 +83,18 @@ def _iteration_context(iteration) -> dict:
                 x_label="√KL to the starting policy",
                 y_label="mean reward",
             )
-        if stage.name == "ppo" and stage.result.get("steps"):
-            steps = stage.result["steps"]
-            charts["ppo"] = line_chart_svg(
-                [s["step"] for s in steps],
-                {"reward": [s["reward"] for s in steps], "KL": [s["kl"] for s in steps]},
-                title="PPO: reward and KL per step",
-                x_label="step",
-                y_label="value",
-            )
+        steps = stage.result.get("steps") or []
+        if stage.name in STEP_CHARTS and len(steps) >= 2:
+            title, keys = STEP_CHARTS[stage.name]
+            series = {k: [s.get(k) for s in steps] for k in keys if all(k in s for s in steps)}
+            if series:
+                charts[stage.name] = line_chart_svg(
+                    [s["step"] for s in steps],
+                    series,
+                    title=f"{stage.get_name_display()}: {title}",
+                    x_label="step",
+                    y_label="value",
+                )
     busy = any(s.status in ("queued", "running") for s in stages) and iteration.status == "running"
     warnings = [
         (stage, text)
@@ -118,6 +140,7 @@ def _render_pipeline(request, iteration, form=None, status: int = 200):
         {
             **_iteration_context(iteration),
             "form": form or IterationLaunchForm(),
+            "method_lines": METHOD_LINES,
             "iterations": selectors.iteration_list(),
             "current_policy": selectors.policy_current(),
         },
@@ -154,6 +177,7 @@ def iteration_launch(request):
             batch_ids=[b.pk for b in form.cleaned_data["batches"]],
             method=form.cleaned_data["method"],
             settings_json=form.settings_json(),
+            parent=form.cleaned_data["parent"] or None,
             created_by=request.user,
         )
     except ValidationError as exc:
@@ -198,11 +222,48 @@ def lineage(request):
         for row in rows
         if row.kind == "policy"
     ]
+    siblings = [
+        (
+            group,
+            [
+                (
+                    it,
+                    [
+                        win_rates.get(it.policy_name, {}).get("parent", {}).get(key)
+                        for key, _ in JUDGE_ORDER
+                    ],
+                    _last_step(it),
+                )
+                for it in group.iterations
+            ],
+        )
+        for group in selectors.lineage_siblings()
+    ]
     return render(
         request,
         "rlhf/lineage.html",
-        {"rows": rows, "charts": charts, "progress": progress, "judges": JUDGE_ORDER},
+        {
+            "rows": rows,
+            "charts": charts,
+            "progress": progress,
+            "judges": JUDGE_ORDER,
+            "siblings": siblings,
+        },
     )
+
+
+def _last_step(iteration) -> str:
+    """The last training stage's final step in a few words (what the method optimised)."""
+    from rlhf.methods import TRAINING_STAGES
+
+    stages = [s for s in iteration.stages.all() if s.name in TRAINING_STAGES and s.status == "done"]
+    if not stages:
+        return ""
+    last = stages[-1]
+    step = (last.result.get("steps") or [{}])[-1]
+    keys = STEP_CHARTS.get(last.name, ("", []))[1][:2]
+    shown = ", ".join(f"{k} {step[k]:.3f}" for k in keys if isinstance(step.get(k), int | float))
+    return f"{last.get_name_display()}: {shown}" if shown else last.get_name_display()
 
 
 JUDGE_ORDER = [("proxy", "Proxies"), ("judge", "Judge"), ("people", "People")]
@@ -315,4 +376,21 @@ def live_choose(request, session_id: int):
         )
     except ValidationError as exc:
         messages.error(request, _errors(exc))
+    return redirect("rlhf:live_session", session_id=session_id)
+
+
+@require_POST
+@permission(DEMONSTRATE)
+def live_demonstrate(request, session_id: int):
+    """The annotator's own ideal response instead of a choice (a demonstration)."""
+    text = request.POST.get("response", "")
+    try:
+        live.live_demonstrate(session_id=session_id, annotator=request.user, text=text)
+    except ValidationError as exc:
+        # The page again with the reason and what they wrote: 400, nothing written.
+        messages.error(request, _errors(exc))
+        session = live.live_session_get(session_id=session_id, annotator=request.user)
+        context = {**live.live_context(session), "demonstration_text": text}
+        return render(request, "rlhf/live.html", context, status=400)
+    messages.success(request, "Saved as a demonstration; it joins the dialogue.")
     return redirect("rlhf:live_session", session_id=session_id)

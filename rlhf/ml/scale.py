@@ -1,4 +1,4 @@
-"""Learning rates that suit the policy's size. Plain Python.
+"""Learning rates that suit the policy's size (plain Python; ``parameter_count`` reads a checkpoint).
 
 Llama 2's RLHF learning rates (rejection-sampling fine-tuning at 2e-5 as in SFT, PPO at
 1e-6) were set for 7-70B models. Applied to a model of a few million parameters they leave
@@ -26,3 +26,15 @@ def scaled_learning_rate(paper_lr: float, n_params: int, *, ceiling: float) -> f
 # The ceilings: the highest rates measured to stay stable on the default small model.
 REJECTION_SAMPLING_CEILING = 1e-3
 PPO_CEILING = 1e-4
+
+
+def parameter_count(path: str) -> int:
+    """Parameters of the causal LM checkpoint at ``path``, counted on the meta device
+    (nothing is loaded or allocated)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())

@@ -78,3 +78,25 @@ def frozen_batch(n: int = 6, name: str | None = None):
         )
     services.batch_transition(batch=batch, to=Batch.Status.CLOSED)
     return services.batch_transition(batch=batch, to=Batch.Status.FROZEN)
+
+
+def demonstration_batch(n: int = 6, name: str | None = None):
+    """A frozen batch of ``n`` demonstrations (an ideal response per prompt) and no
+    comparisons: what an SFT iteration trains on."""
+    from annotation import services
+    from annotation.domain import Role, Turn
+    from annotation.models import Batch
+    from tests.factories import BatchFactory
+
+    batch = BatchFactory(**({"name": name} if name else {}))
+    words = ["egg", "water", "time", "day", "way", "thing", "help", "answer"]
+    for i in range(n):
+        services.demonstration_create(
+            batch=batch,
+            turns=[Turn(Role.USER, f"how do i {words[i % len(words)]} {batch.name} {i}")],
+            response=f"you can {words[(i + 1) % len(words)]} it with hot water",
+            source="test",
+        )
+    services.batch_transition(batch=batch, to=Batch.Status.OPEN)
+    services.batch_transition(batch=batch, to=Batch.Status.CLOSED)
+    return services.batch_transition(batch=batch, to=Batch.Status.FROZEN)

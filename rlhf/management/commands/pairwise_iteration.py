@@ -1,5 +1,7 @@
 """Run one weekly RLHF iteration from the command line, stage by stage, in this process.
 
+    python manage.py pairwise_iteration --batches week-1 --method dpo --parent RLHF-V1 \
+        --set dpo.beta=0.1 --set dpo.loss_type=ipo
     python manage.py pairwise_iteration --batches week-1 --method both \
         --set ppo.steps=8 --set sampling.max_new_tokens=64 --set reward_helpfulness_path=var/models/rm-h ...
     python manage.py pairwise_iteration --resume 3      # continue RLHF-V3 where it stopped
@@ -15,6 +17,7 @@ from annotation.models import Batch
 from modeling.selectors import batches_frozen
 from rlhf import services
 from rlhf.management.commands._settings import settings_from_options, validation_text
+from rlhf.methods import method_help
 from rlhf.models import Iteration
 
 
@@ -29,7 +32,17 @@ class Command(BaseCommand):
             help="Names of frozen batches (default: all frozen).",
         )
         parser.add_argument(
-            "--method", default=Iteration.Method.BOTH, choices=Iteration.Method.values
+            "--method",
+            default=Iteration.Method.BOTH,
+            choices=Iteration.Method.values,
+            help=method_help(),
+        )
+        parser.add_argument(
+            "--parent",
+            default="",
+            metavar="NAME",
+            help="Start from this policy (an accepted RLHF-V{N} or a base model) instead of the "
+            "current one: several methods from one parent compare side by side in the lineage.",
         )
         parser.add_argument(
             "--set",
@@ -69,6 +82,7 @@ class Command(BaseCommand):
                         batch_ids=list(batches.values_list("pk", flat=True)),
                         method=opts["method"],
                         settings_json=settings_json,
+                        parent=opts["parent"] or None,
                     ),
                 )
                 self.stdout.write(f"Launched {iteration.name}")
