@@ -153,7 +153,10 @@ def test_resume_gives_the_same_steps_and_weights(tiny_policy_dir, tmp_path):
     a, b = dict(whole.model.named_parameters()), dict(resumed_trainer.model.named_parameters())
     for name, value in a.items():
         torch.testing.assert_close(b[name], value, atol=1e-6, rtol=0)
-    assert any((p - q).abs().max() > 1e-4 for p, q in zip(a.values(), fresh().model.parameters()))
+    assert any(
+        (p - q).abs().max() > 1e-4
+        for p, q in zip(a.values(), fresh().model.parameters(), strict=True)
+    )
 
 
 def test_nan_loss_names_the_step(tiny_policy):
@@ -272,3 +275,19 @@ def test_online_dpo_round(tiny_policy):
     assert result.steps[-1]["step"] == 1 and set(result.seconds) == {"generation", "reward"}
     for pair in result.pairs:
         assert count_eggs([], [pair.chosen], []) > count_eggs([], [pair.rejected], [])
+
+
+def test_saved_state_of_other_pairs_is_refused(tiny_policy_dir, tmp_path):
+    config = toy_config(checkpoint_every=1)
+
+    def stop(metrics: dict) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        DPOTrainer.from_pretrained(tiny_policy_dir, config, device="cpu").train(
+            egg_pairs(16, seed=7), on_step=stop, state=TrainState(tmp_path / "s", every=1)
+        )
+    with pytest.raises(ValueError, match="was made for other pairs"):
+        DPOTrainer.from_pretrained(tiny_policy_dir, config, device="cpu").train(
+            egg_pairs(16, seed=8), state=TrainState(tmp_path / "s", every=1)
+        )

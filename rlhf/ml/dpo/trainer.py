@@ -19,6 +19,8 @@ applies the output head only at response positions. Metrics carry TRL's names.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -147,6 +149,15 @@ def implicit_reward_accuracy(
     return float((margin[:, 0] > margin[:, 1]).float().mean())
 
 
+def pairs_digest(pairs: Sequence[PreferencePair]) -> str:
+    """SHA-256 of the pairs in order: a saved state resumes only the run it was made for
+    (online DPO samples new pairs on a rerun)."""
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(json.dumps([p.turns, p.chosen, p.rejected, p.margin], sort_keys=True).encode())
+    return h.hexdigest()
+
+
 def linear_schedule(step: int, total: int, warmup_ratio: float) -> float:
     """LR multiplier for 0-based ``step``: ``transformers``' linear schedule with warm-up
     (what TRL's DPOTrainer uses by default), warm-up steps ``ceil(ratio · total)``."""
@@ -269,8 +280,9 @@ class DPOTrainer:
         )
         start = state.restore(self.model, self.optimizer) if state is not None else 0
         if start:
-            reference = state.extra.get("reference_logps") if state is not None else None
-            if reference is None or tuple(reference.shape) != (len(data), 2):
+            extra = state.extra if state is not None else {}
+            reference = extra.get("reference_logps")
+            if reference is None or extra.get("pairs_digest") != pairs_digest(data):
                 raise ValueError(
                     f"The saved DPO state {state.path if state else ''} was made for other pairs; "
                     "remove it to start over."
@@ -281,6 +293,7 @@ class DPOTrainer:
             raise NonFiniteError("The reference model's log-probabilities are not finite.")
         device = next(self.model.parameters()).device
         reference = reference.to(device)
+        digest = pairs_digest(data)
         history: list[dict] = []
         self.model.train()
         for step in range(start + 1, total + 1):
@@ -348,7 +361,7 @@ class DPOTrainer:
                     total,
                     self.model,
                     self.optimizer,
-                    extra={"reference_logps": reference.cpu()},
+                    extra={"reference_logps": reference.cpu(), "pairs_digest": digest},
                 )
             if on_step is not None:
                 on_step(metrics)
