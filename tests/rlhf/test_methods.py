@@ -33,7 +33,7 @@ TINY_METHODS = {
 }
 
 
-def launch(models, batches, method, **overrides):
+def launch(models, batches, method, parent=None, **overrides):
     config = {
         **TINY_METHODS,
         "reward_helpfulness_path": str(models["helpful"]),
@@ -41,7 +41,7 @@ def launch(models, batches, method, **overrides):
         **overrides,
     }
     return services.iteration_launch(
-        batch_ids=[b.pk for b in batches], method=method, settings_json=config
+        batch_ids=[b.pk for b in batches], method=method, settings_json=config, parent=parent
     )
 
 
