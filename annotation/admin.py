@@ -11,6 +11,7 @@ from annotation.models import (
     Assignment,
     Batch,
     Comparison,
+    Demonstration,
     GoldComparison,
     Guideline,
     Label,
@@ -134,6 +135,13 @@ class ComparisonAdmin(ReadOnlyAdmin):
     list_filter = ["category", "is_gold", "batch__status", "batch"]
     raw_id_fields = ["prompt", "response_a", "response_b"]
     actions = [mark_gold_on_record]
+
+
+@admin.register(Demonstration)
+class DemonstrationAdmin(ReadOnlyAdmin):
+    list_display = ["id", "batch", "source", "written_by", "created_at"]
+    list_filter = ["batch__status", "batch"]
+    raw_id_fields = ["prompt"]
 
 
 @admin.register(GoldComparison)

@@ -353,7 +353,7 @@ class BatchImportApi(ServiceApiView):
 
     @extend_schema(
         operation_id="batches_import",
-        summary="Import comparisons from JSONL (all or nothing, unless skip_invalid)",
+        summary="Import comparisons and/or demonstrations from JSONL (all or nothing, unless skip_invalid)",
         request={"multipart/form-data": ImportInputSerializer},
         responses={
             201: ImportReportSerializer,
@@ -386,6 +386,7 @@ class BatchImportApi(ServiceApiView):
                 skip_invalid=data["skip_invalid"],
                 created_by=request.user,
                 max_bytes=settings.PAIRWISE_IMPORT_MAX_BYTES,
+                kind=data["kind"],
             )
         except ImportFileError as exc:
             body = {

@@ -97,8 +97,24 @@ class BatchCreateForm(forms.Form):
 class ImportForm(forms.Form):
     FORMATS = [("native", "Pairwise native JSONL"), ("hh", "Anthropic HH JSONL")]
 
-    file = forms.FileField(help_text=".jsonl or .jsonl.gz, one comparison per line")
+    file = forms.FileField(
+        help_text=".jsonl or .jsonl.gz, one comparison or demonstration per line"
+    )
+    KINDS = [
+        ("auto", "Detect per line"),
+        ("comparisons", "Comparisons"),
+        ("demonstrations", "Demonstrations (ideal responses)"),
+    ]
+
     fmt = forms.ChoiceField(choices=FORMATS, initial="native", label="Format")
+    kind = forms.ChoiceField(
+        choices=KINDS,
+        initial="auto",
+        required=False,
+        label="Holds",
+        help_text="Detect: a line with a 'response' and no 'chosen' or 'response_a' is a "
+        "demonstration. Demonstrations from HH: each row's chosen transcript.",
+    )
     category = forms.ChoiceField(
         choices=[("", "From the file (native)")]
         + [(c.value, c.value.capitalize()) for c in Category],
@@ -116,6 +132,11 @@ class ImportForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if data.get("fmt") == "hh" and not data.get("category"):
+        data["kind"] = data.get("kind") or "auto"  # forms posted before the choice existed
+        if (
+            data.get("fmt") == "hh"
+            and data.get("kind") != "demonstrations"
+            and not data.get("category")
+        ):
             self.add_error("category", "HH files carry no category: choose helpfulness or safety.")
         return data

@@ -30,6 +30,20 @@ Formats (see README, "Import formats"):
   tie, stored as strength "negligibly better / unsure" on a side picked by a fixed coin
   (a hash of idx and annotator, so ties favour neither position) with comment ``tie``.
   The raw annotations stay in the comparison's metadata.
+
+Demonstrations (the ideal response to a dialogue, Llama 2's SFT data) come in two shapes:
+
+- a JSONL row ``{"id": optional, "turns" | "dialogue" | "prompt": [turns] or a string,
+  "response": "...", "provenance": {optional object, kept}}`` (the dialogue ends with the
+  user's turn), or TRL's SFT row ``{"messages": [turns..., {"role": "assistant", ...}]}``;
+- an HH row, whose ``chosen`` transcript is one: its last Assistant turn is the response,
+  the turns before it the dialogue (``rejected`` is not read).
+
+``parse_file``'s ``kind`` says which a file holds: ``comparisons``, ``demonstrations`` (HH
+rows read as their chosen transcript), or ``auto``: a JSONL line with ``response`` (or
+``messages``) and none of ``chosen``, ``rejected``, ``response_a``, ``response_b`` is a
+demonstration (as is one with ``turns`` or ``dialogue``, keys no comparison format has),
+any other a comparison of the file's format, so one file may hold both.
 """
 
 from __future__ import annotations
@@ -62,6 +76,11 @@ HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
 HH_ROLES = {"Human": Role.USER, "Assistant": Role.ASSISTANT}
 HH_NAMES = {Role.USER: "Human", Role.ASSISTANT: "Assistant"}
 FORMATS = ("hh", "native", "pairwise", "pandalm")
+# What a file holds (``parse_file``'s ``kind``): auto tells demonstrations by their keys.
+KINDS = ("auto", "comparisons", "demonstrations")
+DEMONSTRATION_FORMATS = ("native", "hh")
+DIALOGUE_KEYS = ("turns", "dialogue", "prompt")  # a demonstration's dialogue, by any name
+COMPARISON_KEYS = ("chosen", "rejected", "response_a", "response_b")
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,22 @@ class ComparisonIn:
         return comparison_hash(
             self.turns, self.response_a.text, self.response_b.text, self.category
         )
+
+
+@dataclass(frozen=True)
+class DemonstrationIn:
+    """One demonstration as read: the dialogue (ending with the user's turn) and the ideal
+    response; ``external_id`` and ``given`` (the row's own provenance object) are kept."""
+
+    line: int
+    turns: tuple[Turn, ...]
+    response: str
+    external_id: str = ""
+    given: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        return demonstration_hash(self.turns, self.response)
 
 
 @dataclass(frozen=True)
@@ -200,6 +235,14 @@ def comparison_hash(turns, text_a: str, text_b: str, category: str) -> str:
         [[t.as_dict() for t in turns], text_a, text_b, str(category)],
         ensure_ascii=False,
         separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def demonstration_hash(turns, response: str) -> str:
+    """SHA-256 of (dialogue, response): the same demonstration twice in a batch is one."""
+    canonical = json.dumps(
+        [[t.as_dict() for t in turns], response], ensure_ascii=False, separators=(",", ":")
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -620,6 +663,69 @@ def _merge_pairwise(rows: list[ComparisonIn], problems: ProblemList) -> list[Com
     return list(merged.values())
 
 
+def is_demonstration_row(obj: Any) -> bool:
+    """``kind="auto"``'s rule: a row with ``response`` (or TRL's ``messages``) and no key
+    of a comparison is a demonstration; so is one with ``turns`` or ``dialogue`` (which no
+    comparison format has), so that a row missing its response is told so."""
+    return (
+        isinstance(obj, dict)
+        and any(key in obj for key in ("response", "messages", "turns", "dialogue"))
+        and not any(key in obj for key in COMPARISON_KEYS)
+    )
+
+
+def parse_demonstration_row(obj: Any, line: int) -> DemonstrationIn:
+    """One demonstration row: ``{"turns" | "dialogue" | "prompt", "response"}`` or TRL's
+    ``{"messages": [..., {"role": "assistant", ...}]}``."""
+    if not isinstance(obj, dict):
+        raise RowError("", f"must be a JSON object, got {type(obj).__name__}")
+    if any(key in obj for key in ("response_a", "response_b", "chosen")):
+        raise RowError("", "is a comparison (it has two responses), not a demonstration")
+    if "messages" in obj and "response" not in obj:
+        messages = obj["messages"]
+        if not isinstance(messages, list) or len(messages) < 2:
+            raise RowError("messages", "must be a list of turns ending with the assistant's")
+        last = messages[-1]
+        where = f"messages[{len(messages) - 1}]"
+        if not isinstance(last, dict) or last.get("role") != Role.ASSISTANT:
+            raise RowError(
+                f"{where}.role", "the last message must be the assistant's (the response)"
+            )
+        turns = parse_turns(messages[:-1], "messages")
+        response = _text(last.get("content"), f"{where}.content")
+    else:
+        names = [key for key in DIALOGUE_KEYS if key in obj]
+        if not names:
+            raise RowError("turns", "is missing (the dialogue: 'turns', 'dialogue' or 'prompt')")
+        if len(names) > 1:
+            raise RowError(names[1], f"gives the dialogue a second time (also '{names[0]}')")
+        if "response" not in obj:
+            raise RowError("response", "is missing")
+        turns = parse_turns(obj[names[0]], names[0])
+        response = _completion(obj["response"], "response")
+    external_id = obj.get("id", "")
+    if isinstance(external_id, bool) or not isinstance(external_id, str | int):
+        raise RowError("id", "must be a string or an integer")
+    given = obj.get("provenance", {})
+    if not isinstance(given, dict):
+        raise RowError("provenance", f"must be an object, got {type(given).__name__}")
+    return DemonstrationIn(line, turns, response, _name(str(external_id), "id"), given)
+
+
+def parse_hh_demonstration_row(obj: Any, line: int) -> DemonstrationIn:
+    """An HH row's chosen transcript as a demonstration: its last Assistant turn is the
+    response, the turns before it the dialogue."""
+    if not isinstance(obj, dict):
+        raise RowError("", f"must be a JSON object, got {type(obj).__name__}")
+    if "chosen" not in obj:
+        raise RowError("chosen", "is missing")
+    chosen = parse_hh_dialogue(obj["chosen"], "chosen")
+    if len(chosen) < 2 or chosen[-2].role is not Role.USER:
+        raise RowError("chosen", "needs a Human turn before its last Assistant turn")
+    response = _text(chosen[-1].content, "chosen")
+    return DemonstrationIn(line, tuple(chosen[:-1]), response, str(line))
+
+
 PANDALM_CHOICES = {1: "A", 2: "B"}
 ANNOTATOR_KEY = re.compile(r"annotator\d+")
 MAX_JSON_ARRAY_BYTES = 512 << 20
@@ -790,6 +896,7 @@ class ParseResult:
     lines_read: int
     more_problems: int = 0  # found beyond the limit, counted but not listed
     lines_unchecked: int = 0  # left unread once the limit was reached (stop_at_max_problems)
+    demonstrations: list[DemonstrationIn] = field(default_factory=list)
 
     @property
     def problems_total(self) -> int:
@@ -807,6 +914,7 @@ def parse_file(
     max_bytes: int | None = None,
     max_problems: int | None = None,
     stop_at_max_problems: bool = False,
+    kind: str = "auto",
 ) -> ParseResult:
     """Parse every line, collecting problems with line and field: all of them, or with
     ``max_problems`` the first ones and a count of the rest. Memory stays flat however bad
@@ -819,20 +927,33 @@ def parse_file(
     ``ImportTooLargeError`` past ``max_bytes`` (None: no limit) of the file or of its data
     once decompressed, and ``ImportFileError`` when the file itself cannot be read (bad
     gzip): such a file is refused whole.
+
+    ``kind`` (``KINDS``): ``demonstrations`` reads every line as one (HH rows: their chosen
+    transcript); ``auto`` reads a line as one when ``is_demonstration_row`` says so. They
+    are returned in ``demonstrations``, checked and deduplicated like comparisons.
     """
     default_category = Category(category) if category else None
     if fmt not in FORMATS:
         raise ValueError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    if kind == "demonstrations" and fmt not in DEMONSTRATION_FORMATS:
+        raise ValueError(
+            f"demonstrations are imported from {' or '.join(DEMONSTRATION_FORMATS)} files, "
+            f"not {fmt}"
+        )
     problems = ProblemList(max_problems)
     if fmt == "pandalm":
         return _parse_pandalm(
             stream, default_category or Category.HELPFULNESS, filename, problems, max_bytes
         )
-    if fmt == "hh" and default_category is None:
+    if fmt == "hh" and default_category is None and kind != "demonstrations":
         raise ValueError("HH files carry no category: choose helpfulness or safety")
     source = source or ("anthropic-hh" if fmt == "hh" else "import")
     rows: list[ComparisonIn] = []
+    demonstrations: list[DemonstrationIn] = []
     seen: dict[str, int] = {}
+    seen_demonstrations: dict[str, int] = {}
     lines = _LineReader(stream, filename, max_bytes=max_bytes)
     lines_read = lines_unchecked = 0
     for number, text in lines:
@@ -846,6 +967,24 @@ def parse_file(
         obj, problem = load_line(text)
         if problem is not None:
             problems.add(ImportProblem(number, "", problem))
+            continue
+        if kind == "demonstrations" or (kind == "auto" and is_demonstration_row(obj)):
+            try:
+                if (found := _text_problem_in(obj)) is not None:
+                    raise RowError(*found)
+                demonstration = (
+                    parse_hh_demonstration_row(obj, number)
+                    if fmt == "hh" and kind == "demonstrations"
+                    else parse_demonstration_row(obj, number)
+                )
+            except RowError as exc:
+                problems.add(ImportProblem(number, exc.field, str(exc)))
+                continue
+            first = seen_demonstrations.setdefault(demonstration.content_hash, number)
+            if first != number:
+                problems.add(ImportProblem(number, "", f"duplicate of line {first}"))
+                continue
+            demonstrations.append(demonstration)
             continue
         try:
             if (found := _text_problem_in(obj)) is not None:
@@ -874,4 +1013,6 @@ def parse_file(
         problems.shown.sort(key=lambda p: p.line)
     if lines_read == 0 and not lines_unchecked:
         problems.add(ImportProblem(0, "", "the file is empty"))
-    return ParseResult(rows, problems.shown, lines_read, problems.more, lines_unchecked)
+    return ParseResult(
+        rows, problems.shown, lines_read, problems.more, lines_unchecked, demonstrations
+    )

@@ -1,5 +1,5 @@
 """Preference data: prompts (dialogue so far), responses with provenance, comparisons,
-labels, batches, guidelines, and the annotator queue's assignments.
+labels, demonstrations, batches, guidelines, and the annotator queue's assignments.
 
 Writes go through ``annotation.services``; reads through ``annotation.selectors``.
 """
@@ -276,6 +276,50 @@ class Comparison(models.Model):
 
     def response(self, choice: Choice | str) -> Response:
         return self.response_a if Choice(choice) is Choice.A else self.response_b
+
+
+class Demonstration(models.Model):
+    """The ideal response to a prompt, written by a person (Llama 2's SFT data, §3.1).
+
+    Lives in a batch beside comparisons (a batch may hold either or both) and freezes with
+    it: the batch's freeze hash covers its demonstrations. ``written_by`` is the Pairwise
+    annotator who wrote it (live annotation), empty for imported rows; ``provenance`` says
+    where it came from (importer, file and line, model, live session...).
+    """
+
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="demonstrations")
+    # The same table comparisons use: a dialogue is one row whatever answers it.
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="demonstrations")
+    response = models.TextField(help_text="The ideal next assistant turn.")
+    source = models.CharField(
+        max_length=100, blank=True, help_text="Import name, 'anthropic-hh' or 'live'."
+    )
+    written_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="demonstrations",
+        help_text="The annotator who wrote it; empty when imported.",
+    )
+    provenance = models.JSONField(
+        default=dict, blank=True, help_text="Where it came from: importer, file, line, model…"
+    )
+    content_hash = models.CharField(
+        max_length=64, help_text="SHA-256 of (prompt, response): finds duplicates."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["batch", "content_hash"], name="demonstration_unique_in_batch"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Demonstration {self.pk}: {self.response[:60]}"
 
 
 class Assignment(models.Model):

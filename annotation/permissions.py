@@ -1,6 +1,7 @@
 """Roles are Django groups carrying model permissions; checks read permissions, not names.
 
-- annotator: label comparisons (``annotation.add_label``)
+- annotator: label comparisons (``annotation.add_label``) and write ideal responses on the
+  live page (``annotation.add_demonstration``)
 - researcher: export preference data (``annotation.export_data``)
 - reviewer: review flagged and disputed labels and record verdicts
   (``annotation.review_labels``)
@@ -13,16 +14,17 @@ from __future__ import annotations
 from rest_framework.permissions import BasePermission
 
 ANNOTATE = "annotation.add_label"
+DEMONSTRATE = "annotation.add_demonstration"
 EXPORT = "annotation.export_data"
 MANAGE_BATCHES = "annotation.manage_batches"
 REVIEW = "annotation.review_labels"
 LAUNCH_TRAINING = "modeling.launch_training"
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    "annotator": [ANNOTATE],
+    "annotator": [ANNOTATE, DEMONSTRATE],
     "researcher": [EXPORT],
     "reviewer": [REVIEW],
-    "admin": [ANNOTATE, EXPORT, MANAGE_BATCHES, REVIEW, LAUNCH_TRAINING],
+    "admin": [ANNOTATE, DEMONSTRATE, EXPORT, MANAGE_BATCHES, REVIEW, LAUNCH_TRAINING],
 }
 
 

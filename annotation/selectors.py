@@ -15,6 +15,7 @@ from annotation.models import (
     Assignment,
     Batch,
     Comparison,
+    Demonstration,
     Guideline,
     Label,
     ReviewVerdict,
@@ -48,6 +49,7 @@ class BatchProgress:
     extra_labels_wanted: int = 0
     gold_checks: int = 0
     gold_labels: int = 0
+    demonstrations: int = 0
 
     @property
     def percent(self) -> int:
@@ -81,6 +83,7 @@ def batch_progress(batch: Batch) -> BatchProgress:
         extra_labels_wanted=counts["extra"],
         gold_checks=counts["gold"],
         gold_labels=Label.objects.filter(comparison__batch=batch, comparison__is_gold=True).count(),
+        demonstrations=Demonstration.objects.filter(batch=batch).count(),
     )
 
 
@@ -146,8 +149,8 @@ def batch_list_with_progress() -> QuerySet[Batch]:
     """Batches with their progress counts in one query (subqueries, not joins that multiply).
 
     Annotates ``n_comparisons``, ``n_labels``, ``n_in_progress``, ``n_skipped`` (the
-    batch's own work, gold checks apart) and ``n_extra_labels`` (asked for by adaptive
-    overlap).
+    batch's own work, gold checks apart), ``n_extra_labels`` (asked for by adaptive
+    overlap) and ``n_demonstrations``.
     """
 
     def count_of(qs: QuerySet) -> Subquery:
@@ -162,8 +165,16 @@ def batch_list_with_progress() -> QuerySet[Batch]:
     own = Comparison.objects.filter(batch=OuterRef("pk"), is_gold=False).order_by().values("batch")
     n_comparisons = Subquery(own.annotate(n=Count("pk")).values("n")[:1])
     n_extra_labels = Subquery(own.annotate(n=Sum("extra_labels")).values("n")[:1])
+    n_demonstrations = Subquery(
+        Demonstration.objects.filter(batch=OuterRef("pk"))
+        .order_by()
+        .values("batch")
+        .annotate(n=Count("pk"))
+        .values("n")[:1]
+    )
     return Batch.objects.annotate(
         n_comparisons=Coalesce(n_comparisons, 0),
+        n_demonstrations=Coalesce(n_demonstrations, 0),
         n_extra_labels=Coalesce(n_extra_labels, 0),
         n_labels=Coalesce(count_of(Label.objects.all()), 0),
         n_in_progress=Coalesce(
@@ -175,13 +186,18 @@ def batch_list_with_progress() -> QuerySet[Batch]:
     ).order_by("-created_at")
 
 
-def preference_pairs_frozen(*, batch_ids: list[int]) -> list[PreferencePair]:
-    """Every label of the given FROZEN batches as a ``domain.PreferencePair`` (chosen =
-    the preferred response), in label order, but those on gold checks and those a reviewer
-    overruled; raises ``ValueError`` naming any batch that is
-    not frozen. Strength stays blank ("") for unrated imported labels."""
-    from annotation.domain import Category, PreferencePair, SafetyBin, Turn
+def demonstration_list_for_batch(batch: Batch) -> QuerySet[Demonstration]:
+    """A batch's demonstrations for its page, with their dialogue and author."""
+    return (
+        Demonstration.objects.filter(batch=batch)
+        .select_related("prompt", "written_by")
+        .order_by("id")
+    )
 
+
+def _training_batches(batch_ids: list[int]) -> None:
+    """Raise ``ValueError`` naming the batches among ``batch_ids`` that cannot train a
+    model: missing, not frozen, or evaluation batches."""
     batches = list(
         Batch.objects.filter(pk__in=batch_ids).values_list("id", "name", "status", "purpose")
     )
@@ -196,6 +212,33 @@ def preference_pairs_frozen(*, batch_ids: list[int]) -> list[PreferencePair]:
         raise ValueError(
             f"evaluation batches never train models; evaluation: {', '.join(evaluation)}"
         )
+
+
+def demonstrations_for_batches(batch_ids: list[int]) -> list[tuple[list[dict], str]]:
+    """Every demonstration of the given FROZEN batches as ``(turns, response)``, turns as
+    ``[{"role", "content"}, ...]`` ending with the user's: what an SFT stage trains on
+    (``rlhf.ml.sft``). In batch id, then demonstration id order; raises ``ValueError``
+    naming any batch that is missing, not frozen or an evaluation batch."""
+    _training_batches(batch_ids)
+    rows = (
+        Demonstration.objects.filter(batch_id__in=batch_ids)
+        .order_by("batch_id", "id")
+        .values_list("prompt__turns", "response")
+    )
+    return [
+        ([{"role": t["role"], "content": t["content"]} for t in turns], response)
+        for turns, response in rows.iterator(chunk_size=2000)
+    ]
+
+
+def preference_pairs_frozen(*, batch_ids: list[int]) -> list[PreferencePair]:
+    """Every label of the given FROZEN batches as a ``domain.PreferencePair`` (chosen =
+    the preferred response), in label order, but those on gold checks and those a reviewer
+    overruled; raises ``ValueError`` naming any batch that is
+    not frozen. Strength stays blank ("") for unrated imported labels."""
+    from annotation.domain import Category, PreferencePair, SafetyBin, Turn
+
+    _training_batches(batch_ids)
     # Labels on gold checks are checks of annotators, never training data: the gold
     # comparison's source keeps its own labels (counted once, where they are).
     # A label a reviewer overruled (the standing verdict prefers the other response) is

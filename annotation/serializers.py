@@ -16,6 +16,7 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from annotation.columns import INTEGER_MAX
 from annotation.domain import Choice
+from annotation.importers import KINDS
 from annotation.models import (
     CATEGORY_CHOICES,
     CHOICE_CHOICES,
@@ -429,6 +430,11 @@ class BatchSerializer(serializers.ModelSerializer):
     """A batch with its progress; expects ``selectors.batch_list_with_progress`` rows."""
 
     progress = BatchProgressSerializer(source="*", read_only=True)
+    demonstrations = serializers.IntegerField(
+        source="n_demonstrations",
+        read_only=True,
+        help_text="Ideal responses in the batch, written or imported (what SFT trains on).",
+    )
 
     class Meta:
         model = Batch
@@ -451,6 +457,7 @@ class BatchSerializer(serializers.ModelSerializer):
             "frozen_at",
             "freeze_hash",
             "progress",
+            "demonstrations",
         ]
         read_only_fields = fields
 
@@ -473,6 +480,14 @@ class BatchTransitionSerializer(serializers.Serializer):
 class ImportInputSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="JSONL, optionally gzip-compressed.")
     format = serializers.ChoiceField(choices=["hh", "native"])
+    kind = serializers.ChoiceField(
+        choices=list(KINDS),
+        required=False,
+        default="auto",
+        help_text="What the file holds. auto: a line with 'response' (or 'messages') and no "
+        "'chosen'/'response_a' is a demonstration, any other a comparison; demonstrations: "
+        "every line is one (an hh file's chosen transcripts).",
+    )
     category = serializers.ChoiceField(
         choices=CATEGORIES,
         required=False,
@@ -502,6 +517,10 @@ class ImportReportSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     labels_created = serializers.IntegerField()
     duplicates_existing = serializers.IntegerField()
+    demonstrations_created = serializers.IntegerField()
+    demonstrations_existing = serializers.IntegerField(
+        help_text="Demonstrations already in the batch, not duplicated."
+    )
     skipped_invalid = ImportProblemSerializer(many=True)
     more_skipped_invalid = serializers.IntegerField(
         help_text="Invalid rows skipped beyond those listed (PAIRWISE_IMPORT_MAX_PROBLEMS)."

@@ -22,12 +22,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation import importers, selectors
-from annotation.domain import Category, Turn, text_problem
+from annotation.domain import Category, Role, Turn, text_problem
 from annotation.gold.services import batch_gold_sync
 from annotation.models import (
     Assignment,
     Batch,
     Comparison,
+    Demonstration,
     Guideline,
     Label,
     Prompt,
@@ -112,7 +113,8 @@ def batch_create(
 
 
 def batch_content_hash(batch: Batch) -> str:
-    """SHA-256 over the batch's comparisons, labels and their review in a canonical order.
+    """SHA-256 over the batch's comparisons, labels, their review and its demonstrations
+    in a canonical order.
 
     Streams rows; the same data gives the same hash on SQLite and PostgreSQL.
     """
@@ -187,6 +189,15 @@ def batch_content_hash(batch: Batch) -> str:
         .iterator(chunk_size=2000)
     ):
         digest.update(json.dumps(["a", *flag]).encode())
+    # Demonstrations (what an SFT stage trains on): which dialogue and response, by whom.
+    # A batch without demonstrations hashes as it did before they existed.
+    demonstrations = (
+        Demonstration.objects.filter(batch=batch)
+        .order_by("id")
+        .values_list("id", "content_hash", "written_by_id")
+    )
+    for demonstration in demonstrations.iterator(chunk_size=2000):
+        digest.update(json.dumps(["d", *demonstration]).encode())
     return digest.hexdigest()
 
 
@@ -207,8 +218,16 @@ def batch_transition(*, batch: Batch, to: str, by: User | None = None) -> Batch:
         )
     now = timezone.now()
     if to is Batch.Status.OPEN:
-        if not batch.comparisons.filter(is_gold=False).exists():
-            raise ValidationError({"status": f"Batch {batch.name!r} has no comparisons to open."})
+        if (
+            not batch.comparisons.filter(is_gold=False).exists()
+            and not batch.demonstrations.exists()
+        ):
+            raise ValidationError(
+                {
+                    "status": f"Batch {batch.name!r} has no comparisons to open "
+                    "(and no demonstrations)."
+                }
+            )
         batch.opened_at = batch.opened_at or now
     elif to is Batch.Status.CLOSED:
         batch.closed_at = now
@@ -224,9 +243,15 @@ def batch_transition(*, batch: Batch, to: str, by: User | None = None) -> Batch:
 
         transaction.on_commit(partial(review_checks_run.delay, batch.pk))
     elif to is Batch.Status.FROZEN:
-        if not Label.objects.filter(comparison__batch=batch).exists():
+        if (
+            not Label.objects.filter(comparison__batch=batch).exists()
+            and not batch.demonstrations.exists()
+        ):
             raise ValidationError(
-                {"status": f"Batch {batch.name!r} has no labels; there is nothing to freeze."}
+                {
+                    "status": f"Batch {batch.name!r} has no labels (and no "
+                    "demonstrations); there is nothing to freeze."
+                }
             )
         batch.frozen_at = now
         batch.freeze_hash = batch_content_hash(batch)
@@ -314,6 +339,45 @@ def comparison_create(
         ) from None
 
 
+@transaction.atomic
+def demonstration_create(
+    *,
+    batch: Batch,
+    turns: tuple[Turn, ...] | list[Turn],
+    response: str,
+    source: str = "",
+    written_by: User | None = None,
+    provenance: dict | None = None,
+) -> Demonstration:
+    """The ideal response to ``turns`` (which end with the user's turn), in a draft or open
+    batch. ``written_by`` is the annotator who wrote it (None: imported). The same dialogue
+    and response twice in a batch is refused (``ValidationError``)."""
+    _require_editable(batch)
+    if not turns or turns[-1].role != Role.USER:
+        raise ValidationError({"turns": "A demonstration answers a dialogue ending with the user."})
+    if not response.strip():
+        raise ValidationError({"response": "Write the response first."})
+    for where, text in [("response", response), *(("turns", t.content) for t in turns)]:
+        if (problem := text_problem(text)) is not None:
+            raise ValidationError({where: f"The text {problem}."})
+    prompt = prompt_get_or_create(turns=turns, source=source, created_by=written_by)
+    try:
+        with transaction.atomic():
+            return Demonstration.objects.create(
+                batch=batch,
+                prompt=prompt,
+                response=response,
+                source=source[: Demonstration._meta.get_field("source").max_length],
+                written_by=written_by,
+                provenance=provenance or {},
+                content_hash=importers.demonstration_hash(turns, response),
+            )
+    except IntegrityError:
+        raise ValidationError(
+            {"response": f"Batch {batch.name!r} already has this demonstration."}
+        ) from None
+
+
 @dataclass
 class ImportReport:
     """What an import did. ``skipped_invalid`` is non-empty only for an explicit partial import."""
@@ -325,18 +389,30 @@ class ImportReport:
     duplicates_existing: int = 0
     skipped_invalid: list[importers.ImportProblem] = field(default_factory=list)
     more_skipped_invalid: int = 0  # beyond PAIRWISE_IMPORT_MAX_PROBLEMS: counted, not listed
+    demonstrations_created: int = 0
+    demonstrations_existing: int = 0  # already in the batch, not duplicated
 
     def summary(self) -> str:
-        parts = [
-            f"{self.created} comparison(s) imported from {self.filename} ({self.lines_read} lines)"
-        ]
+        what = [f"{self.created} comparison(s)"] if self.created or not self._demonstrations else []
+        if self._demonstrations:
+            what.append(f"{self.demonstrations_created} demonstration(s)")
+        parts = [f"{' and '.join(what)} imported from {self.filename} ({self.lines_read} lines)"]
         if self.labels_created:
             parts.append(f"{self.labels_created} label(s)")
         if self.duplicates_existing:
             parts.append(f"{self.duplicates_existing} already in the batch, not duplicated")
+        if self.demonstrations_existing:
+            parts.append(
+                f"{self.demonstrations_existing} demonstration(s) already in the batch, "
+                "not duplicated"
+            )
         if skipped := len(self.skipped_invalid) + self.more_skipped_invalid:
             parts.append(f"{skipped} invalid row(s) skipped")
         return "; ".join(parts) + "."
+
+    @property
+    def _demonstrations(self) -> bool:
+        return bool(self.demonstrations_created or self.demonstrations_existing)
 
 
 def comparisons_import(
@@ -351,8 +427,14 @@ def comparisons_import(
     source: str = "",
     created_by: User | None = None,
     max_bytes: int | None = None,
+    kind: str = "auto",
 ) -> ImportReport:
-    """Import a JSONL file into ``batch``: all of it or nothing.
+    """Import a JSONL file of comparisons and/or demonstrations into ``batch``: all of it
+    or nothing.
+
+    ``kind`` (``importers.KINDS``) says what the file holds: ``comparisons``,
+    ``demonstrations`` (an HH file's chosen transcripts, or demonstration rows), or
+    ``auto``: each line by its keys (``importers.is_demonstration_row``).
 
     The whole file is parsed and validated before anything is written; problems are
     listed up to ``PAIRWISE_IMPORT_MAX_PROBLEMS`` and counted beyond (an all-or-nothing
@@ -376,12 +458,13 @@ def comparisons_import(
             max_bytes=max_bytes,
             max_problems=settings.PAIRWISE_IMPORT_MAX_PROBLEMS,
             stop_at_max_problems=not skip_invalid,
+            kind=kind,
         )
     except importers.ImportFileError:
         raise
     except ValueError as exc:
         raise ValidationError({"format": str(exc)}) from None
-    if parsed.problems and (not skip_invalid or not parsed.rows):
+    if parsed.problems and (not skip_invalid or not (parsed.rows or parsed.demonstrations)):
         raise importers.ImportFileError(
             filename,
             parsed.problems,
@@ -431,6 +514,28 @@ def comparisons_import(
                 )
                 report.labels_created += 1
             report.created += 1
+        known = set(
+            Demonstration.objects.filter(
+                batch=batch, content_hash__in=[d.content_hash for d in parsed.demonstrations]
+            ).values_list("content_hash", flat=True)
+        )
+        for demonstration in parsed.demonstrations:
+            if demonstration.content_hash in known:
+                report.demonstrations_existing += 1
+                continue
+            provenance: dict = {"importer": fmt, "file": filename, "line": demonstration.line}
+            if demonstration.external_id:
+                provenance["id"] = demonstration.external_id
+            if demonstration.given:
+                provenance["given"] = demonstration.given
+            demonstration_create(
+                batch=batch,
+                turns=demonstration.turns,
+                response=demonstration.response,
+                source=source,
+                provenance=provenance,
+            )
+            report.demonstrations_created += 1
     logger.info("import into %s: %s", batch.name, report.summary())
     return report
 

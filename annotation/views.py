@@ -260,6 +260,9 @@ def _render_batch_detail(request, batch_id: int, *, status=200, **extra):
     page = Paginator(selectors.comparison_list_for_batch(batch), 25).get_page(
         request.GET.get("page")
     )
+    demonstrations = Paginator(selectors.demonstration_list_for_batch(batch), 25).get_page(
+        request.GET.get("demonstrations_page")
+    )
     transitions = [
         (
             to.value,
@@ -272,6 +275,7 @@ def _render_batch_detail(request, batch_id: int, *, status=200, **extra):
         "batch": batch,
         "progress": selectors.batch_progress(batch),
         "page": page,
+        "demonstrations": demonstrations,
         "transitions": transitions,
         "editable": batch.status in (Batch.Status.DRAFT, Batch.Status.OPEN),
         "import_form": ImportForm(),
@@ -322,6 +326,7 @@ def batch_import(request, batch_id: int):
                 skip_invalid=form.cleaned_data["skip_invalid"],
                 created_by=request.user,
                 max_bytes=settings.PAIRWISE_IMPORT_MAX_BYTES,
+                kind=form.cleaned_data["kind"],
             )
         except ImportFileError as exc:
             error = exc

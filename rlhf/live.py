@@ -5,22 +5,29 @@ joins the dialogue, and the annotator writes the next turn.
 
 Every turn is a normal comparison in an open "Live annotation" batch with its label, so
 live data trains the reward models like any other.
+
+Instead of choosing, the annotator may write the ideal response (``live_demonstrate``):
+it is stored as a demonstration (``annotation.models.Demonstration``, written by them) in
+the same batch, for supervised fine-tuning, and joins the dialogue in place of a pick.
 """
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
 from annotation import services as annotation_services
-from annotation.domain import Choice, Strength, text_problem
-from annotation.models import Batch
-from annotation.queue import labels, rules
+from annotation.domain import Choice, Role, Strength, Turn, text_problem
+from annotation.models import Assignment, Batch, Demonstration
+from annotation.permissions import DEMONSTRATE
+from annotation.queue import assignments, labels, rules
 from rlhf.models import LiveSession, LiveTurn
 
 MAX_PROMPT_CHARS = 4000
+MAX_RESPONSE_CHARS = 20_000  # a written answer may be longer than a prompt
+DEMONSTRATED = "Wrote the ideal response instead (live annotation)."
 
 
 def live_batch_get_or_create() -> Batch:
@@ -91,8 +98,6 @@ def live_prompt_submit(*, session_id: int | None, annotator, text: str) -> LiveS
 
 def live_choose(*, session_id: int, annotator, preferred: str, strength: str) -> None:
     """Label the ready turn; the chosen response joins the dialogue."""
-    from annotation.models import Assignment
-
     with transaction.atomic():
         session = LiveSession.objects.select_for_update().get(
             pk=live_session_get(session_id=session_id, annotator=annotator).pk
@@ -116,6 +121,69 @@ def live_choose(*, session_id: int, annotator, preferred: str, strength: str) ->
         LiveTurn.objects.filter(pk=turn.pk).update(status=LiveTurn.Status.LABELLED)
 
 
+def live_demonstrate(*, session_id: int, annotator, text: str) -> Demonstration:
+    """The annotator's own ideal response to the dialogue so far, instead of choosing
+    between the two sampled ones (or after their generation failed).
+
+    Stored as a ``Demonstration`` written by them in the session's batch (the live batch
+    when that one is closed), with the session, the turn and the pair it replaced as
+    provenance; it joins the dialogue as the assistant's turn. The pair is not labelled:
+    its assignment is skipped with the reason, so it goes back to the pool for others.
+    Needs ``annotation.add_demonstration`` (``PermissionDenied`` otherwise).
+    """
+    if not annotator.has_perm(DEMONSTRATE):
+        raise PermissionDenied("You may not write demonstrations.")
+    text = text.strip()
+    if not text:
+        raise ValidationError({"response": "Write the response first."})
+    if len(text) > MAX_RESPONSE_CHARS:
+        raise ValidationError(
+            {"response": f"Keep a response under {MAX_RESPONSE_CHARS} characters."}
+        )
+    if problem := text_problem(text):
+        raise ValidationError({"response": f"The response {problem}."})
+    with transaction.atomic():
+        session = LiveSession.objects.select_for_update().get(
+            pk=live_session_get(session_id=session_id, annotator=annotator).pk
+        )
+        turn = session.live_turns.order_by("-created_at").select_related("comparison").first()
+        waiting = (LiveTurn.Status.READY, LiveTurn.Status.FAILED)
+        if turn is None or turn.status not in waiting or session.turns[-1]["role"] != Role.USER:
+            raise ValidationError({"response": "There is no prompt waiting for a response."})
+        batch = session.batch
+        if batch.status not in (Batch.Status.DRAFT, Batch.Status.OPEN):
+            batch = live_batch_get_or_create()
+        provenance: dict = {"live_session": session.pk, "live_turn": turn.pk}
+        if turn.comparison is not None:
+            comparison = turn.comparison
+            provenance["instead_of_comparison"] = comparison.pk
+            assignment = (
+                comparison.assignments.filter(
+                    annotator=annotator, status=Assignment.Status.ASSIGNED
+                )
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if assignment is not None:
+                assignments.assignment_skip(
+                    assignment_id=assignment, annotator=annotator, reason=DEMONSTRATED
+                )
+        demonstration = annotation_services.demonstration_create(
+            batch=batch,
+            turns=[Turn(Role(t["role"]), t["content"]) for t in session.turns],
+            response=text,
+            source="live",
+            written_by=annotator,
+            provenance=provenance,
+        )
+        session.turns = [*session.turns, {"role": "assistant", "content": text}]
+        session.save(update_fields=["turns"])
+        # LiveTurn has no status of its own for this: the turn is answered, the composer
+        # comes back for the next user turn.
+        LiveTurn.objects.filter(pk=turn.pk).update(status=LiveTurn.Status.LABELLED)
+    return demonstration
+
+
 def live_context(session: LiveSession | None) -> dict:
     turn = (
         session.live_turns.order_by("-created_at")
@@ -126,8 +194,6 @@ def live_context(session: LiveSession | None) -> dict:
     )
     shown = None
     if turn is not None and turn.status == LiveTurn.Status.READY:
-        from annotation.models import Assignment
-
         left = (
             Assignment.objects.filter(comparison=turn.comparison, annotator=session.annotator)
             .values_list("left", flat=True)
@@ -145,4 +211,13 @@ def live_context(session: LiveSession | None) -> dict:
         "shown": shown,
         "strengths": list(Strength),
         "generating": turn is not None and turn.status == LiveTurn.Status.GENERATING,
+        # The ideal response may be written while the pair waits, or when it failed.
+        "may_demonstrate": bool(
+            turn is not None
+            and turn.status in (LiveTurn.Status.READY, LiveTurn.Status.FAILED)
+            and session.turns
+            and session.turns[-1]["role"] == Role.USER
+            and session.annotator.has_perm(DEMONSTRATE)
+        ),
+        "max_response_chars": MAX_RESPONSE_CHARS,
     }

@@ -20,4 +20,5 @@ urlpatterns = [
     path("live/<id:session_id>/prompt/", views.live_prompt, name="live_prompt"),
     path("live/<id:session_id>/turn/", views.live_turn_partial, name="live_turn"),
     path("live/<id:session_id>/choose/", views.live_choose, name="live_choose"),
+    path("live/<id:session_id>/demonstrate/", views.live_demonstrate, name="live_demonstrate"),
 ]

@@ -4,10 +4,15 @@
         --batch hh-helpful --format hh --category helpfulness --skip-invalid
     python manage.py pairwise_import ../shared/data/pandalm-testset/data/testset-v1.json \\
         --batch pandalm --format pandalm --skip-invalid
+    python manage.py pairwise_import ../shared/data/hh-rlhf/helpful-base/test.jsonl.gz \\
+        --batch sft-demos --format hh --kind demonstrations
 
 Formats: hh, native, pairwise (Pairwise's own pairwise export), pandalm (JSON array with
-annotator1..N). All or nothing unless ``--skip-invalid``; rows already in the batch are
-reported, not duplicated. The batch is created (as a draft) when it does not exist, in the
+annotator1..N). ``--kind`` says what the file holds: ``auto`` (the default) reads a line
+with ``response`` (or ``messages``) and no ``chosen``/``response_a`` as a demonstration,
+``demonstrations`` reads every line as one (an HH file: its chosen transcripts). All or
+nothing unless ``--skip-invalid``; rows already in the batch are reported, not duplicated.
+The batch is created (as a draft) when it does not exist, in the
 same transaction as the import: a failed import leaves no batch behind.
 """
 
@@ -24,7 +29,10 @@ from annotation.models import Batch
 
 
 class Command(BaseCommand):
-    help = "Import preference data (hh, native, pairwise, pandalm) into a batch."
+    help = (
+        "Import preference data (hh, native, pairwise, pandalm) or demonstrations (native, hh)"
+        " into a batch."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path)
@@ -32,6 +40,12 @@ class Command(BaseCommand):
             "--batch", required=True, help="Batch name; created as a draft if missing."
         )
         parser.add_argument("--format", dest="fmt", required=True, choices=importers.FORMATS)
+        parser.add_argument(
+            "--kind",
+            choices=importers.KINDS,
+            default="auto",
+            help="What the file holds (auto: each line by its keys).",
+        )
         parser.add_argument(
             "--category", choices=["helpfulness", "safety"], help="Category of rows that name none."
         )
@@ -60,6 +74,7 @@ class Command(BaseCommand):
                     category=opts["category"],
                     with_labels=not opts["no_labels"],
                     skip_invalid=opts["skip_invalid"],
+                    kind=opts["kind"],
                 )
         except importers.ImportFileError as exc:
             unmade = f", and batch {opts['batch']!r} was not created" if created else ""
