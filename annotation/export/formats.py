@@ -10,7 +10,11 @@ Formats (see the README, "Export and import of preference data", for an example 
 - ``labels.parquet``: the same table in Parquet;
 - ``pairwise.jsonl``: TRL's conversational preference format (explicit prompt) with a margin;
 - ``hh.jsonl``: the Anthropic HH text format (``chosen`` / ``rejected`` whole dialogues);
-- ``comparisons.jsonl``: one row per comparison with the annotators' aggregate.
+- ``comparisons.jsonl``: one row per comparison with the annotators' aggregate;
+- ``demonstrations.jsonl``: one row per demonstration (an ideal response) with its
+  provenance, and ``sft.jsonl``: the same as TRL's conversational SFT rows
+  (``{"messages": [...]}``), both only when the selection holds demonstrations, so a
+  snapshot of labels alone is what it was before demonstrations existed.
 
 Labels on gold checks (``gold_check``: true in the full formats and the aggregate) are
 checks of annotators, not preference data: the training formats (``pairwise.jsonl``,
@@ -51,6 +55,9 @@ PAIRWISE_JSONL = "pairwise.jsonl"
 HH_JSONL = "hh.jsonl"
 AGGREGATED_JSONL = "comparisons.jsonl"
 ALL_FORMATS = (FULL_JSONL, FULL_PARQUET, PAIRWISE_JSONL, HH_JSONL, AGGREGATED_JSONL)
+DEMONSTRATIONS_JSONL = "demonstrations.jsonl"
+SFT_JSONL = "sft.jsonl"
+DEMONSTRATION_FORMATS = (DEMONSTRATIONS_JSONL, SFT_JSONL)
 
 
 class ResponseRow(NamedTuple):
@@ -495,6 +502,58 @@ class SnapshotWriter:
             self._group = []
         writers = [self.full, self.parquet, self.pairwise, self.hh, self.aggregated]
         return sorted((w.close() for w in writers if w is not None), key=lambda f: f.name)
+
+
+class DemonstrationRow(NamedTuple):
+    """One demonstration with everything a snapshot writes about it."""
+
+    demonstration_id: int
+    batch: str
+    source: str
+    prompt: list[dict[str, str]]  # the dialogue, ending with the user's turn
+    response: str
+    written_by: str | None  # pseudonymous annotator id; None when imported
+    provenance: dict[str, Any]
+    created_at: str  # ISO 8601
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        return [*self.prompt, {"role": "assistant", "content": self.response}]
+
+
+def demonstration_row_json(row: DemonstrationRow) -> str:
+    """One ``demonstrations.jsonl`` line (without the newline), keys in schema order and
+    the provenance's keys sorted (the database may store them in any order)."""
+    written_by = _string(row.written_by) if row.written_by is not None else "null"
+    return (
+        f'{{"demonstration_id":{row.demonstration_id},"batch":{_string(row.batch)},'
+        f'"source":{_string(row.source)},"prompt":{_ENCODER.encode(row.prompt)},'
+        f'"response":{_string(row.response)},"written_by":{written_by},'
+        f'"provenance":{_SORTED_ENCODER.encode(row.provenance)},'
+        f'"created_at":{_string(row.created_at)}}}'
+    )
+
+
+def sft_row(row: DemonstrationRow) -> dict[str, Any]:
+    """TRL's conversational language-modelling example: the dialogue and the response as
+    one list of ``messages`` (``SFTTrainer`` trains on the assistant's turns with
+    ``assistant_only_loss``). ``demonstration_id`` names the row in ``demonstrations.jsonl``."""
+    return {"messages": row.messages, "demonstration_id": row.demonstration_id}
+
+
+class DemonstrationWriter:
+    """Writes ``demonstrations.jsonl`` and ``sft.jsonl`` from demonstration rows in id order."""
+
+    def __init__(self, directory: Path):
+        self.full = JsonlWriter(directory / DEMONSTRATIONS_JSONL)
+        self.sft = JsonlWriter(directory / SFT_JSONL)
+
+    def write(self, row: DemonstrationRow) -> None:
+        self.full.write_line(demonstration_row_json(row))
+        self.sft.write_line(_dumps(sft_row(row)))
+
+    def close(self) -> list[FileInfo]:
+        return [self.full.close(), self.sft.close()]
 
 
 def tar_stream(

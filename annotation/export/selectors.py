@@ -14,8 +14,8 @@ from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, QuerySe
 from django.db.models.functions import Greatest
 
 from annotation.domain import Category, SafetyBin, Strength, text_problem
-from annotation.export.formats import LabelRow, ResponseRow, ReviewRow
-from annotation.models import Batch, Comparison, Label, Snapshot
+from annotation.export.formats import DemonstrationRow, LabelRow, ResponseRow, ReviewRow
+from annotation.models import Batch, Comparison, Demonstration, Label, Snapshot
 from annotation.review.selectors import review_state
 
 UNRATED = "unrated"  # the strength filter's name for labels without a strength
@@ -312,6 +312,56 @@ def label_rows(
                 + review.annotator_flags.get((batch, annotator_id), ())
             ) if flagged else (),
         )  # fmt: skip
+
+
+def demonstrations_selected(
+    filters: SnapshotFilters, *, max_demonstration_id: int | None = None
+) -> QuerySet[Demonstration]:
+    """The demonstrations a snapshot with ``filters`` contains: those of its batches, made
+    on its days (``max_demonstration_id`` pins a build's view). The other filters are about
+    labels (category, strength, safety bin, agreement, annotators): a demonstration has
+    none of these, so they leave demonstrations as they are."""
+    qs = Demonstration.objects.all()
+    if max_demonstration_id is not None:
+        qs = qs.filter(id__lte=max_demonstration_id)
+    if filters.batches:
+        qs = qs.filter(batch__name__in=filters.batches)
+    if filters.date_from:
+        qs = qs.filter(created_at__gte=datetime.combine(filters.date_from, time.min, tzinfo=UTC))
+    if filters.date_to:
+        qs = qs.filter(
+            created_at__lt=datetime.combine(
+                filters.date_to + timedelta(days=1), time.min, tzinfo=UTC
+            )
+        )
+    return qs
+
+
+def demonstration_rows(
+    qs: QuerySet[Demonstration],
+    *,
+    pseudonym: Callable[[int | None, str], str],
+    chunk_size: int = 5000,
+) -> Iterator[DemonstrationRow]:
+    """Stream ``qs`` as ``DemonstrationRow``s in id order; the author named by ``pseudonym``
+    (the same name their labels get in the snapshot), None for imported ones."""
+    rows = qs.order_by("id").values_list(
+        "id", "batch__name", "source", "prompt__turns", "response", "written_by_id",
+        "provenance", "created_at",
+    )  # fmt: skip
+    for demonstration_id, batch, source, turns, response, author, provenance, created in _stream(
+        rows, chunk_size
+    ):
+        yield DemonstrationRow(
+            demonstration_id,
+            batch,
+            source,
+            _json(turns),
+            response,
+            None if author is None else pseudonym(author, ""),
+            _json(provenance) or {},
+            _iso(created),
+        )
 
 
 def snapshot_list() -> QuerySet[Snapshot]:

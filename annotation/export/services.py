@@ -177,6 +177,20 @@ def snapshot_build_files(
         if progress is not None and counts.labels % PROGRESS_EVERY == 0:
             progress(counts.labels)
     files = writer.close()
+    # Demonstrations: their files only when the selection holds any, so a snapshot of
+    # labels alone keeps its files and content hash.
+    demonstrations = selectors.demonstrations_selected(filters)
+    max_demonstration_id = demonstrations.aggregate(m=Max("id"))["m"] or 0
+    demonstration_count = 0
+    if max_demonstration_id:
+        demonstration_writer = formats.DemonstrationWriter(work_dir)
+        for demonstration in selectors.demonstration_rows(
+            selectors.demonstrations_selected(filters, max_demonstration_id=max_demonstration_id),
+            pseudonym=pseudonym,
+        ):
+            demonstration_writer.write(demonstration)
+            demonstration_count += 1
+        files = sorted([*files, *demonstration_writer.close()], key=lambda f: f.name)
     digest = hashlib.sha256(
         json.dumps([formats.SCHEMA_VERSION, filters.as_dict()], sort_keys=True).encode()
     )
@@ -190,15 +204,21 @@ def snapshot_build_files(
         "code_version": code_version(),
         "filters": filters.as_dict(),
         "max_label_id": max_label_id,
-        "counts": counts.as_dict(),
+        "counts": {**counts.as_dict(), "demonstrations": demonstration_count},
         "margin_table": {
             "name": str(DEFAULT_MARGIN_TABLE),
             **{str(s): m for s, m in MARGINS[DEFAULT_MARGIN_TABLE].items()},
         },
         "annotator_ids": "HMAC-SHA256 of the Pairwise user id or imported rater name; stable within this snapshot",
         "files": {f.name: {"sha256": f.sha256, "bytes": f.bytes, "rows": f.rows} for f in files},
-        "empty": counts.labels == 0,
+        "empty": counts.labels == 0 and demonstration_count == 0,
     }
+    if demonstration_count:
+        manifest["max_demonstration_id"] = max_demonstration_id
+        manifest["demonstrations"] = (
+            "selected by batch and date only: the other filters are about labels; "
+            "written_by as annotator ids (null: imported)"
+        )
     (work_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return BuildResult(content_hash, manifest, work_dir, counts.labels, counts.comparisons)
 
@@ -249,13 +269,14 @@ def snapshot_request(
     if isinstance(filters, dict):
         filters = SnapshotFilters.from_dict(filters)
     total = selectors.labels_selected(filters).count()
+    demonstrations = selectors.demonstrations_selected(filters).count()
     snapshot = Snapshot.objects.create(
         name=name.strip()[:200],
         filters=filters.as_dict(),
         created_by=created_by,
         progress_total=total,
     )
-    if inline or (inline is None and total <= INLINE_MAX_LABELS):
+    if inline or (inline is None and total + demonstrations <= INLINE_MAX_LABELS):
         return snapshot_build(snapshot_id=snapshot.pk)
     from annotation.export.tasks import snapshot_build_task
 
