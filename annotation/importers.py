@@ -239,7 +239,7 @@ def comparison_hash(turns, text_a: str, text_b: str, category: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def demonstration_hash(turns, response: str) -> str:
+def demonstration_hash(turns: tuple[Turn, ...] | list[Turn], response: str) -> str:
     """SHA-256 of (dialogue, response): the same demonstration twice in a batch is one."""
     canonical = json.dumps(
         [[t.as_dict() for t in turns], response], ensure_ascii=False, separators=(",", ":")
