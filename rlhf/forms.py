@@ -32,19 +32,28 @@ class IterationLaunchForm(forms.Form):
         help_text="Several methods started from the same parent on the same batches show side "
         "by side on the Lineage page.",
     )
+    # The methods' own fields may be left out (a script posting the form): the setting's
+    # default stands.
     dpo_beta = forms.FloatField(
-        initial=_DEFAULTS.dpo.beta, label="DPO β", **setting_bounds("dpo.beta")
+        required=False, initial=_DEFAULTS.dpo.beta, label="DPO β", **setting_bounds("dpo.beta")
     )
     dpo_loss_type = forms.ChoiceField(
+        required=False,
         choices=[("sigmoid", "sigmoid (DPO)"), ("ipo", "IPO"), ("robust", "robust DPO")],
         initial=_DEFAULTS.dpo.loss_type,
         label="DPO loss",
     )
     grpo_group_size = forms.IntegerField(
-        initial=_DEFAULTS.grpo.group_size, label="GRPO G", **setting_bounds("grpo.group_size")
+        required=False,
+        initial=_DEFAULTS.grpo.group_size,
+        label="GRPO G",
+        **setting_bounds("grpo.group_size"),
     )
     grpo_steps = forms.IntegerField(
-        initial=_DEFAULTS.grpo.steps, label="GRPO steps", **setting_bounds("grpo.steps")
+        required=False,
+        initial=_DEFAULTS.grpo.steps,
+        label="GRPO steps",
+        **setting_bounds("grpo.steps"),
     )
     rs_num_samples = forms.IntegerField(
         initial=_DEFAULTS.rejection_sampling.num_samples,
@@ -140,7 +149,11 @@ class IterationLaunchForm(forms.Form):
         return settings_from_pairs(
             list(d["extra_settings"].items()),
             settings_from_pairs(
-                [(path, d[name]) for name, path in SETTING_OF_FIELD.items()]
+                [
+                    (path, d[name])
+                    for name, path in SETTING_OF_FIELD.items()
+                    if self.fields[name].required or d[name] not in (None, "")
+                ]
                 + [("next_batch_temperatures", [d["temperature_a"], d["temperature_b"]])]
             ),
         )

@@ -104,10 +104,35 @@ class _StepLog:
         self.report(f"step {stats['step']}/{total}: {shown}", 0.1 + 0.85 * stats["step"] / total)
         now = time.monotonic()
         if now - self.last >= self.every or stats["step"] >= total:
-            self.last = now
-            IterationStage.objects.filter(pk=self.stage.pk).update(
-                result={"steps": self.steps, "running": True}
-            )
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.monotonic()
+        IterationStage.objects.filter(pk=self.stage.pk).update(
+            result={"steps": self.steps, "running": True}
+        )
+
+
+def _stage_state_class():
+    from rlhf.ml.train_state import TrainState
+
+    class StageState(TrainState):
+        """A trainer's resumable state that also writes the steps so far into the stage's
+        result when it is saved: a rerun resumed from it has every step before it."""
+
+        def __init__(self, folder, every: int, log: _StepLog) -> None:
+            super().__init__(folder, every)
+            self.log = log
+
+        def save(self, step, model, optimizer=None, extra=None) -> None:
+            super().save(step, model, optimizer, extra)
+            self.log.flush()
+
+    return StageState
+
+
+def _StageState(folder, every: int, log: _StepLog):  # noqa: N802 - builds a class instance
+    return _stage_state_class()(folder, every, log)
 
 
 def _plain(stats: dict) -> dict:
@@ -138,7 +163,6 @@ def _train(
     builds the trainer, ``data()`` gives what it trains on (made first: sampling loads a
     model of its own, gone before the trainer loads)."""
     from rlhf.ml.ppo.experience import NonFiniteError
-    from rlhf.ml.train_state import TrainState
 
     report = _reporter(stage)
     start = training_start(iteration, stage)
@@ -152,8 +176,8 @@ def _train(
     items = data()
     trainer = make_trainer(section_config, start)
     log = _StepLog(stage, report, lambda: trainer.total_steps(len(items)))
-    state = TrainState(
-        policy_dir(iteration) / f"{stage.name}.state", section_config.checkpoint_every
+    state = _StageState(
+        policy_dir(iteration) / f"{stage.name}.state", section_config.checkpoint_every, log
     )
     total = trainer.total_steps(len(items))
     report(

@@ -40,7 +40,9 @@ class SampledRanking:
 
 
 def rank(
-    prompts: Sequence[PromptExample], responses: Sequence[Sequence[str]], rewards: Sequence[Sequence[float]]
+    prompts: Sequence[PromptExample],
+    responses: Sequence[Sequence[str]],
+    rewards: Sequence[Sequence[float]],
 ) -> list[RankedSamples]:
     """Each prompt's responses sorted by reward, best first (a stable sort)."""
     out = []

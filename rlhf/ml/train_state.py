@@ -12,8 +12,12 @@ run ends with the same number of steps as an uninterrupted one.
     start = state.restore(model, optimizer)      # 0, or the step it stopped at
     for step in range(start + 1, total + 1):
         ...
-        state.save_if_due(step, model, optimizer, extra={"order": order})
+        on_step(stats)                             # report first, then save: a saved
+        state.save_if_due(step, total, model, optimizer, extra={"order": order})
     state.clear()                                  # once the final policy is written
+
+Report a step before saving the state at it: whoever keeps the reported steps (the stage
+writes them when a state is saved) then has every step the state has run.
 
 The file is written beside and renamed (``os.replace``), so a kill during a save leaves
 the previous state whole; it is read with ``weights_only=True``, so a planted file cannot
@@ -82,7 +86,9 @@ class TrainState:
         return int(state["step"])
 
     def due(self, step: int, total: int) -> bool:
-        return bool(self.folder is not None and self.every and step % self.every == 0 and step < total)
+        return bool(
+            self.folder is not None and self.every and step % self.every == 0 and step < total
+        )
 
     def save(
         self,

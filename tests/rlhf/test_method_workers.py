@@ -14,6 +14,7 @@ from rlhf.models import Iteration, IterationStage
 from tests.conftest import wait_for
 from tests.rlhf.conftest import demonstration_batch, frozen_batch
 from tests.rlhf.test_methods import TINY_METHODS
+from tests.modeling.conftest import fresh_broker_connections  # noqa: F401 - a fixture
 from tests.rlhf.test_worker import worker_models  # noqa: F401 - a fixture
 
 # A job with no heartbeat for 5 s is stale; the sweep a worker sends when it starts comes
@@ -64,11 +65,12 @@ def test_each_method_runs_in_a_real_worker(
 @pytest.mark.parametrize(
     "method,section,long_run",
     [
-        ("dpo", "dpo", {"epochs": 30, "batch_size": 1, "checkpoint_every": 4}),
+        # Long enough (a tiny step takes milliseconds) to be killed mid-way.
+        ("dpo", "dpo", {"epochs": 100, "batch_size": 1, "checkpoint_every": 20}),
         (
             "grpo",
             "grpo",
-            {"steps": 40, "prompts_per_step": 1, "group_size": 2, "checkpoint_every": 4},
+            {"steps": 1000, "prompts_per_step": 1, "group_size": 2, "checkpoint_every": 20},
         ),
     ],
 )
@@ -80,7 +82,7 @@ def test_a_killed_worker_resumes_the_method_from_its_saved_state(
     section,
     long_run,
 ):
-    batch = frozen_batch(6, "week-1")
+    batch = frozen_batch(24, "week-1")
     first = celery_workers.start(**FAST_SWEEP)
     iteration = _launch(worker_models, [batch], method, **{section: long_run})
     stage = IterationStage.objects.get(iteration=iteration, name=method)
@@ -104,6 +106,7 @@ def test_a_killed_worker_resumes_the_method_from_its_saved_state(
     assert done.status == Iteration.Status.ACCEPTED, done.error
     stage.refresh_from_db()
     print(f"{method}: picked up {picked_up_after:.0f} s after the kill")
+    assert "resumed from the saved state at step " in stage.log, stage.log
     resumed_from = int(stage.log.split("resumed from the saved state at step ")[1].split()[0])
     every = long_run["checkpoint_every"]
     assert resumed_from % every == 0 and resumed_from >= every

@@ -355,6 +355,10 @@ class DPOTrainer:
                 **metrics,
             }
             history.append(metrics)
+            if (
+                on_step is not None
+            ):  # before the save: a state never runs ahead of the steps reported
+                on_step(metrics)
             if state is not None:
                 state.save_if_due(
                     step,
@@ -363,8 +367,6 @@ class DPOTrainer:
                     self.optimizer,
                     extra={"reference_logps": reference.cpu(), "pairs_digest": digest},
                 )
-            if on_step is not None:
-                on_step(metrics)
         self.model.eval()
         return history
 

@@ -240,12 +240,14 @@ class SFTTrainer:
                 "epoch": step / steps_per_epoch,
             }
             history.append(metrics)
+            if (
+                on_step is not None
+            ):  # before the save: a state never runs ahead of the steps reported
+                on_step(metrics)
             if state is not None:
                 state.save_if_due(
                     step, total, self.model, self.optimizer, extra={"data": fingerprint}
                 )
-            if on_step is not None:
-                on_step(metrics)
         self.model.eval()
         return history
 
