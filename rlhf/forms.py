@@ -24,7 +24,7 @@ class IterationLaunchForm(forms.Form):
     method = forms.ChoiceField(
         choices=Iteration.Method.choices,
         initial=Iteration.Method.BOTH,
-        help_text="What each method trains from, needs and costs is listed below the form.",
+        help_text="What each method trains from, needs and costs is listed below.",
     )
     parent = forms.ChoiceField(
         required=False,
@@ -57,14 +57,14 @@ class IterationLaunchForm(forms.Form):
     )
     rs_num_samples = forms.IntegerField(
         initial=_DEFAULTS.rejection_sampling.num_samples,
-        label="K",
+        label="Rejection sampling K",
         **setting_bounds("rejection_sampling.num_samples"),
     )
     ppo_steps = forms.IntegerField(
         initial=_DEFAULTS.ppo.steps, label="PPO steps", **setting_bounds("ppo.steps")
     )
     ppo_kl_coef = forms.FloatField(
-        initial=_DEFAULTS.ppo.kl_coef, label="β (KL)", **setting_bounds("ppo.kl_coef")
+        initial=_DEFAULTS.ppo.kl_coef, label="PPO β (KL)", **setting_bounds("ppo.kl_coef")
     )
     max_prompts = forms.IntegerField(initial=_DEFAULTS.max_prompts, **setting_bounds("max_prompts"))
     next_batch_prompts = forms.IntegerField(
@@ -116,8 +116,8 @@ class IterationLaunchForm(forms.Form):
                 "placeholder": '{"rrhf": {"num_samples": 8}, "dpo": {"use_margin": true}}',
             }
         ),
-        help_text="Any iteration setting by its section (docs/configuration.md); these win "
-        "over the fields above.",
+        help_text="Any iteration setting by its section (docs/rlhf.md, Iteration settings); "
+        "these win over the fields above.",
     )
 
     def __init__(self, *args, **kwargs) -> None:

@@ -93,6 +93,11 @@ def policy_choices() -> list[str]:
         .values_list("name", flat=True)
         if name not in not_accepted
     ]
+    from rlhf.services import base_policy
+
+    base_name, base_path = base_policy()
+    if (base_path / "config.json").is_file():
+        names.append(base_name)  # the default base folder, registered or not
     return list(dict.fromkeys(names))
 
 

@@ -118,3 +118,83 @@ def test_two_iterations_from_the_browser(live_server, browser, rlhf_models):  # 
     assert "RLHF-V1" in lineage and "RLHF-V2" in lineage
     page.screenshot(path=ARTIFACTS / "lineage.png", full_page=True)
     assert not errors, errors
+
+
+def test_three_methods_from_one_parent_side_by_side(live_server, browser, rlhf_models):  # noqa: F811
+    """The README's walkthrough: on one frozen batch, rejection sampling, then DPO and GRPO
+    from the same parent (picked in the form), compared on the lineage page."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    docs_img = REPO / "docs" / "img"
+    UserFactory(username="boss", role="admin")
+    frozen_batch(8, "week-1")
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    log_in(page, live_server.url, "boss")
+
+    first = launch(
+        page, live_server.url, rlhf_models, batches=["week-1"], method="rejection_sampling"
+    )
+    assert first.status == Iteration.Status.ACCEPTED, first.error
+
+    # DPO from the form, from the same parent as RLHF-V1 (not from RLHF-V1, the current one).
+    page.goto(f"{live_server.url}/rlhf/")
+    page.get_by_label("week-1", exact=True).check()
+    page.select_option("#id_method", "dpo")
+    page.select_option("#id_parent", first.start_policy_name)
+    assert page.get_by_text("the human pairs of the frozen batches directly").is_visible()
+    page.select_option("#id_dpo_loss_type", "ipo")
+    page.fill("#id_dpo_beta", "0.2")
+    for field, value in {
+        "max_prompts": "8",
+        "next_batch_prompts": "3",
+        "accept_min_win_rate": "0",
+        "reward_helpfulness_path": str(rlhf_models["helpful"]),
+        "reward_safety_path": str(rlhf_models["safety"]),
+        "extra_settings": '{"dpo": {"epochs": 2, "batch_size": 2}}',
+    }.items():
+        page.fill(f"#id_{field}", value)
+    page.add_style_tag(content=".topbar { position: static !important; }")  # not over the shot
+    page.locator("#launch").screenshot(path=docs_img / "launch-methods.png")
+    with page.expect_navigation(timeout=ITERATION_TIMEOUT_MS):
+        page.get_by_role("button", name="Launch").click()
+    dpo = Iteration.objects.get(pk=int(page.url.rstrip("/").rsplit("/", 1)[1]))
+    assert dpo.status == Iteration.Status.ACCEPTED, dpo.error
+    assert dpo.method == "dpo" and dpo.start_policy_name == first.start_policy_name
+    assert dpo.config["dpo"] == {**dpo.config["dpo"], "loss_type": "ipo", "beta": 0.2, "epochs": 2}
+    assert page.get_by_text("DPO: implicit rewards per step").count() >= 1  # its chart
+    page.screenshot(path=ARTIFACTS / "dpo-iteration.png", full_page=True)
+
+    page.goto(f"{live_server.url}/rlhf/")
+    page.get_by_label("week-1", exact=True).check()
+    page.select_option("#id_method", "grpo")
+    page.select_option("#id_parent", first.start_policy_name)
+    for field, value in {
+        "grpo_group_size": "2",
+        "grpo_steps": "2",
+        "max_prompts": "8",
+        "next_batch_prompts": "3",
+        "accept_min_win_rate": "0",
+        "reward_helpfulness_path": str(rlhf_models["helpful"]),
+        "reward_safety_path": str(rlhf_models["safety"]),
+    }.items():
+        page.fill(f"#id_{field}", value)
+    with page.expect_navigation(timeout=ITERATION_TIMEOUT_MS):
+        page.get_by_role("button", name="Launch").click()
+    grpo = Iteration.objects.get(pk=int(page.url.rstrip("/").rsplit("/", 1)[1]))
+    assert grpo.status == Iteration.Status.ACCEPTED, grpo.error
+    assert grpo.start_policy_name == first.start_policy_name
+
+    page.goto(f"{live_server.url}/rlhf/lineage/")
+    group = page.locator("#siblings-1")
+    assert "Methods side by side" in group.inner_text()
+    rows = group.locator("tbody tr")
+    assert rows.count() == 3
+    assert [rows.nth(i).locator("td").nth(1).inner_text() for i in range(3)] == [
+        "Rejection sampling",
+        "DPO",
+        "GRPO",
+    ]
+    group.screenshot(path=docs_img / "methods-side-by-side.png")
+    assert not errors, errors

@@ -12,9 +12,9 @@ from rlhf import services
 from rlhf.methods import METHODS, TRAINING_STAGES
 from rlhf.models import Iteration, IterationStage
 from tests.conftest import wait_for
+from tests.modeling.conftest import fresh_broker_connections  # noqa: F401 - a fixture
 from tests.rlhf.conftest import demonstration_batch, frozen_batch
 from tests.rlhf.test_methods import TINY_METHODS
-from tests.modeling.conftest import fresh_broker_connections  # noqa: F401 - a fixture
 from tests.rlhf.test_worker import worker_models  # noqa: F401 - a fixture
 
 # A job with no heartbeat for 5 s is stale; the sweep a worker sends when it starts comes
@@ -46,7 +46,7 @@ def _finished(iteration):
 )
 def test_each_method_runs_in_a_real_worker(
     worker_models,  # noqa: F811
-    fresh_broker_connections,
+    fresh_broker_connections,  # noqa: F811
     celery_worker,
     method,
 ):
@@ -76,7 +76,7 @@ def test_each_method_runs_in_a_real_worker(
 )
 def test_a_killed_worker_resumes_the_method_from_its_saved_state(
     worker_models,  # noqa: F811
-    fresh_broker_connections,
+    fresh_broker_connections,  # noqa: F811
     celery_workers,
     method,
     section,

@@ -118,8 +118,8 @@ def test_a_resumed_run_ends_with_the_same_steps_and_weights(tiny_policy_dir, tmp
 def test_a_state_saved_for_other_demonstrations_is_refused(tiny_policy_dir, tmp_path):
     state = TrainState(tmp_path / "state", every=1)
     trainer = trainer_for(tiny_policy_dir, **{**FAST, "epochs": 1})
-    with pytest.raises(ZeroDivisionError):
-        trainer.train(DEMOS, on_step=lambda s: 1 / 0, state=state)  # killed after step 1
+    with pytest.raises(ZeroDivisionError):  # killed reporting step 2, after step 1's save
+        trainer.train(DEMOS, on_step=lambda s: 1 / (s["step"] - 2), state=state)
     with pytest.raises(ValueError, match="made for other demonstrations"):
         trainer_for(tiny_policy_dir, **{**FAST, "epochs": 1}).train(DEMOS[:4], state=state)
 
