@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from django.db import transaction
 from django.utils import timezone
@@ -42,7 +42,16 @@ def run(stage: IterationStage) -> dict:
     return handler(iteration, stage, IterationSettings.from_json(iteration.config))
 
 
-def _reporter(stage: IterationStage, every: float = 1.0) -> Callable[[str, float | None], None]:
+class Report(Protocol):
+    """A stage's log line and progress; ``force`` writes it even within ``every`` seconds
+    of the last."""
+
+    def __call__(
+        self, message: str, progress: float | None = None, force: bool = False
+    ) -> None: ...
+
+
+def _reporter(stage: IterationStage, every: float = 1.0) -> Report:
     from rlhf.services import stage_log
 
     last = [0.0]

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from annotation.domain import Role, Turn, margin_for
 from annotation.importers import turns_hash
@@ -28,6 +28,7 @@ from rlhf.methods import TRAINING_STAGES
 from rlhf.models import Iteration, IterationStage
 from rlhf.settings import IterationSettings
 from rlhf.stages import (
+    Report,
     StageError,
     _did_not_move,
     _load_policy,
@@ -37,6 +38,9 @@ from rlhf.stages import (
     iteration_prompts,
     policy_dir,
 )
+
+if TYPE_CHECKING:
+    from rlhf.ml.ranked import RankedSamples
 
 Stage = IterationStage.Name
 
@@ -54,14 +58,18 @@ def training_start(iteration: Iteration, stage: IterationStage) -> str:
     return earlier.result["checkpoint"] if earlier is not None else iteration.start_policy_path
 
 
-def _scaled(section_config, start: str, config: IterationSettings, report, ceiling: float):
+def _scaled(
+    section_config: Any, start: str, config: IterationSettings, report: Report, ceiling: float
+) -> tuple[Any, dict]:
     """``section_config`` with its learning rate scaled to the policy's size when left at
     the paper's value (``scale_learning_rates``), and what was used."""
     from dataclasses import fields
 
     from rlhf.ml.scale import parameter_count, scaled_learning_rate
 
-    paper = next(f.default for f in fields(section_config) if f.name == "learning_rate")
+    paper = float(
+        next(f.default for f in fields(section_config) if f.name == "learning_rate")  # type: ignore[arg-type]
+    )
     n_params = parameter_count(start)
     used = section_config.learning_rate
     if config.scale_learning_rates and used == paper:
@@ -81,8 +89,12 @@ class _StepLog:
     wrote are kept up to the step the resumed state starts from."""
 
     def __init__(
-        self, stage: IterationStage, report, total_of: Callable[[], int], every: float = 2.0
-    ):
+        self,
+        stage: IterationStage,
+        report: Report,
+        total_of: Callable[[], int],
+        every: float = 2.0,
+    ) -> None:
         self.stage, self.report, self.every = stage, report, every
         self.steps: list[dict] = list((stage.result or {}).get("steps") or [])
         self.total_of = total_of
@@ -113,28 +125,6 @@ class _StepLog:
         )
 
 
-def _stage_state_class():
-    from rlhf.ml.train_state import TrainState
-
-    class StageState(TrainState):
-        """A trainer's resumable state that also writes the steps so far into the stage's
-        result when it is saved: a rerun resumed from it has every step before it."""
-
-        def __init__(self, folder, every: int, log: _StepLog) -> None:
-            super().__init__(folder, every)
-            self.log = log
-
-        def save(self, step, model, optimizer=None, extra=None) -> None:
-            super().save(step, model, optimizer, extra)
-            self.log.flush()
-
-    return StageState
-
-
-def _StageState(folder, every: int, log: _StepLog):  # noqa: N802 - builds a class instance
-    return _stage_state_class()(folder, every, log)
-
-
 def _plain(stats: dict) -> dict:
     """JSON-safe copy of a step's stats (floats, ints, nested dicts of them)."""
     out: dict[str, Any] = {}
@@ -163,6 +153,7 @@ def _train(
     builds the trainer, ``data()`` gives what it trains on (made first: sampling loads a
     model of its own, gone before the trainer loads)."""
     from rlhf.ml.ppo.experience import NonFiniteError
+    from rlhf.ml.train_state import TrainState
 
     report = _reporter(stage)
     start = training_start(iteration, stage)
@@ -176,8 +167,12 @@ def _train(
     items = data()
     trainer = make_trainer(section_config, start)
     log = _StepLog(stage, report, lambda: trainer.total_steps(len(items)))
-    state = _StageState(
-        policy_dir(iteration) / f"{stage.name}.state", section_config.checkpoint_every, log
+    # The steps so far go into the stage's result with every saved state: a rerun resumed
+    # from it has each step before it.
+    state = TrainState(
+        policy_dir(iteration) / f"{stage.name}.state",
+        section_config.checkpoint_every,
+        on_save=log.flush,
     )
     total = trainer.total_steps(len(items))
     report(
@@ -294,7 +289,7 @@ def dpo(iteration: Iteration, stage: IterationStage, config: IterationSettings) 
     )
 
 
-def _dpo_trainer(cls, start: str, cfg, reference: str | None):
+def _dpo_trainer(cls: Any, start: str, cfg: Any, reference: str | None) -> Any:
     try:
         return cls.from_pretrained(start, cfg, reference_path=reference)
     except ValueError as exc:  # e.g. a reference on another tokenizer
@@ -305,8 +300,13 @@ def _dpo_trainer(cls, start: str, cfg, reference: str | None):
 
 
 def _ranked_samples(
-    iteration: Iteration, stage: IterationStage, config: IterationSettings, cfg, start, report
-):
+    iteration: Iteration,
+    stage: IterationStage,
+    config: IterationSettings,
+    cfg: Any,
+    start: str,
+    report: Report,
+) -> list[RankedSamples]:
     """K samples per training prompt from the starting policy, ranked by the combined
     reward; kept in the iteration's folder, so a rerun trains on the same samples."""
     from rlhf.ml.generation.base import SamplingParams
@@ -370,7 +370,7 @@ def _ranked_samples(
     return sampled.ranked
 
 
-def _sample_stats(ranked) -> dict:
+def _sample_stats(ranked: Sequence[RankedSamples]) -> dict:
     best = [r.rewards[0] for r in ranked]
     mean = [sum(r.rewards) / len(r.rewards) for r in ranked]
     return {
@@ -390,7 +390,7 @@ def online_dpo(iteration: Iteration, stage: IterationStage, config: IterationSet
     report = _reporter(stage)
     holder: dict = {}
 
-    def data():
+    def data() -> list:
         ranked = _ranked_samples(
             iteration, stage, config, config.online_dpo, training_start(iteration, stage), report
         )
@@ -415,7 +415,10 @@ def online_dpo(iteration: Iteration, stage: IterationStage, config: IterationSet
     return {**result, **holder}
 
 
-def _ranking(loss: str):
+StageFn = Callable[[Iteration, IterationStage, IterationSettings], dict]
+
+
+def _ranking(loss: Literal["rrhf", "pro"]) -> StageFn:
     def stage_fn(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
         from rlhf.ml.ranking.trainer import RankingTrainer
         from rlhf.ml.scale import REJECTION_SAMPLING_CEILING
@@ -423,7 +426,7 @@ def _ranking(loss: str):
         report = _reporter(stage)
         holder: dict = {}
 
-        def data():
+        def data() -> list:
             ranked = _ranked_samples(
                 iteration,
                 stage,
@@ -458,7 +461,7 @@ pro = _ranking("pro")
 # --- online, critic-free ----------------------------------------------------------------------
 
 
-def _group_method(section: str):
+def _group_method(section: Literal["grpo", "rloo"]) -> StageFn:
     def stage_fn(iteration: Iteration, stage: IterationStage, config: IterationSettings) -> dict:
         from rlhf.ml.grpo.trainer import GRPOTrainer
         from rlhf.ml.scale import PPO_CEILING

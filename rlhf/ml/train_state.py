@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,16 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 class TrainState:
     """Where a trainer keeps its resumable state, and how often it writes it (0: never)."""
 
-    def __init__(self, folder: str | Path | None, every: int = 0) -> None:
+    def __init__(
+        self,
+        folder: str | Path | None,
+        every: int = 0,
+        *,
+        on_save: Callable[[], None] | None = None,
+    ) -> None:
         self.folder = Path(folder) if folder is not None else None
         self.every = every
+        self.on_save = on_save  # called after each save (the stage records its steps)
         self.extra: dict[str, Any] = {}  # what ``restore`` found besides the weights
 
     @property
@@ -114,6 +122,8 @@ class TrainState:
             tmp,
         )
         os.replace(tmp, path)
+        if self.on_save is not None:
+            self.on_save()
 
     def save_if_due(
         self,
