@@ -291,3 +291,49 @@ def test_the_command_and_the_api_take_the_method_and_the_parent(rlhf_models, cli
     )
     assert response.status_code == 403
     assert not Iteration.objects.exists()
+
+
+def test_a_reference_on_another_tokenizer_fails_the_stage_and_registers_nothing(
+    rlhf_models, tmp_path
+):
+    from tests.chat_families import make_family_model
+
+    week1 = frozen_batch(8, "week-1")
+    other = make_family_model("qwen2", tmp_path / "qwen2-reference")
+    iteration = launch(rlhf_models, [week1], "dpo", dpo_reference_path=str(other))
+    iteration.refresh_from_db()
+    stage = iteration.stages.get(name="dpo")
+    assert iteration.status == Iteration.Status.FAILED and stage.status == "failed"
+    assert "tokenizer differs from the policy" in stage.error, stage.error
+    assert not iteration.policy_path and not iteration.policy_name
+    from modeling.models import ModelVersion
+
+    assert not ModelVersion.objects.filter(name="RLHF-V1").exists()
+    # Fixed (the reference set back to the starting policy), the iteration resumes and ends.
+    config = {**iteration.config, "dpo_reference_path": ""}
+    Iteration.objects.filter(pk=iteration.pk).update(config=config)
+    services.iteration_resume(iteration_id=iteration.pk)
+    iteration.refresh_from_db()
+    assert iteration.status == Iteration.Status.ACCEPTED, iteration.error
+
+
+def test_a_nan_loss_fails_the_stage_with_a_clear_message(rlhf_models, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    week1 = frozen_batch(8, "week-1")
+    broken = AutoModelForCausalLM.from_pretrained(rlhf_models["base"])
+    with torch.no_grad():
+        broken.lm_head.weight.fill_(float("nan"))
+    broken.save_pretrained(tmp_path / "nan-reference")
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(rlhf_models["base"]).save_pretrained(tmp_path / "nan-reference")
+    iteration = launch(
+        rlhf_models, [week1], "dpo", dpo_reference_path=str(tmp_path / "nan-reference")
+    )
+    iteration.refresh_from_db()
+    stage = iteration.stages.get(name="dpo")
+    assert iteration.status == Iteration.Status.FAILED
+    assert "not finite" in stage.error and "resume" in stage.error, stage.error
+    assert not (services.policy_dir(iteration.number) / "dpo").exists()

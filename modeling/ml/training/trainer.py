@@ -123,7 +123,7 @@ def rewards_of(
     if "chosen_index" in batch:
         hidden = model.base_model(
             input_ids=batch["input_ids"],
-            attention_mask=_mask_for(model, batch["attention_mask"]),
+            attention_mask=packed_attention_mask(model, batch["attention_mask"]),
             position_ids=batch["position_ids"],
         ).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
@@ -139,7 +139,7 @@ def rewards_of(
     return rewards[:half], rewards[half:]
 
 
-def _mask_for(model: PreTrainedModel, allowed: torch.Tensor) -> torch.Tensor:
+def packed_attention_mask(model: PreTrainedModel, allowed: torch.Tensor) -> torch.Tensor:
     """The packed block mask as the attention implementation takes a custom 4D mask:
     booleans for SDPA, an additive float mask (0 / -inf) for the eager kernels."""
     if model.config._attn_implementation == "sdpa":

@@ -32,7 +32,7 @@ import torch
 from modeling.ml.checkpoints import partial_dir, publish
 from modeling.ml.lora import adapters_disabled, gradient_checkpointing_enable, lora_merge, lora_wrap
 from modeling.ml.training.data import EncodedPair, batch_order
-from modeling.ml.training.trainer import _mask_for as packed_attention_mask
+from modeling.ml.training.trainer import packed_attention_mask
 from rlhf.ml.dpo.config import DPOConfig
 from rlhf.ml.dpo.data import PreferencePair, dpo_batch, encode_preference_pairs
 from rlhf.ml.dpo.losses import dpo_loss
