@@ -44,22 +44,29 @@ def _errors(exc: ValidationError) -> str:
     )
 
 
-# What the pipeline page plots of each training stage's steps (the names TRL users know).
-STEP_CHARTS = {
-    "ppo": ("reward and KL per step", ["reward", "kl"]),
-    "sft": ("loss per step", ["loss"]),
-    "dpo": (
-        "implicit rewards per step",
-        ["rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "loss"],
-    ),
-    "online_dpo": (
-        "implicit rewards per step",
-        ["rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "loss"],
-    ),
-    "rrhf": ("losses per step", ["loss", "rank_loss", "sft_loss", "rank_accuracy"]),
-    "pro": ("losses per step", ["loss", "rank_loss", "sft_loss", "rank_accuracy"]),
-    "grpo": ("reward and KL per step", ["reward", "kl", "clip_fraction"]),
-    "rloo": ("reward and KL per step", ["reward", "kl", "clip_fraction"]),
+# What the pipeline page plots of each training stage's steps (the names TRL users know):
+# charts of series on a common scale.
+_DPO_CHARTS = [
+    ("implicit rewards per step", ["rewards/chosen", "rewards/rejected", "rewards/margins"]),
+    ("loss and preference accuracy per step", ["loss", "rewards/accuracies"]),
+]
+_RANKING_CHARTS = [
+    ("losses per step", ["loss", "rank_loss", "sft_loss"]),
+    ("rank accuracy and reward per step", ["rank_accuracy", "reward_best", "reward_mean"]),
+]
+_GROUP_CHARTS = [
+    ("reward per step", ["reward"]),
+    ("KL and clipped share per step", ["kl", "clip_fraction"]),
+]
+STEP_CHARTS: dict[str, list[tuple[str, list[str]]]] = {
+    "ppo": [("reward and KL per step", ["reward", "kl"])],
+    "sft": [("loss per step", ["loss"])],
+    "dpo": _DPO_CHARTS,
+    "online_dpo": _DPO_CHARTS,
+    "rrhf": _RANKING_CHARTS,
+    "pro": _RANKING_CHARTS,
+    "grpo": _GROUP_CHARTS,
+    "rloo": _GROUP_CHARTS,
 }
 
 
@@ -84,17 +91,17 @@ def _iteration_context(iteration) -> dict:
                 y_label="mean reward",
             )
         steps = stage.result.get("steps") or []
-        if stage.name in STEP_CHARTS and len(steps) >= 2:
-            title, keys = STEP_CHARTS[stage.name]
-            series = {k: [s.get(k) for s in steps] for k in keys if all(k in s for s in steps)}
-            if series:
-                charts[stage.name] = line_chart_svg(
-                    [s["step"] for s in steps],
-                    series,
-                    title=f"{stage.get_name_display()}: {title}",
-                    x_label="step",
-                    y_label="value",
-                )
+        if len(steps) >= 2:
+            for i, (title, keys) in enumerate(STEP_CHARTS.get(stage.name, [])):
+                series = {k: [s.get(k) for s in steps] for k in keys if all(k in s for s in steps)}
+                if series:
+                    charts[f"{stage.name}_{i}"] = line_chart_svg(
+                        [s["step"] for s in steps],
+                        series,
+                        title=f"{stage.get_name_display()}: {title}",
+                        x_label="step",
+                        y_label="value",
+                    )
     busy = any(s.status in ("queued", "running") for s in stages) and iteration.status == "running"
     warnings = [
         (stage, text)
@@ -260,8 +267,10 @@ def _last_step(iteration) -> str:
     if not stages:
         return ""
     last = stages[-1]
+    if last.name == "rejection_sampling" and last.result.get("mean_best_reward") is not None:
+        return f"Rejection sampling: best-of-K reward {last.result['mean_best_reward']:.3f}"
     step = (last.result.get("steps") or [{}])[-1]
-    keys = STEP_CHARTS.get(last.name, ("", []))[1][:2]
+    keys = [k for _, ks in STEP_CHARTS.get(last.name, []) for k in ks][:2]
     shown = ", ".join(f"{k} {step[k]:.3f}" for k in keys if isinstance(step.get(k), int | float))
     return f"{last.get_name_display()}: {shown}" if shown else last.get_name_display()
 
