@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from modeling.ml.checkpoints import partial_dir, publish
 from modeling.ml.lora import adapters_disabled, gradient_checkpointing_enable, lora_merge, lora_wrap
 from modeling.ml.training.data import EncodedPair, batch_order
 from modeling.ml.training.trainer import packed_attention_mask
 from rlhf.ml.dpo.config import DPOConfig
 from rlhf.ml.dpo.data import PreferencePair, dpo_batch, encode_preference_pairs
 from rlhf.ml.dpo.losses import dpo_loss
+from rlhf.ml.policy_io import causal_lm_load, policy_write
 from rlhf.ml.ppo.experience import NonFiniteError
 from rlhf.ml.prompts import RewardFn
 from rlhf.ml.train_state import TrainState
@@ -378,19 +378,11 @@ class DPOTrainer:
         adapters are merged into the weights first (training cannot go on after that)."""
         if self.config.lora.enabled:
             self.model = lora_merge(self.model)
-        tmp = partial_dir(out_dir)
-        self.model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
-        return publish(tmp, out_dir)
+        return policy_write(self.model, self.tokenizer, out_dir)
 
 
 def _load_lm(path: str | Path, config: DPOConfig, device: str | None) -> Any:
-    from transformers import AutoModelForCausalLM
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.startswith("cuda") and config.bf16 else torch.float32
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    return lm.to(device)  # type: ignore[arg-type]  # see modeling/ml/basemodel.py
+    return causal_lm_load(path, bf16=config.bf16, device=device)
 
 
 def _vocab_rows(model: PreTrainedModel) -> int:

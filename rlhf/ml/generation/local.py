@@ -211,14 +211,10 @@ class LocalGenerator:
     def load(
         cls, path: str | Path, *, device: str | None = None, name: str | None = None
     ) -> LocalGenerator:
-        from transformers import AutoModelForCausalLM
-
         from modeling.ml.tokenizer import tokenizer_load
+        from rlhf.ml.policy_io import causal_lm_load
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        model = model.to(device).eval()  # type: ignore[arg-type]  # see modeling/ml/basemodel.py
+        model = causal_lm_load(path, device=device).eval()
         return cls(model, tokenizer_load(path), name=name or str(path))
 
     def generate(self, dialogues: Sequence[Dialogue], params: SamplingParams) -> GenerationResult:

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from modeling.ml.chat import chat_for
-from modeling.ml.checkpoints import partial_dir, publish
 from modeling.ml.lora import AdaptersOff, gradient_checkpointing_enable, lora_merge, lora_wrap
 from rlhf.ml.generation.base import SamplingParams
 from rlhf.ml.generation.local import SampledTokens, decode_responses, sample_tokens
 from rlhf.ml.grpo.config import GRPOConfig
 from rlhf.ml.grpo.losses import group_advantages, policy_loss
+from rlhf.ml.policy_io import causal_lm_load, policy_write
 from rlhf.ml.ppo.experience import NonFiniteError
 from rlhf.ml.ppo.model import gather_logprobs, position_ids_for, reference_logprobs
 from rlhf.ml.prompts import PromptExample, RewardFn
@@ -147,12 +147,8 @@ class GRPOTrainer:
         """Load the policy (and a reference other than the starting policy, which must use
         the same tokenizer): on CUDA when there is one, in bf16 there when ``config.bf16``,
         float32 on the CPU."""
-        from transformers import AutoModelForCausalLM
-
         from modeling.ml.tokenizer import tokenizer_load
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device.startswith("cuda") and config.bf16 else torch.float32
         tokenizer = tokenizer_load(path)
         reference = None
         if reference_path is not None:
@@ -162,10 +158,8 @@ class GRPOTrainer:
                     f"the policy at {path}; the KL term compares the same tokens, so use a "
                     "reference trained from the same base."
                 )
-            reference = AutoModelForCausalLM.from_pretrained(reference_path, dtype=dtype)
-            reference = reference.to(device)  # type: ignore[arg-type]  # see modeling/ml/basemodel.py
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        lm = lm.to(device)  # type: ignore[arg-type]  # see modeling/ml/basemodel.py
+            reference = causal_lm_load(reference_path, bf16=config.bf16, device=device)
+        lm = causal_lm_load(path, bf16=config.bf16, device=device)
         return cls(lm, tokenizer, config, reward=reward, reference=reference)
 
     def total_steps(self, n_items: int) -> int:
@@ -348,10 +342,7 @@ class GRPOTrainer:
         if self.adapted is not None:
             self.lm = lora_merge(self.adapted)
             self.adapted = None
-        tmp = partial_dir(out_dir)
-        self.lm.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
-        return publish(tmp, out_dir)
+        return policy_write(self.lm, self.tokenizer, out_dir)
 
     def _updates_per_step(self, n: int) -> int:
         return self.config.updates_per_step * math.ceil(n / self.config.mini_batch_size)

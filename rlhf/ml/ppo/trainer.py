@@ -24,6 +24,7 @@ import torch
 
 from modeling.ml.checkpoints import partial_dir, publish
 from modeling.ml.lora import AdaptersOff, gradient_checkpointing_enable, lora_merge, lora_wrap
+from rlhf.ml.policy_io import causal_lm_load
 from rlhf.ml.ppo.config import PPOConfig
 from rlhf.ml.ppo.experience import NonFiniteError, experience_stats, make_experience
 from rlhf.ml.ppo.kl import kl_controller
@@ -107,14 +108,9 @@ class PPOTrainer:
     def from_pretrained(
         cls, path: str | Path, reward: RewardFn, config: PPOConfig, device: str | None = None
     ) -> PPOTrainer:
-        from transformers import AutoModelForCausalLM
-
         from modeling.ml.tokenizer import tokenizer_load
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device.startswith("cuda") and config.bf16 else torch.float32
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        lm = lm.to(device)  # type: ignore[arg-type]  # see modeling/ml/basemodel.py
+        lm = causal_lm_load(path, bf16=config.bf16, device=device)
         return cls(lm, tokenizer_load(path), reward, config)
 
     def step(self, prompts: Sequence[PromptExample]) -> PPOStepStats:

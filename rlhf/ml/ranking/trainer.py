@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from modeling.ml.chat import chat_for
-from modeling.ml.checkpoints import partial_dir, publish
 from modeling.ml.lora import gradient_checkpointing_enable, lora_merge, lora_wrap
+from rlhf.ml.policy_io import causal_lm_load, policy_write
 from rlhf.ml.ppo.experience import NonFiniteError
 from rlhf.ml.ppo.model import gather_logprobs
 from rlhf.ml.ranked import RankedSamples
@@ -130,14 +130,9 @@ class RankingTrainer:
     ) -> RankingTrainer:
         """Load the policy at ``path``: on CUDA when there is one (bf16 when
         ``config.bf16``), float32 on the CPU. ``reference_path`` is not used (see the class)."""
-        from transformers import AutoModelForCausalLM
-
         from modeling.ml.tokenizer import tokenizer_load
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device.startswith("cuda") and config.bf16 else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        model = model.to(device)  # type: ignore[arg-type]  # see modeling/ml/basemodel.py
+        model = causal_lm_load(path, bf16=config.bf16, device=device)
         return cls(model, tokenizer_load(path), config, loss=loss, reward=reward)
 
     @property
@@ -281,7 +276,4 @@ class RankingTrainer:
         first (training cannot go on after that)."""
         if self.config.lora.enabled:
             self.model = self.lm = lora_merge(self.model)
-        tmp = partial_dir(out_dir)
-        self.model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
-        return publish(tmp, out_dir)
+        return policy_write(self.model, self.tokenizer, out_dir)

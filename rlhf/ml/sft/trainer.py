@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from modeling.ml.checkpoints import partial_dir, publish
 from modeling.ml.lora import gradient_checkpointing_enable, lora_merge, lora_wrap
+from rlhf.ml.policy_io import causal_lm_load, policy_write
 from rlhf.ml.ppo.experience import NonFiniteError
 from rlhf.ml.prompts import RewardFn
 from rlhf.ml.rejection_sampling.sft import IGNORE_INDEX, build_sft_batch
@@ -156,14 +156,9 @@ class SFTTrainer:
     ) -> SFTTrainer:
         """The model and tokenizer of a local folder: on CUDA when there is one (bfloat16
         when ``config.bf16``), float32 on the CPU."""
-        from transformers import AutoModelForCausalLM
-
         from modeling.ml.tokenizer import tokenizer_load
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device.startswith("cuda") and config.bf16 else torch.float32
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        lm = lm.to(device)  # type: ignore[arg-type]  # see modeling/ml/basemodel.py
+        lm = causal_lm_load(path, bf16=config.bf16, device=device)
         return cls(lm, tokenizer_load(path), config, reward=reward)
 
     def total_steps(self, n_items: int) -> int:
@@ -256,7 +251,4 @@ class SFTTrainer:
         adapters are merged into the weights first (training cannot go on after that)."""
         if self.config.lora.enabled:
             self.model = lora_merge(self.model)
-        tmp = partial_dir(out_dir)
-        self.model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
-        return publish(tmp, out_dir)
+        return policy_write(self.model, self.tokenizer, out_dir)
