@@ -12,7 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.db import transaction
 from django.utils import timezone
@@ -163,11 +163,15 @@ def _reward(iteration: Iteration):
     )
 
 
+def _checkpoint_required(path: str | Path) -> None:
+    if not (Path(path) / "config.json").exists():
+        raise StageError(f"No policy checkpoint at {path}.")
+
+
 def _load_policy(path: str | Path):
     from rlhf.ml.generation.local import LocalGenerator
 
-    if not (Path(path) / "config.json").exists():
-        raise StageError(f"No policy checkpoint at {path}.")
+    _checkpoint_required(path)
     return LocalGenerator.load(path)
 
 
@@ -309,8 +313,14 @@ def rejection_sampling(
     fitted = selected.log(report)
     train_prompts = selected.train
     policy = _load_policy(iteration.start_policy_path)
+    from rlhf.ml.scale import REJECTION_SAMPLING_CEILING
+
     rs_config, learning_rate = _scaled_learning_rate(
-        config.rejection_sampling, policy.model, config, report
+        config.rejection_sampling,
+        sum(p.numel() for p in policy.model.parameters()),
+        config,
+        report,
+        ceiling=REJECTION_SAMPLING_CEILING,
     )
     if not rs_config.bf16:
         policy.model.float()  # on CUDA the policy loads in bf16 (on CPU it is float32)
@@ -366,11 +376,12 @@ def ppo(iteration: Iteration, stage: IterationStage, config: IterationSettings) 
     from rlhf.training_stages import training_start
 
     start = training_start(iteration, stage)
-    start_policy = _load_policy(start)  # a clear error if the folder is not a checkpoint
+    from rlhf.ml.scale import PPO_CEILING, parameter_count
+
+    _checkpoint_required(start)
     ppo_config, learning_rate = _scaled_learning_rate(
-        config.ppo, start_policy.model, config, report
+        config.ppo, parameter_count(start), config, report, ceiling=PPO_CEILING
     )
-    del start_policy
     trainer = PPOTrainer.from_pretrained(start, _reward(iteration), ppo_config)
     monitor = _probe_monitor(iteration, config)
     sample = _probe_sampler(trainer.policy.lm, trainer.tokenizer, config)
@@ -408,18 +419,20 @@ def ppo(iteration: Iteration, stage: IterationStage, config: IterationSettings) 
     }
 
 
-def _scaled_learning_rate(method_config, model, config: IterationSettings, report):
-    """``method_config`` with its learning rate scaled to ``model``'s size when it was left
-    at the paper's value and the settings allow it (``scale_learning_rates``); and what was
-    used, for the stage's result."""
+def _scaled_learning_rate(
+    method_config: Any, n_params: int, config: IterationSettings, report: Report, *, ceiling: float
+) -> tuple[Any, dict]:
+    """``method_config`` (any method's section) with its learning rate scaled to a policy of
+    ``n_params`` parameters, at most ``ceiling``, when it was left at the paper's value and
+    the settings allow it (``scale_learning_rates``); and what was used, for the stage's
+    result."""
     from dataclasses import fields, replace
 
-    from rlhf.ml.ppo.config import PPOConfig
-    from rlhf.ml.scale import PPO_CEILING, REJECTION_SAMPLING_CEILING, scaled_learning_rate
+    from rlhf.ml.scale import scaled_learning_rate
 
-    ceiling = PPO_CEILING if isinstance(method_config, PPOConfig) else REJECTION_SAMPLING_CEILING
-    paper = next(f.default for f in fields(method_config) if f.name == "learning_rate")
-    n_params = sum(p.numel() for p in model.parameters())
+    paper = float(
+        next(f.default for f in fields(method_config) if f.name == "learning_rate")  # type: ignore[arg-type]
+    )
     used = method_config.learning_rate
     if config.scale_learning_rates and used == paper:
         used = scaled_learning_rate(paper, n_params, ceiling=ceiling)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,6 +34,7 @@ from rlhf.stages import (
     _reporter,
     _reward,
     _sampler,
+    _scaled_learning_rate,
     iteration_prompts,
     policy_dir,
 )
@@ -56,31 +56,6 @@ def training_start(iteration: Iteration, stage: IterationStage) -> str:
         .first()
     )
     return earlier.result["checkpoint"] if earlier is not None else iteration.start_policy_path
-
-
-def _scaled(
-    section_config: Any, start: str, config: IterationSettings, report: Report, ceiling: float
-) -> tuple[Any, dict]:
-    """``section_config`` with its learning rate scaled to the policy's size when left at
-    the paper's value (``scale_learning_rates``), and what was used."""
-    from dataclasses import fields
-
-    from rlhf.ml.scale import parameter_count, scaled_learning_rate
-
-    paper = float(
-        next(f.default for f in fields(section_config) if f.name == "learning_rate")  # type: ignore[arg-type]
-    )
-    n_params = parameter_count(start)
-    used = section_config.learning_rate
-    if config.scale_learning_rates and used == paper:
-        used = scaled_learning_rate(paper, n_params, ceiling=ceiling)
-        section_config = replace(section_config, learning_rate=used)
-        report(
-            f"learning rate {used:.2g}: the paper's {paper:g} (set for 7-70B models) scaled to "
-            f"this policy's {n_params / 1e6:.1f}M parameters",
-            force=True,
-        )
-    return section_config, {"used": used, "paper": paper, "parameters": n_params}
 
 
 class _StepLog:
@@ -153,6 +128,7 @@ def _train(
     builds the trainer, ``data()`` gives what it trains on (made first: sampling loads a
     model of its own, gone before the trainer loads)."""
     from rlhf.ml.ppo.experience import NonFiniteError
+    from rlhf.ml.scale import parameter_count
     from rlhf.ml.train_state import TrainState
 
     report = _reporter(stage)
@@ -161,8 +137,8 @@ def _train(
         raise StageError(
             f"No policy checkpoint at {start} to start {stage.get_name_display()} from."
         )
-    section_config, learning_rate = _scaled(
-        getattr(config, section), start, config, report, ceiling
+    section_config, learning_rate = _scaled_learning_rate(
+        getattr(config, section), parameter_count(start), config, report, ceiling=ceiling
     )
     items = data()
     trainer = make_trainer(section_config, start)

@@ -194,18 +194,24 @@ def test_learning_rate_scaling_only_replaces_the_papers_value():
     import torch
 
     from rlhf.ml.ppo.config import PPOConfig
+    from rlhf.ml.scale import PPO_CEILING
 
     model = torch.nn.Linear(700, 10)  # 7,010 parameters
+    n_params = sum(p.numel() for p in model.parameters())
     lines = []
     on = IterationSettings.from_json({})
-    cfg, used = stages._scaled_learning_rate(PPOConfig(), model, on, lambda m, **k: lines.append(m))
+
+    def scaled(cfg, settings, report):
+        return stages._scaled_learning_rate(cfg, n_params, settings, report, ceiling=PPO_CEILING)
+
+    cfg, used = scaled(PPOConfig(), on, lambda m, **k: lines.append(m))
     assert cfg.learning_rate == used["used"] == 1e-4 and used["parameters"] == 7010
     assert "scaled to this policy's 0.0M parameters" in lines[0]
     chosen = PPOConfig(learning_rate=3e-6)
-    cfg, _ = stages._scaled_learning_rate(chosen, model, on, lambda m, **k: None)
+    cfg, _ = scaled(chosen, on, lambda m, **k: None)
     assert cfg.learning_rate == 3e-6  # set by the user: kept
     off = IterationSettings.from_json({"scale_learning_rates": False})
-    cfg, _ = stages._scaled_learning_rate(PPOConfig(), model, off, lambda m, **k: None)
+    cfg, _ = scaled(PPOConfig(), off, lambda m, **k: None)
     assert cfg.learning_rate == 1e-6
 
 
