@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 
 class Strength(enum.StrEnum):
@@ -206,4 +206,26 @@ def text_problem(text: str) -> str | None:
             f"contains a lone surrogate (\\u{ord(found.group()):04x}) at position "
             f"{found.start()}, which is not valid Unicode text"
         )
+    return None
+
+
+def text_problem_in(value: Any) -> tuple[str, str] | None:
+    """The first string (or object key) in parsed JSON that the database cannot store
+    (``text_problem``), as (its dotted field path, what is wrong), or None. Iterative:
+    rows may be wide."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if (problem := text_problem(item)) is not None:
+                return where, problem
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                if (problem := text_problem(key)) is not None:
+                    return where, f"has a key that {problem}"
+                children.append((f"{where}.{key}" if where else key, child))
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            stack.extend(reversed([(f"{where}[{i}]", child) for i, child in enumerate(item)]))
     return None

@@ -59,7 +59,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import IO, Any
 
-from annotation.domain import Category, Role, Strength, Turn, strength_for_margin, text_problem
+from annotation.domain import (
+    Category,
+    Role,
+    Strength,
+    Turn,
+    strength_for_margin,
+    text_problem_in,
+)
 
 MAX_LINE_BYTES = (
     1 << 20
@@ -377,27 +384,6 @@ def json_error_message(exc: json.JSONDecodeError, *, with_line: bool = False) ->
     where = f"line {exc.lineno}, column {exc.colno}" if with_line else f"column {exc.colno}"
     joiner = " " if exc.msg.endswith(" at") else " at "
     return f"malformed JSON: {exc.msg}{joiner}{where}"
-
-
-def _text_problem_in(value: Any) -> tuple[str, str] | None:
-    """The first string (or object key) of a parsed row that the database cannot store,
-    as (its field path, what is wrong), or None. Iterative: rows may be wide."""
-    stack: list[tuple[str, Any]] = [("", value)]
-    while stack:
-        where, item = stack.pop()
-        if isinstance(item, str):
-            if (problem := text_problem(item)) is not None:
-                return where, problem
-        elif isinstance(item, dict):
-            children = []
-            for key, child in item.items():
-                if (problem := text_problem(key)) is not None:
-                    return where, f"has a key that {problem}"
-                children.append((f"{where}.{key}" if where else key, child))
-            stack.extend(reversed(children))
-        elif isinstance(item, list):
-            stack.extend(reversed([(f"{where}[{i}]", child) for i, child in enumerate(item)]))
-    return None
 
 
 def load_line(text: str) -> tuple[Any, str | None]:
@@ -869,7 +855,7 @@ def _parse_pandalm(
         for line, index, obj in _json_array_items(stream, filename, max_bytes=max_bytes):
             count += 1
             try:
-                if (found := _text_problem_in(obj)) is not None:
+                if (found := text_problem_in(obj)) is not None:
                     raise RowError(*found)
                 row = parse_pandalm_row(obj, line, category)
             except RowError as exc:
@@ -970,7 +956,7 @@ def parse_file(
             continue
         if kind == "demonstrations" or (kind == "auto" and is_demonstration_row(obj)):
             try:
-                if (found := _text_problem_in(obj)) is not None:
+                if (found := text_problem_in(obj)) is not None:
                     raise RowError(*found)
                 demonstration = (
                     parse_hh_demonstration_row(obj, number)
@@ -987,7 +973,7 @@ def parse_file(
             demonstrations.append(demonstration)
             continue
         try:
-            if (found := _text_problem_in(obj)) is not None:
+            if (found := text_problem_in(obj)) is not None:
                 raise RowError(*found)  # a NUL or lone surrogate, named by its field
             if fmt == "hh":
                 row = parse_hh_row(

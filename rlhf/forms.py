@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from django import forms
 
 from annotation.form_fields import ModelIdsChoiceField
+from annotation.importers import load_line
 from modeling.selectors import batches_frozen
 from rlhf.methods import METHODS
 from rlhf.models import Iteration
@@ -133,12 +132,9 @@ class IterationLaunchForm(forms.Form):
         text = self.cleaned_data["extra_settings"].strip()
         if not text:
             return {}
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(
-                f"Not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
-            ) from None
+        value, problem = load_line(text)  # nesting checked before parsing: no RecursionError
+        if problem is not None:
+            raise forms.ValidationError(f"Not JSON: {problem}.")
         if not isinstance(value, dict):
             raise forms.ValidationError('Give a JSON object, e.g. {"dpo": {"beta": 0.2}}.')
         return value

@@ -31,6 +31,7 @@ import pydantic
 from pydantic import AfterValidator
 from pydantic_core import ErrorDetails
 
+from annotation.domain import text_problem_in
 from rlhf.ml.dpo.config import DPOConfig
 from rlhf.ml.grpo.config import GRPOConfig
 from rlhf.ml.ppo.config import PPOConfig
@@ -192,6 +193,9 @@ class IterationSettings:
         """Validate stored or submitted settings; missing fields take the defaults."""
         if not isinstance(data, dict):
             raise IterationSettingsError({"settings": "must be a JSON object"})
+        if (found := text_problem_in(data)) is not None:  # what no database stores
+            where, problem = found
+            raise IterationSettingsError({where or "settings": f"The text {problem}."})
         errors = {
             f"{section}.{name}": (
                 f"shared by every stage; set "

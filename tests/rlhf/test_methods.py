@@ -337,3 +337,58 @@ def test_a_nan_loss_fails_the_stage_with_a_clear_message(rlhf_models, tmp_path):
     assert iteration.status == Iteration.Status.FAILED
     assert "not finite" in stage.error and "resume" in stage.error, stage.error
     assert not (services.policy_dir(iteration.number) / "dpo").exists()
+
+
+def test_launch_inputs_a_stranger_sends_are_refused_clearly(rlhf_models, client):
+    week1 = frozen_batch(4, "week-1")
+    client.force_login(UserFactory(role="admin"))
+    form = {
+        "batches": [week1.pk],
+        "method": "dpo",
+        "rs_num_samples": 2,
+        "ppo_steps": 2,
+        "ppo_kl_coef": 0.01,
+        "max_prompts": 8,
+        "next_batch_prompts": 4,
+        "temperature_a": 0.7,
+        "temperature_b": 1.0,
+        "accept_min_win_rate": 0.0,
+    }
+    deep = client.post(
+        "/rlhf/iterations/launch/", {**form, "extra_settings": "[" * 100_000 + "]" * 100_000}
+    )
+    assert deep.status_code == 400 and "nested more than 32 levels" in deep.content.decode()
+    nul = client.post(
+        "/rlhf/iterations/launch/",
+        {**form, "extra_settings": '{"evaluation": {"judge": "a\\u0000b"}}'},
+    )
+    assert nul.status_code == 400 and "NUL" in nul.content.decode()
+    huge = client.post(
+        "/rlhf/iterations/launch/", {**form, "extra_settings": '{"dpo": {"beta": 1e400}}'}
+    )
+    assert huge.status_code == 400
+    for settings in ({"evaluation": {"judge": "a\u0000b"}}, {"dpo_reference_path": "x\ud800"}):
+        api = client.post(
+            "/api/v1/rlhf/iterations/",
+            {"batch_ids": [week1.pk], "method": "dpo", "settings": settings},
+            content_type="application/json",
+        )
+        assert api.status_code == 400, api.content
+    assert "settings.evaluation.judge" in str(
+        client.post(
+            "/api/v1/rlhf/iterations/",
+            {
+                "batch_ids": [week1.pk],
+                "method": "dpo",
+                "settings": {"evaluation": {"judge": "a\u0000b"}},
+            },
+            content_type="application/json",
+        ).json()
+    )
+    api = client.post(
+        "/api/v1/rlhf/iterations/",
+        {"batch_ids": [week1.pk], "method": "dpo", "parent": "a\u0000b"},
+        content_type="application/json",
+    )
+    assert api.status_code == 400 and "parent" in api.json()["errors"]
+    assert not Iteration.objects.exists()
