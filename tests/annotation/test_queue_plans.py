@@ -169,6 +169,27 @@ def test_statements_are_prepared_again_as_they_run():
     assert prepared_at() > second
 
 
+def test_prepared_statements_are_planned_once_generically():
+    """No custom plans: PostgreSQL's default plans the first five runs of a prepared
+    statement with their parameters (3 ms each for the next-task statement) before it
+    settles on the generic plan; the settings make the generic plan the first."""
+    annotator = UserFactory(role="annotator")
+    open_batch_with(3)
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    connection._pairwise_prepared = None
+    for _ in range(5):
+        task = assignments.task_next(annotator=annotator)
+        assert task is not None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE name = 'pairwise_task_next'"
+        )
+        generic, custom = cursor.fetchone()
+    assert (generic, custom) == (5, 0)
+
+
 def test_next_task_statement_claims_only_when_nothing_is_in_hand(busy_queue):
     """``assignments.task_next`` on PostgreSQL: current task, else claim, in one statement."""
     annotator = busy_queue
