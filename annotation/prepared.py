@@ -19,7 +19,7 @@ from django.db.models import Model
 Built = TypeVar("Built")
 M = TypeVar("M", bound=Model)
 
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s")
+PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s")
 REPREPARE_FIRST = 16
 REPREPARE_MAX = 4096
 
@@ -45,7 +45,12 @@ def cached_sql(build: Callable[..., Built]) -> Callable[..., Built]:
 
 
 def prepared_execute(
-    cursor: CursorWrapper, name: str, sql: str, params: Sequence[Any] | Mapping[str, Any]
+    cursor: CursorWrapper,
+    name: str,
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any],
+    *,
+    discard_plans: bool = False,
 ) -> None:
     """Run ``sql`` with ``params`` (a list for ``%s``, a dict for ``%(name)s``) on ``cursor``.
 
@@ -53,8 +58,8 @@ def prepared_execute(
     database connection (``CONN_MAX_AGE`` keeps connections), then ``EXECUTE name(...)``.
     psycopg2 has no prepared statements of its own, and PostgreSQL otherwise parses and
     plans every statement each time: ~1 ms of planning for the claim and for the task
-    with counts, more than running them. After five executions PostgreSQL may switch to
-    a generic plan, planned once per connection. Elsewhere (SQLite) ``sql`` runs as is.
+    with counts, more than running them. The settings make PostgreSQL plan it once,
+    generically (``plan_cache_mode``). Elsewhere (SQLite) ``sql`` runs as is.
 
     A cached plan reflects the table sizes of the moment it was made. A plan made while a
     table was nearly empty (a new database, a fresh batch) probes it by sequential scan,
@@ -62,7 +67,10 @@ def prepared_execute(
     to 20 ms within 4,000 labels. So each statement is prepared again after 16, 32, 64,
     … executions on a connection (doubling, then every ``REPREPARE_MAX`` executions):
     plans follow the data's growth, at the cost of a few extra plannings per thousand
-    executions.
+    executions. ``discard_plans``: the statement calls a PL/pgSQL function, whose own
+    statements PostgreSQL plans and caches on the connection out of our reach; preparing
+    it again then discards every cached plan of the connection (``DISCARD PLANS``), the
+    function's included, and each is planned afresh at its next run.
 
     The ``PREPARE`` goes through the driver's own cursor, so it does not show in Django's
     query log: the pinned query counts stay the same on both databases.
@@ -82,6 +90,8 @@ def prepared_execute(
     if state is None or state[0] >= state[1]:
         with raw.cursor() as setup:
             if state is not None:
+                if discard_plans:
+                    setup.execute("DISCARD PLANS")
                 setup.execute(f"DEALLOCATE {name}")
             setup.execute(f"PREPARE {name} AS {text}")
         runs = 0 if state is None else state[0]
@@ -110,7 +120,7 @@ def numbered(sql: str) -> tuple[str, tuple[int | str, ...]]:
         order.append(key)
         return f"${len(order)}"
 
-    return _PLACEHOLDER.sub(number, sql), tuple(order)
+    return PLACEHOLDER.sub(number, sql), tuple(order)
 
 
 def instance_from_row(model: type[M], attnames: tuple[str, ...], values: Sequence[Any]) -> M:

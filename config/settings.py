@@ -115,6 +115,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # A file, not :memory:, so a real worker process in the tests sees the test database.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env("SQLITE_TEST_NAME", default=str(DATA_DIR / "test.sqlite3"))
+    }
 elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # The annotator queue's prepared statements (annotation.prepared) are planned once,
     # generically: PostgreSQL's default plans the first five executions with their
@@ -126,10 +130,6 @@ elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
     options["options"] = (
         options.get("options", "") + " -c plan_cache_mode=force_generic_plan"
     ).strip()
-    # A file, not :memory:, so a real worker process in the tests sees the test database.
-    DATABASES["default"]["TEST"] = {
-        "NAME": env("SQLITE_TEST_NAME", default=str(DATA_DIR / "test.sqlite3"))
-    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Rate limits count in this cache: share it between web processes in production

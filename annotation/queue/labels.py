@@ -2,29 +2,38 @@
 
 ``label_submit_and_next`` is the annotator's steady state (the page and the API's
 label-and-next): store the label and hand out the next task in one transaction, with
-one commit per label. On PostgreSQL that is four statements after authentication: lock
-the assignment, the label's three writes in one, the next task in one, and the commit.
-A label on a gold check adds one: the pause rule (``pauses.annotator_pause_by_gold``).
+one commit per label. On PostgreSQL the plain case is one round trip after
+authentication: one function call (``statements.label_and_next_function``) that locks
+the assignment, writes the label and reads the next task with the very statements
+below, committed as one statement. Everything else (a repeat, a skipped task, a closed
+batch, field errors, a gold check and its pause rule, a database without the function,
+SQLite) takes the separate statements in a transaction: lock the assignment, the
+label's three writes in one, the next task in one, the pause rule after a gold check
+(``pauses.annotator_pause_by_gold``), and the commit.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
-from annotation.domain import gold_label_correct
-from annotation.models import Assignment, Batch, Label
+from annotation.domain import Category, Choice, gold_label_correct
+from annotation.models import Assignment, Batch, Comparison, Label
 from annotation.prepared import insert, insert_values, mark_inserted, prepared_execute
 from annotation.queue import reads, statements
-from annotation.queue.assignments import assignment_for_update, task_next
+from annotation.queue.assignments import assignment_for_update, gold_draw, random_left, task_next
 from annotation.queue.pauses import annotator_pause_by_gold
 from annotation.queue.rules import LabelInput, ShownLabelInput, label_fields
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+
+logger = logging.getLogger(__name__)
 
 
 class IdempotencyKeyReused(Exception):
@@ -179,6 +188,10 @@ def label_submit_and_next(
     Returns (label, created, the next task or None). Same rules as the two calls; the
     next task is only claimed once the label is valid and stored (or was stored before).
     """
+    if connection.vendor == "postgresql":
+        written = _label_and_next_in_one_call(assignment_id, annotator, data)
+        if written is not None:
+            return written
     try:
         with transaction.atomic():
             label, created = _label_write(assignment_id, annotator, data)
@@ -188,3 +201,147 @@ def label_submit_and_next(
             raise
     label = _label_for_repeated_key(assignment_id, annotator, data.idempotency_key)
     return label, False, task_next(annotator=annotator)
+
+
+# --- the plain case in one round trip (PostgreSQL) ----------------------------------------
+
+
+def _stored_variants(data: LabelInput | ShownLabelInput) -> dict[str, dict[str, dict]] | None:
+    """``rules.label_fields`` of ``data`` for each category and each response that may be
+    on the left ({category: {left: fields}}, a category missing when ``data`` breaks its
+    rules), or None when no category takes it: the separate statements then answer."""
+    try:
+        stored = {left.value: data.in_stored_terms(left=left) for left in Choice}
+    except ValueError:
+        return None
+    variants: dict[str, dict[str, dict]] = {}
+    for category in Category:
+        try:
+            variants[category.value] = {
+                left: label_fields(category, terms) for left, terms in stored.items()
+            }
+        except ValidationError:
+            continue
+    return variants or None
+
+
+def label_and_next_params(
+    assignment_id: int,
+    annotator: User,
+    data: LabelInput | ShownLabelInput,
+    variants: dict,
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """The inputs of ``statements.label_and_next_function`` (``LABEL_AND_NEXT_ARGS``)."""
+    any_valid = next(iter(variants.values()))
+    safety = variants.get(Category.SAFETY.value)
+    params: dict[str, Any] = {
+        **reads.counts_params(annotator),
+        "assignment": assignment_id,
+        "labelled": Assignment.Status.LABELLED.value,
+        "now": now,
+        "left": random_left().value,
+        "draw": gold_draw(),
+        "strength": any_valid["A"]["strength"],
+        "helpfulness_valid": Category.HELPFULNESS.value in variants,
+        "safety_valid": safety is not None,
+        "comment": data.comment.strip(),
+        "time_spent_ms": data.time_spent_ms,
+        "idempotency_key": data.idempotency_key,
+    }
+    for left in ("a", "b"):
+        fields = any_valid[left.upper()]
+        params[f"preferred_if_{left}_left"] = fields["preferred"]
+        for column in ("safety_a", "safety_b", "safety_bin"):
+            params[f"{column}_if_{left}_left"] = (
+                "" if safety is None else safety[left.upper()][column]
+            )
+    return params
+
+
+def _function_missing() -> bool:
+    """Whether this connection found the label-and-next function missing (see ``_call``)."""
+    missing = getattr(connection, "_pairwise_function_missing", None)
+    return missing is not None and missing is connection.connection
+
+
+def _undefined_function(exc: BaseException) -> bool:
+    """Whether ``exc`` (the driver's, or Django's wrapping it) is PostgreSQL's "function
+    does not exist" (SQLSTATE 42883)."""
+    return any(getattr(e, "pgcode", None) == "42883" for e in (exc, exc.__cause__) if e is not None)
+
+
+def _label_and_next_in_one_call(
+    assignment_id: int, annotator: User, data: LabelInput | ShownLabelInput
+) -> tuple[Label, bool, reads.Task | None] | None:
+    """``label_submit_and_next`` in one round trip, or None when the function wrote
+    nothing (any case but the plain one, see ``statements.label_and_next_function``)
+    and the separate statements must answer."""
+    variants = _stored_variants(data)
+    if variants is None or _function_missing():
+        return None
+    _, _, call = statements.label_and_next_function()
+    now = timezone.now()
+    params = label_and_next_params(assignment_id, annotator, data, variants, now=now)
+    try:
+        if connection.in_atomic_block:  # inside a caller's transaction: a savepoint
+            with transaction.atomic():
+                row = _call(call, params)
+        else:  # one statement, its own transaction
+            row = _call(call, params)
+    except IntegrityError:
+        return None  # a repeated idempotency key: the separate statements tell which
+    except Exception as exc:
+        if not _undefined_function(exc):
+            raise
+        # A database migrated by another version of the code: the statement failed
+        # alone (in its own transaction, or a savepoint), and this connection stops
+        # asking.
+        logger.warning(
+            "The label-and-next function is missing: labels take the separate statements"
+            " (run manage.py migrate to create it)."
+        )
+        connection._pairwise_function_missing = connection.connection  # type: ignore[attr-defined]
+        return None
+    written, label_id, comparison_id, batch_id, category, left, time_spent_ms, *task = row
+    if not written:
+        return None
+    label = Label(
+        comparison_id=comparison_id,
+        annotator=annotator,
+        comment=params["comment"],
+        left=left,
+        time_spent_ms=time_spent_ms,
+        idempotency_key=data.idempotency_key,
+        created_at=now,
+        **variants[category][left],
+    )
+    label.comparison = Comparison(id=comparison_id, batch_id=batch_id, category=category)
+    mark_inserted(label, label_id)
+    return label, True, None if task[0] is None else reads.task_from_row(tuple(task))
+
+
+def _call(call: str, params: dict[str, Any]) -> tuple[Any, ...]:
+    with connection.cursor() as cursor:
+        prepared_execute(cursor, "pairwise_label_and_next", call, params, discard_plans=True)
+        return cursor.fetchone()
+
+
+def label_and_next_install(using: str = "default") -> str | None:
+    """Create the label-and-next function on a PostgreSQL database (after ``migrate``:
+    ``annotation.apps``) and drop its earlier versions. Returns its name."""
+    if using != connection.alias or connection.vendor != "postgresql":
+        return None
+    name, create, _ = statements.label_and_next_function()
+    with connections[using].cursor() as cursor:
+        cursor.execute(create)
+        cursor.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p"
+            " WHERE p.proname LIKE 'pairwise\\_label\\_and\\_next\\_%%' AND p.proname <> %s",
+            [name],
+        )
+        for (old,) in cursor.fetchall():
+            cursor.execute(f"DROP FUNCTION IF EXISTS {old}")
+    connection._pairwise_function_missing = None  # type: ignore[attr-defined]
+    return name

@@ -13,9 +13,12 @@ written by tests/annotation/test_queue_statements.py, which fails when it is out
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from django.db import connection
 
-from annotation.domain import Strength
+from annotation.domain import Category, Choice, Strength
 from annotation.models import (
     AnnotatorBatchCount,
     Assignment,
@@ -26,7 +29,7 @@ from annotation.models import (
     Prompt,
 )
 from annotation.models import Response as ResponseModel
-from annotation.prepared import cached_sql, insert_sql
+from annotation.prepared import PLACEHOLDER, cached_sql, insert_sql
 
 REMAINING_COUNT_CAP = 100
 
@@ -273,11 +276,11 @@ def assignment_current_sql() -> str:
 LOCKED_TASK_COLUMNS = (
     "c.category",
     "c.batch_id",
-    "b.status",
-    "b.name",
+    "b.status AS batch_status",
+    "b.name AS batch_name",
     "c.is_gold",
-    "g.preferred",
-    "g.min_strength",
+    "g.preferred AS gold_preferred",
+    "g.min_strength AS gold_min_strength",
     "b.labels_per_comparison",
     "b.labels_per_comparison_max",
     "b.gold_min_accuracy",
@@ -443,6 +446,276 @@ def annotator_pause_by_gold_sql() -> str:
     )
 
 
+# --- a label and the next task in one round trip (PostgreSQL) --------------------------------
+
+# The function's inputs: (name, SQL type). The label comes in both stored forms, one per
+# response that may be on the left, with its validity per category: the function picks
+# by the locked assignment's order and category (``labels.label_and_next_params``).
+LABEL_AND_NEXT_ARGS = (
+    ("assignment", "bigint"),
+    ("me", "integer"),
+    ("open", "text"),
+    ("assigned", "text"),
+    ("labelled", "text"),
+    ("now", "timestamptz"),
+    ("left", "text"),
+    ("draw", "double precision"),
+    ("strength", "text"),
+    ("preferred_if_a_left", "text"),
+    ("preferred_if_b_left", "text"),
+    ("safety_a_if_a_left", "text"),
+    ("safety_b_if_a_left", "text"),
+    ("safety_bin_if_a_left", "text"),
+    ("safety_a_if_b_left", "text"),
+    ("safety_b_if_b_left", "text"),
+    ("safety_bin_if_b_left", "text"),
+    ("helpfulness_valid", "boolean"),
+    ("safety_valid", "boolean"),
+    ("comment", "text"),
+    ("time_spent_ms", "integer"),
+    ("idempotency_key", "text"),
+)
+# Its one row: whether it wrote the label, the label's server-side values, then the next
+# task as ``task_select_sql`` reads it (NULLs when the queue has nothing for them).
+LABEL_AND_NEXT_RESULT = (
+    ("written", "boolean"),
+    ("label_id", "bigint"),
+    ("comparison_id", "bigint"),
+    ("batch_id", "bigint"),
+    ("category", "text"),
+    ("left", "text"),
+    ("time_spent_ms", "integer"),
+    ("task_id", "bigint"),
+    ("task_left", "text"),
+    ("task_assigned_at", "timestamptz"),
+    ("task_comparison_id", "bigint"),
+    ("task_batch_id", "bigint"),
+    ("task_batch_name", "text"),
+    ("task_category", "text"),
+    ("task_turns", "jsonb"),
+    ("task_text_a", "text"),
+    ("task_text_b", "text"),
+    ("task_done", "bigint"),
+    ("task_skipped", "bigint"),
+    ("task_in_hand", "bigint"),
+    ("task_free", "bigint"),
+)
+# ``task_select_sql``'s columns, in the order of the result's task_* fields.
+TASK_COLUMNS = (
+    "id",
+    "shown_left",
+    "assigned_at",
+    "comparison_id",
+    "batch_id",
+    "batch_name",
+    "category",
+    "turns",
+    "text_a",
+    "text_b",
+    "done",
+    "skipped",
+    "in_hand",
+    "free",
+)
+
+
+def in_plpgsql(sql: str, values: list[str] | dict[str, str]) -> str:
+    """``sql`` with each placeholder (``%s`` in order, or ``%(name)s``) replaced by a
+    PL/pgSQL expression from ``values``: a statement of this module as static SQL in a
+    function body, whose plan PostgreSQL caches like a prepared statement's."""
+    positional = iter(values) if isinstance(values, list) else None
+
+    def expression(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            assert positional is not None, sql
+            return next(positional)
+        assert isinstance(values, dict), sql
+        return values[match.group(1)]
+
+    text = PLACEHOLDER.sub(expression, sql)
+    if positional is not None:
+        assert next(positional, None) is None, "more values than placeholders"
+    return text
+
+
+def _into(sql: str, before: str, target: str) -> str:
+    """``sql`` with ``INTO target`` (PL/pgSQL) inserted before the one ``before``."""
+    assert sql.count(before) == 1, (before, sql)
+    return sql.replace(before, f" INTO {target}{before}")
+
+
+def _label_insert_values() -> list[str]:
+    """The label insert's values (``insert_sql(Label)``'s columns) inside the function:
+    the judgement as picked for the assignment, the rest from the lock and the inputs;
+    any other column gets its model default."""
+    chosen = {
+        "comparison_id": "v_lock.comparison_id",
+        "annotator_id": "p_me",
+        "preferred": "v_preferred",
+        "strength": "p_strength",
+        "safety_a": "v_safety_a",
+        "safety_b": "v_safety_b",
+        "safety_bin": "v_safety_bin",
+        "comment": "p_comment",
+        "left": 'v_lock."left"',
+        "time_spent_ms": "v_time_spent_ms",
+        "idempotency_key": "p_idempotency_key",
+        "created_at": "p_now",
+    }
+    opts = Label._meta
+    values = []
+    for field in opts.concrete_fields:
+        if field is opts.pk:
+            continue
+        if field.attname in chosen:
+            values.append(chosen[field.attname])
+            continue
+        values.append(_literal(field.get_db_prep_save(field.get_default(), connection)))
+    return values
+
+
+def _literal(value: object) -> str:
+    """A column default as an SQL literal (text, numbers, booleans, NULL)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"no SQL literal for a default of type {type(value).__name__}")
+
+
+@cached_sql
+def label_and_next_function() -> tuple[str, str, str]:
+    """PostgreSQL: (name, ``CREATE FUNCTION`` text, call) of the function that does what
+    ``labels._label_write`` then ``assignments.task_next`` do, in one round trip: lock the
+    assignment (``assignment_for_update_sql``), (adaptive overlap: lock the comparison,
+    ``comparison_lock_sql``), write the label (``label_write_sql``), then the next task
+    (``task_next_sql``): these very statements, as static SQL with cached plans. Each
+    runs with a snapshot of its own (READ COMMITTED, a volatile function), as in the
+    transaction of separate statements it replaces, so adaptive overlap counts every
+    label committed before its lock, and the next task sees this label.
+
+    It writes only the plain case: the annotator's own assigned task, in an open batch,
+    not a gold check, valid for its category. Anything else returns ``written`` false
+    having changed nothing, and ``labels`` takes the separate statements, which answer
+    every other case (a repeat, a skipped task, a closed batch, field errors, the gold
+    pause rule) as they always have. Called in autocommit, one statement is one
+    transaction: no BEGIN and COMMIT round trips either.
+
+    The name carries a hash of the text, so code and database never disagree about what
+    the function does: ``labels.label_and_next_install`` creates it after ``migrate``,
+    and a database without it takes the separate statements.
+    """
+    q = connection.ops.quote_name
+    args = {name: f"p_{name}" for name, _ in LABEL_AND_NEXT_ARGS}
+    lock = in_plpgsql(_into(assignment_for_update_sql(), " FROM ", "v_lock"), [args["assignment"]])
+    comparison_lock = "PERFORM" + in_plpgsql(
+        comparison_lock_sql(), ["v_lock.comparison_id"]
+    ).removeprefix("SELECT")
+    update_params = [args["labelled"], args["now"], args["assignment"]]
+    extend_params = [
+        "v_lock.comparison_id",
+        "v_lock.labels_per_comparison",
+        "v_lock.labels_per_comparison_max",
+        "v_lock.labels_per_comparison",
+        args["strength"],
+        "v_preferred",
+    ]
+    count_params = ["p_me", "v_lock.batch_id", "1", "0", "0", "0", "0", "0"]
+    assert len(count_params) == len(count_finished_params(0, 0))
+
+    def write(adaptive: bool) -> str:
+        return in_plpgsql(
+            _into(label_write_sql(adaptive), " FROM inserted", "o_label_id"),
+            _label_insert_values()
+            + update_params
+            + (extend_params if adaptive else [])
+            + count_params,
+        )
+
+    task = in_plpgsql(
+        _into(task_next_sql(), " FROM (SELECT a.id", "v_task"),
+        {key: args[key] for key in ("me", "open", "assigned", "left", "now", "draw")},
+    )
+    safety = Category.SAFETY.value
+    a = Choice.A.value
+    task_outputs = "\n".join(
+        f"    o_{out} := v_task.{q(column)};"
+        for (out, _), column in zip(LABEL_AND_NEXT_RESULT[7:], TASK_COLUMNS, strict=True)
+    )
+    body = f"""
+DECLARE
+  v_lock record;
+  v_task record;
+  v_preferred text;
+  v_safety_a text := '';
+  v_safety_b text := '';
+  v_safety_bin text := '';
+  v_time_spent_ms integer;
+BEGIN
+  o_written := FALSE;
+  {lock};
+  IF NOT FOUND OR v_lock.annotator_id <> p_me OR v_lock.status <> p_assigned
+      OR v_lock.batch_status <> p_open OR v_lock.is_gold
+      OR NOT (CASE WHEN v_lock.category = '{safety}' THEN p_safety_valid
+               ELSE p_helpfulness_valid END) THEN
+    RETURN;  -- nothing written: the separate statements answer
+  END IF;
+  IF v_lock."left" = '{a}' THEN
+    v_preferred := p_preferred_if_a_left;
+  ELSE
+    v_preferred := p_preferred_if_b_left;
+  END IF;
+  IF v_lock.category = '{safety}' THEN
+    IF v_lock."left" = '{a}' THEN
+      v_safety_a := p_safety_a_if_a_left;
+      v_safety_b := p_safety_b_if_a_left;
+      v_safety_bin := p_safety_bin_if_a_left;
+    ELSE
+      v_safety_a := p_safety_a_if_b_left;
+      v_safety_b := p_safety_b_if_b_left;
+      v_safety_bin := p_safety_bin_if_b_left;
+    END IF;
+  END IF;
+  v_time_spent_ms := COALESCE(
+    p_time_spent_ms, trunc(extract(epoch FROM p_now - v_lock.assigned_at) * 1000)::integer
+  );
+  IF v_lock.labels_per_comparison_max IS NOT NULL
+      AND v_lock.labels_per_comparison_max > v_lock.labels_per_comparison THEN
+    {comparison_lock};
+    {write(True)};
+  ELSE
+    {write(False)};
+  END IF;
+  o_written := TRUE;
+  o_comparison_id := v_lock.comparison_id;
+  o_batch_id := v_lock.batch_id;
+  o_category := v_lock.category;
+  o_left := v_lock."left";
+  o_time_spent_ms := v_time_spent_ms;
+  {task};
+  IF FOUND THEN
+{task_outputs}
+  END IF;
+END
+"""
+    signature = ", ".join(f"p_{name} {kind}" for name, kind in LABEL_AND_NEXT_ARGS)
+    outputs = ", ".join(f"OUT o_{name} {kind}" for name, kind in LABEL_AND_NEXT_RESULT)
+    digest = hashlib.sha256((signature + outputs + body).encode()).hexdigest()[:12]
+    name = f"pairwise_label_and_next_{digest}"
+    create = (
+        f"CREATE OR REPLACE FUNCTION {name}({signature}, {outputs})"
+        f" LANGUAGE plpgsql AS $pairwise${body}$pairwise$"
+    )
+    call = "SELECT * FROM {}({})".format(
+        name, ", ".join(f"%({arg})s" for arg, _ in LABEL_AND_NEXT_ARGS)
+    )
+    return name, create, call
+
+
 # --- what runs -----------------------------------------------------------------------------
 
 
@@ -473,6 +746,17 @@ def finished() -> list[tuple[str, str, str]]:
                 "adaptive overlap: lock the comparison",
                 comparison_lock_sql(),
             )
+        )
+        name, create, call = label_and_next_function()
+        found.append(
+            (
+                "pairwise_label_and_next",
+                "a plain label and the next task, one call of the function below",
+                call,
+            )
+        )
+        found.append(
+            ("(created after migrate)", "the function: the statements below, in one", create)
         )
         found.append(("pairwise_label_write", "the label's three writes", label_write_sql()))
         found.append(

@@ -40,7 +40,9 @@ On PostgreSQL every statement is a server-side prepared statement
 again after 16, 32, 64, … executions), then `EXECUTE name(…)`; the text below is the
 prepared one, with its parameters numbered. SQLite runs the text with the driver's
 placeholders. A label from the page or the API costs, on PostgreSQL, the token (or the
-permissions) read, `pairwise_lock`, `pairwise_label_write` and `pairwise_task_next`.
+permissions) read and `pairwise_label_and_next`: one call of a function that runs the
+statements of `pairwise_lock`, `pairwise_label_write` and `pairwise_task_next` (a gold
+check, a repeat or an error takes them one by one, with the pause rule after a gold check).
 """
 
 
