@@ -130,6 +130,18 @@ class CycleApiView(ServiceApiView):
     docs are at /api/schema/ and /api/docs/)."""
 
     renderer_classes = [JSONRenderer]
+    # Accept headers answered without DRF's negotiation (which parses the header on every
+    # request): what it would choose for them, JSON.
+    PLAIN_ACCEPT = frozenset({"", "*/*", "application/json"})
+
+    def perform_content_negotiation(self, request, force=False):
+        if (
+            request.META.get("HTTP_ACCEPT", "").strip() in self.PLAIN_ACCEPT
+            and api_settings.URL_FORMAT_OVERRIDE not in request.GET
+        ):
+            renderer = self.renderer_classes[0]()
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
 
 
 class TaskNextApi(CycleApiView):

@@ -676,3 +676,35 @@ def test_bare_bench_view_exists_only_under_bench_settings(annotator, settings):
         assert APIClient().post(url, HTTP_AUTHORIZATION="Token nope").status_code == 403
     finally:
         clear_url_caches()
+
+
+@pytest.mark.parametrize(
+    "accept", [None, "*/*", "application/json", "text/html", "application/json; indent=2"]
+)
+def test_task_endpoints_negotiate_as_drf_does(accept):
+    """The cycle's endpoints skip DRF's negotiation for the plain Accept headers; what they
+    answer is what the negotiation would, and other headers still go through it."""
+    from rest_framework.negotiation import DefaultContentNegotiation
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from annotation.api import TaskNextApi
+
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    request = Request(APIRequestFactory().get("/api/v1/tasks/next/", **headers))
+    view = TaskNextApi()
+    view.request, view.format_kwarg = request, None
+    renderers = [r() for r in view.renderer_classes]
+    try:
+        expected = DefaultContentNegotiation().select_renderer(request, renderers)
+    except Exception as exc:  # noqa: BLE001 - compared below
+        expected = type(exc)
+    try:
+        got = view.perform_content_negotiation(request)
+    except Exception as exc:  # noqa: BLE001 - compared below
+        got = type(exc)
+    if isinstance(expected, tuple):
+        assert isinstance(got, tuple)
+        assert (type(got[0]), got[1]) == (type(expected[0]), expected[1])
+    else:
+        assert got is expected
