@@ -243,62 +243,66 @@ def test_a_label_request_in_production_is_two_statements_and_no_transaction(monk
 
 
 @pytest.mark.django_db(transaction=True)
-def test_adaptive_overlap_stays_exact_with_concurrent_annotators():
-    """Eight annotators at once on a batch that wants two labels per comparison and a
-    third when those two disagree (annotators pick sides by turn, so many do). Each
+@pytest.mark.parametrize("path", ["function", "separate"])
+def test_adaptive_overlap_stays_exact_with_concurrent_annotators(monkeypatch, path):
+    """Eight annotators at once on batches of four comparisons that want two labels each
+    and a third when those two disagree: the two labels of a comparison are written at
+    the same moment, by annotators who pick sides by parity. Five batches in turn. Each
     comparison ends with exactly the labels it asked for, a third exactly when its first
-    two disagree, claims matching assignments, no label lost or doubled."""
-    batch = open_batch_with(16, labels_per_comparison=2)
-    Batch.objects.filter(pk=batch.pk).update(labels_per_comparison_max=3)
+    two disagree (so the second writer saw the first: the comparison's lock), claims
+    matching assignments, no label lost or doubled. Through the function, and through
+    the separate statements it stands in for."""
+    if path == "separate":
+        separate_statements(monkeypatch)
     users = [UserFactory(role="annotator") for _ in range(8)]
     errors: list[str] = []
-    barrier = threading.Barrier(len(users))
 
-    def work(index, user, together=True):
+    def work(index, user, barrier=None):
         try:
-            if together:
+            if barrier is not None:
                 barrier.wait()
             task = assignments.task_next(annotator=user)
-            turn = 0
             while task is not None:
-                side = "A" if (index + turn) % 3 else "B"
-                _, created, task_after = labels.label_submit_and_next(
+                _, created, task = labels.label_submit_and_next(
                     assignment_id=task.assignment_id,
                     annotator=user,
-                    data=rules.LabelInput(preferred=side, strength=Strength.BETTER),
+                    data=rules.LabelInput(preferred="AB"[index % 2], strength=Strength.BETTER),
                 )
                 if not created:
                     errors.append(f"{user.username}: not created")
-                task, turn = task_after, turn + 1
         except Exception as exc:  # surfaced below
             errors.append(repr(exc))
         finally:
             close_old_connections()
             connection.close()
 
-    threads = [threading.Thread(target=work, args=(i, u)) for i, u in enumerate(users)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    # An annotator who found the queue empty stopped; a slot freed later by a third-label
-    # request is taken now, one at a time.
-    for index, user in enumerate(users):
-        work_alone = threading.Thread(target=work, args=(index, user, False))
-        work_alone.start()
-        work_alone.join(timeout=60)
-    assert not errors, errors
     extended = 0
-    for comparison in Comparison.objects.filter(batch=batch):
-        sides = list(comparison.labels.order_by("id").values_list("preferred", flat=True))
-        first_two_disagree = len(set(sides[:2])) > 1
-        assert comparison.extra_labels == int(first_two_disagree), (comparison.pk, sides)
-        assert len(sides) == 2 + comparison.extra_labels, (comparison.pk, sides)
-        live = comparison.assignments.exclude(status=Assignment.Status.SKIPPED).count()
-        assert comparison.claims == live - comparison.extra_labels
-        extended += comparison.extra_labels
-    assert 0 < extended < 16  # both outcomes happened
+    for _ in range(5):
+        batch = open_batch_with(4, labels_per_comparison=2)
+        Batch.objects.filter(pk=batch.pk).update(labels_per_comparison_max=3)
+        barrier = threading.Barrier(len(users))
+        threads = [threading.Thread(target=work, args=(i, u, barrier)) for i, u in enumerate(users)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        # An annotator who found the queue empty stopped; a slot freed later by a
+        # third-label request is taken now, one at a time.
+        for index, user in enumerate(users):
+            alone = threading.Thread(target=work, args=(index, user))
+            alone.start()
+            alone.join(timeout=60)
+        assert not errors, errors
+        for comparison in Comparison.objects.filter(batch=batch):
+            sides = list(comparison.labels.order_by("id").values_list("preferred", flat=True))
+            first_two_disagree = len(set(sides[:2])) > 1
+            assert comparison.extra_labels == int(first_two_disagree), (comparison.pk, sides)
+            assert len(sides) == 2 + comparison.extra_labels, (comparison.pk, sides)
+            live = comparison.assignments.exclude(status=Assignment.Status.SKIPPED).count()
+            assert comparison.claims == live - comparison.extra_labels
+            extended += comparison.extra_labels
+        services.batch_transition(batch=batch, to=Batch.Status.CLOSED)
+    assert 0 < extended < 20  # both outcomes happened
     assert Label.objects.count() == Assignment.objects.filter(status="labelled").count()
 
 
