@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from annotation.domain import Category, Choice, gold_label_correct
@@ -334,7 +334,7 @@ def label_and_next_install(using: str = "default") -> str | None:
     if using != connection.alias or connection.vendor != "postgresql":
         return None
     name, create, _ = statements.label_and_next_function()
-    with connections[using].cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(create)
         cursor.execute(
             "SELECT p.oid::regprocedure::text FROM pg_proc p"

@@ -476,7 +476,7 @@ LABEL_AND_NEXT_ARGS = (
     ("idempotency_key", "text"),
 )
 # Its one row: whether it wrote the label, the label's server-side values, then the next
-# task as ``task_select_sql`` reads it (NULLs when the queue has nothing for them).
+# task's columns in ``task_select_sql``'s order (NULLs when the queue has nothing for them).
 LABEL_AND_NEXT_RESULT = (
     ("written", "boolean"),
     ("label_id", "bigint"),
@@ -499,23 +499,6 @@ LABEL_AND_NEXT_RESULT = (
     ("task_skipped", "bigint"),
     ("task_in_hand", "bigint"),
     ("task_free", "bigint"),
-)
-# ``task_select_sql``'s columns, in the order of the result's task_* fields.
-TASK_COLUMNS = (
-    "id",
-    "shown_left",
-    "assigned_at",
-    "comparison_id",
-    "batch_id",
-    "batch_name",
-    "category",
-    "turns",
-    "text_a",
-    "text_b",
-    "done",
-    "skipped",
-    "in_hand",
-    "free",
 )
 
 
@@ -609,7 +592,6 @@ def label_and_next_function() -> tuple[str, str, str]:
     the function does: ``labels.label_and_next_install`` creates it after ``migrate``,
     and a database without it takes the separate statements.
     """
-    q = connection.ops.quote_name
     args = {name: f"p_{name}" for name, _ in LABEL_AND_NEXT_ARGS}
     lock = in_plpgsql(_into(assignment_for_update_sql(), " FROM ", "v_lock"), [args["assignment"]])
     comparison_lock = "PERFORM" + in_plpgsql(
@@ -624,8 +606,11 @@ def label_and_next_function() -> tuple[str, str, str]:
         args["strength"],
         "v_preferred",
     ]
-    count_params = ["p_me", "v_lock.batch_id", "1", "0", "0", "0", "0", "0"]
-    assert len(count_params) == len(count_finished_params(0, 0))
+    count_params = [
+        "p_me",
+        "v_lock.batch_id",
+        *(str(n) for n in count_finished_params(0, 0, done=1)[2:]),
+    ]
 
     def write(adaptive: bool) -> str:
         return in_plpgsql(
@@ -636,20 +621,20 @@ def label_and_next_function() -> tuple[str, str, str]:
             + count_params,
         )
 
+    # The next task's columns straight into the task_* outputs (NULLs when there is none).
     task = in_plpgsql(
-        _into(task_next_sql(), " FROM (SELECT a.id", "v_task"),
+        _into(
+            task_next_sql(),
+            " FROM (SELECT a.id",
+            ", ".join(f"o_{out}" for out, _ in LABEL_AND_NEXT_RESULT[7:]),
+        ),
         {key: args[key] for key in ("me", "open", "assigned", "left", "now", "draw")},
     )
     safety = Category.SAFETY.value
     a = Choice.A.value
-    task_outputs = "\n".join(
-        f"    o_{out} := v_task.{q(column)};"
-        for (out, _), column in zip(LABEL_AND_NEXT_RESULT[7:], TASK_COLUMNS, strict=True)
-    )
     body = f"""
 DECLARE
   v_lock record;
-  v_task record;
   v_preferred text;
   v_safety_a text := '';
   v_safety_b text := '';
@@ -697,9 +682,6 @@ BEGIN
   o_left := v_lock."left";
   o_time_spent_ms := v_time_spent_ms;
   {task};
-  IF FOUND THEN
-{task_outputs}
-  END IF;
 END
 """
     signature = ", ".join(f"p_{name} {kind}" for name, kind in LABEL_AND_NEXT_ARGS)
